@@ -1,0 +1,23 @@
+"""Every op of backprop, as top-level functions (also re-exported as ``bp.<name>``)."""
+from backprop.ops.arithmetic import (abs, add, clip, divide, exp, log, matmul, maximum, minimum, multiply,
+                                     negative, power, sqrt, square, subtract, where)
+from backprop.ops.nn import (dense, elu, gelu, leaky_relu, log_softmax, relu, sigmoid,
+                             sigmoid_cross_entropy_with_logits, silu, softmax, softmax_cross_entropy_with_logits,
+                             softplus, sparse_softmax_cross_entropy_with_logits, swish, tanh)
+from backprop.ops.reductions import (argmax, argmin, logsumexp, max, mean, min, reduce_logsumexp, reduce_max,
+                                     reduce_mean, reduce_min, reduce_sum, sum)
+from backprop.ops.shape import (broadcast_to, cast, concat, expand_dims, getitem, one_hot, reshape, squeeze,
+                                stack, transpose)
+from backprop.xp import np as _np
+
+clip_by_value = clip
+concatenate = concat
+pow = power  # noqa: A001
+
+# NumPy ufuncs that map onto a differentiable op (used by Tensor.__array_ufunc__).
+UFUNC_OPS = {
+    _np.add: add, _np.subtract: subtract, _np.multiply: multiply, _np.true_divide: divide,
+    _np.negative: negative, _np.power: power, _np.square: square, _np.sqrt: sqrt, _np.exp: exp,
+    _np.log: log, _np.absolute: abs, _np.maximum: maximum, _np.minimum: minimum, _np.matmul: matmul,
+    _np.tanh: tanh,
+}

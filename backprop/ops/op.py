@@ -1,0 +1,65 @@
+"""The one mechanism that turns an array function into a differentiable op.
+
+An op is written as ``forward(*arrays, **params) -> (out, backward)`` where
+``backward(g, needs)`` returns one gradient per positional input (``None`` where
+``needs[i]`` is false or the input is not differentiable). Gradients may keep the
+broadcast shape of ``out``: the tape sums them back to each input's shape.
+``backward`` must never modify ``g`` in place: several inputs may share it.
+"""
+import functools
+import numbers
+
+from backprop import tape
+from backprop.tensor import Tensor, as_array
+from backprop.xp import np
+
+
+def operand(value):
+    """The array behind an op's input: tensors unwrap, Python scalars stay weak (NumPy 2 promotion)."""
+    if isinstance(value, Tensor):
+        return value.data
+    if value is None:
+        return None
+    if isinstance(value, (np.ndarray, numbers.Number, np.generic)) and not isinstance(value, bool):
+        return value
+    return as_array(value)
+
+
+def differentiable(forward=None, *, arrays=None):
+    """Decorator: ``forward(*arrays, *params) -> (out, backward)`` becomes ``op(*inputs) -> Tensor``.
+
+    ``arrays`` says how many leading positional arguments are array inputs (all of them
+    by default); later positional arguments are parameters such as an axis or a shape.
+    """
+    if forward is None:
+        return functools.partial(differentiable, arrays=arrays)
+    name = forward.__name__.lstrip("_")
+
+    @functools.wraps(forward)
+    def op(*args, **params):
+        inputs = args if arrays is None else args[:arrays]
+        values = [operand(x) for x in inputs]
+        if arrays is not None:
+            values.extend(args[arrays:])
+        try:
+            out, backward = forward(*values, **params)
+        except ValueError as error:
+            if "broadcast" not in str(error):
+                raise
+            shapes = " and ".join(str(np.shape(a)) for a in values[:len(inputs)])
+            raise ValueError(f"{name}: shapes {shapes} cannot be broadcast together") from None
+        result = Tensor._wrap(out)
+        if tape._recording:
+            tape.record(result, inputs, backward)
+        return result
+
+    op.forward = forward
+    return op
+
+
+def constant(forward):
+    """Decorator for non-differentiable ops (argmax, one_hot): unwraps the first input, wraps the result."""
+    @functools.wraps(forward)
+    def op(value, *params, **kwargs):
+        return Tensor._wrap(forward(operand(value), *params, **kwargs))
+    return op

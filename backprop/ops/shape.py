@@ -1,0 +1,121 @@
+"""Ops that move values around without changing them: reshape, transpose, slicing, joining."""
+from backprop.ops.op import constant, differentiable, operand
+from backprop.tensor import Tensor
+from backprop import tape
+from backprop.xp import np
+
+
+@differentiable(arrays=1)
+def reshape(a, shape):
+    a = np.asarray(a)
+    try:
+        out = a.reshape(shape)
+    except ValueError:
+        raise ValueError(f"reshape: cannot reshape a tensor of shape {a.shape} ({a.size} values) into {tuple(np.atleast_1d(shape))}") from None
+    return out, lambda g, needs: (g.reshape(a.shape),)
+
+
+@differentiable(arrays=1)
+def transpose(a, perm=None):
+    a = np.asarray(a)
+    perm = tuple(range(a.ndim))[::-1] if perm is None else tuple(perm)
+    inverse = tuple(np.argsort(perm))
+    return np.transpose(a, perm), lambda g, needs: (np.transpose(g, inverse),)
+
+
+@differentiable(arrays=1)
+def expand_dims(a, axis):
+    a = np.asarray(a)
+    return np.expand_dims(a, axis), lambda g, needs: (g.reshape(a.shape),)
+
+
+@differentiable(arrays=1)
+def squeeze(a, axis=None):
+    a = np.asarray(a)
+    return np.squeeze(a, axis=axis), lambda g, needs: (g.reshape(a.shape),)
+
+
+@differentiable(arrays=1)
+def broadcast_to(a, shape):
+    return np.broadcast_to(a, shape), lambda g, needs: (g,)  # the tape sums g back to a's shape
+
+
+@differentiable(arrays=1)
+def cast(a, dtype):
+    a = np.asarray(a)
+    return a.astype(np.dtype(dtype)), lambda g, needs: (g.astype(a.dtype),)
+
+
+def _is_basic(index):
+    """True for indices made only of ints, slices, None and Ellipsis (no repeated elements)."""
+    items = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(i, (int, slice, type(None), type(Ellipsis))) for i in items)
+
+
+def _index_operand(index):
+    if isinstance(index, tuple):
+        return tuple(_index_operand(i) for i in index)
+    return index.data if isinstance(index, Tensor) else index
+
+
+def getitem(a, index):
+    """Indexing and slicing, ``t[1:, [0, 2]]``; the gradient scatters back (repeated indices add up)."""
+    return _getitem(a, _index_operand(index))
+
+
+@differentiable(arrays=1)
+def _getitem(a, key):
+    a = np.asarray(a)
+
+    def backward(g, needs):
+        grad = np.zeros(a.shape, dtype=g.dtype)
+        if _is_basic(key):
+            grad[key] = g
+        else:
+            np.add.at(grad, key, g)
+        return (grad,)
+
+    return a[key], backward
+
+
+def concat(values, axis=0):
+    """Join tensors along an existing axis."""
+    return _join(values, axis, np.concatenate, "concat")
+
+
+def stack(values, axis=0):
+    """Join tensors along a new axis."""
+    return _join(values, axis, np.stack, "stack")
+
+
+def _join(values, axis, join, name):
+    values = list(values)
+    arrays = [operand(v) for v in values]
+    try:
+        out = join(arrays, axis=axis)
+    except ValueError as error:
+        shapes = ", ".join(str(np.shape(a)) for a in arrays)
+        raise ValueError(f"{name}: cannot join shapes {shapes} along axis {axis} ({error})") from None
+    result = Tensor._wrap(out)
+    if tape._recording:
+        if join is np.concatenate:
+            cuts = np.cumsum([np.shape(a)[axis] for a in arrays])[:-1]
+            backward = lambda g, needs: tuple(np.split(g, cuts, axis=axis))  # noqa: E731
+        else:
+            backward = lambda g, needs: tuple(np.moveaxis(g, axis, 0))  # noqa: E731
+        tape.record(result, values, backward)
+    return result
+
+
+@constant
+def one_hot(indices, depth, dtype="float32"):
+    """Class indices -> one-hot rows; an index outside [0, depth) raises ValueError."""
+    indices = np.asarray(indices)
+    if indices.dtype.kind == "f":
+        if not np.all(indices == np.round(indices)):
+            raise ValueError(f"one_hot: class indices must be whole numbers, got {indices[indices != np.round(indices)][:3]}")
+        indices = indices.astype(np.int64)
+    if indices.size and (indices.min() < 0 or indices.max() >= depth):
+        bad = indices[(indices < 0) | (indices >= depth)][0]
+        raise ValueError(f"one_hot: class index {bad} is outside [0, {depth}) for {depth} classes")
+    return np.eye(depth, dtype=np.dtype(dtype))[indices]

@@ -1,0 +1,187 @@
+"""Reverse-mode differentiation: GradientTape records ops, then replays them backwards.
+
+Every op calls :func:`record` after computing its result. A tape keeps a node
+``(result, inputs, backward)`` only when one of the inputs is watched by it
+(trainable Variables are watched automatically). Nodes are appended in execution
+order, which is already a topological order, so ``gradient`` is a single reverse
+loop: no recursion, no depth limit.
+"""
+import contextlib
+
+from backprop.tensor import Tensor
+from backprop.xp import np
+
+_recording = []  # tapes currently recording, innermost last
+
+
+def record(result, inputs, backward):
+    """Called by every op: let each recording tape decide whether to keep the node."""
+    for tape in _recording:
+        tape._record(result, inputs, backward)
+
+
+def unbroadcast(grad, shape):
+    """Sum a gradient back down to the shape its input had before broadcasting."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, size in enumerate(shape) if size == 1 and grad.shape[i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return grad.reshape(shape)
+
+
+class GradientTape:
+    """Records operations on watched tensors so that their gradients can be computed.
+
+    >>> with GradientTape() as tape:
+    ...     y = x * x
+    >>> tape.gradient(y, x)
+    """
+
+    def __init__(self, persistent=False, watch_accessed_variables=True):
+        self.persistent = persistent
+        self.watch_accessed_variables = watch_accessed_variables
+        self._nodes = []
+        self._ids = set()      # ids of watched tensors and of recorded results
+        self._keep_alive = []  # watched tensors, so their ids cannot be reused while we hold them
+        self._used = False
+
+    def __enter__(self):
+        _recording.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        if self in _recording:
+            _recording.remove(self)
+
+    def watch(self, tensor):
+        """Watch a tensor (or a list/tuple/dict of them) so gradients with respect to it can be taken."""
+        for t in _flatten(tensor):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"GradientTape.watch: expected a Tensor, got {type(t).__name__}")
+            if id(t) not in self._ids:
+                self._ids.add(id(t))
+                self._keep_alive.append(t)
+
+    @contextlib.contextmanager
+    def stop_recording(self):
+        """Temporarily stop this tape from recording."""
+        if self not in _recording:
+            raise RuntimeError("GradientTape.stop_recording: the tape is not recording")
+        index = _recording.index(self)
+        _recording.remove(self)
+        try:
+            yield
+        finally:
+            _recording.insert(index, self)
+
+    def reset(self):
+        self._nodes, self._ids, self._keep_alive = [], set(), []
+
+    def _record(self, result, inputs, backward):
+        ids = self._ids
+        watched = False
+        for x in inputs:
+            if isinstance(x, Tensor):
+                if id(x) in ids:
+                    watched = True
+                elif x._trainable and self.watch_accessed_variables:
+                    ids.add(id(x))
+                    self._keep_alive.append(x)
+                    watched = True
+        if watched:
+            self._nodes.append((result, inputs, backward))
+            ids.add(id(result))
+
+    def gradient(self, target, sources, output_gradients=None, unconnected_gradients="none"):
+        """d(sum of target)/d(source) for each source, in the structure of ``sources``.
+
+        A non-scalar target is summed (TensorFlow's rule). A source the target does not
+        depend on gets ``None``, or zeros with ``unconnected_gradients="zero"``.
+        """
+        if unconnected_gradients not in ("none", "zero"):
+            raise ValueError(f"unconnected_gradients must be 'none' or 'zero', got {unconnected_gradients!r}")
+        if self._used:
+            raise RuntimeError("GradientTape.gradient can only be called once on a non-persistent tape; "
+                               "create the tape with GradientTape(persistent=True) to call it several times")
+        flat_sources = _flatten(sources)
+        for s in flat_sources:
+            if not isinstance(s, Tensor):
+                raise TypeError(f"GradientTape.gradient: sources must be Tensors, got {type(s).__name__}")
+        grads = self._seed(target, output_gradients)
+        self._backpropagate(grads, {id(s) for s in flat_sources})
+        results = [self._source_grad(grads, s, unconnected_gradients) for s in flat_sources]
+        if not self.persistent:
+            self._used = True
+            self.reset()
+        return _unflatten(sources, iter(results))
+
+    def _seed(self, target, output_gradients):
+        targets = _flatten(target)
+        seeds = _flatten(output_gradients) if output_gradients is not None else [None] * len(targets)
+        grads = {}
+        for t, seed in zip(targets, seeds):
+            g = np.ones_like(t.data) if seed is None else np.asarray(getattr(seed, "data", seed), dtype=t.dtype)
+            grads[id(t)] = grads[id(t)] + g if id(t) in grads else g
+        return grads
+
+    def _backpropagate(self, grads, keep):
+        ids = self._ids
+        for result, inputs, backward in reversed(self._nodes):
+            key = id(result)
+            g = grads.get(key) if key in keep else grads.pop(key, None)
+            if g is None:
+                continue
+            needs = tuple(isinstance(x, Tensor) and id(x) in ids for x in inputs)
+            input_grads = backward(g, needs)
+            for x, needed, gx in zip(inputs, needs, input_grads):
+                if not needed or gx is None:
+                    continue
+                gx = unbroadcast(gx, x.data.shape)
+                if gx.dtype != x.data.dtype:
+                    gx = gx.astype(x.data.dtype)
+                k = id(x)
+                grads[k] = grads[k] + gx if k in grads else gx
+
+    @staticmethod
+    def _source_grad(grads, source, unconnected):
+        g = grads.get(id(source))
+        if g is None:
+            return Tensor._wrap(np.zeros_like(source.data)) if unconnected == "zero" else None
+        return Tensor._wrap(g)
+
+
+def _flatten(structure):
+    if isinstance(structure, (list, tuple)):
+        return [leaf for item in structure for leaf in _flatten(item)]
+    if isinstance(structure, dict):
+        return [leaf for key in structure for leaf in _flatten(structure[key])]
+    return [structure]
+
+
+def _unflatten(structure, leaves):
+    if isinstance(structure, (list, tuple)):
+        items = [_unflatten(item, leaves) for item in structure]
+        return type(structure)(items) if type(structure) in (list, tuple) else type(structure)(*items)
+    if isinstance(structure, dict):
+        return {key: _unflatten(structure[key], leaves) for key in structure}
+    return next(leaves)
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Nothing computed inside is recorded on any tape (inference, metric computation)."""
+    saved = _recording[:]
+    _recording.clear()
+    try:
+        yield
+    finally:
+        _recording[:] = saved
+
+
+def stop_gradient(value):
+    """The same values, seen by every tape as a constant."""
+    return Tensor._wrap(value.data if isinstance(value, Tensor) else np.asarray(value))

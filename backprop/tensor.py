@@ -1,0 +1,200 @@
+"""Tensor and Variable: thin wrappers around an array that the tape can follow."""
+import numbers
+
+from backprop.xp import FLOATX, np
+
+_BAD_KINDS = {"U": "string", "S": "bytes", "O": "object", "c": "complex", "V": "void", "M": "datetime", "m": "timedelta"}
+
+
+def check_dtype(array, what="tensor"):
+    """Raise TypeError for arrays no op can differentiate (strings, objects, complex)."""
+    kind = array.dtype.kind
+    if kind in _BAD_KINDS:
+        raise TypeError(f"{what}: unsupported dtype {array.dtype} ({_BAD_KINDS[kind]}); expected numbers")
+    return array
+
+
+def as_array(value, dtype=None):
+    """Convert a value to an array following backprop's rules.
+
+    Python numbers and lists become float32; NumPy arrays keep their dtype
+    (float64 stays float64, ints stay ints); ``dtype`` forces one.
+    """
+    if isinstance(value, Tensor):
+        array = value.data
+    elif isinstance(value, np.ndarray):
+        array = value
+    elif isinstance(value, np.generic):
+        array = np.asarray(value)
+    else:
+        array = np.asarray(value)
+        if dtype is None and array.dtype.kind in "iuf":
+            array = array.astype(FLOATX)
+    check_dtype(array)
+    if dtype is not None:
+        array = array.astype(np.dtype(dtype), copy=False)
+    return array
+
+
+class Tensor:
+    """An immutable n-dimensional array whose operations a GradientTape can record."""
+
+    __slots__ = ("data", "__weakref__")
+    __array_priority__ = 1000
+    _trainable = False
+
+    def __init__(self, value, dtype=None):
+        self.data = as_array(value, dtype)
+
+    @classmethod
+    def _wrap(cls, array):
+        """Fast constructor for op results: no conversion, no checks."""
+        tensor = object.__new__(Tensor)
+        tensor.data = array if isinstance(array, np.ndarray) else np.asarray(array)
+        return tensor
+
+    # --- array-like protocol -------------------------------------------------
+    shape = property(lambda self: self.data.shape)
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: self.data.size)
+    T = property(lambda self: _ops.transpose(self))
+
+    def numpy(self):
+        """The values as a NumPy array (a copy, so changing it never changes the tensor)."""
+        return np.array(self.data)
+
+    def __array__(self, dtype=None, copy=None):
+        array = self.data if dtype is None else self.data.astype(dtype, copy=False)
+        return array.copy() if copy else array
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        """Route NumPy ufuncs on tensors to backprop's ops, so ``ndarray + tensor`` is recorded."""
+        op = _ops.UFUNC_OPS.get(ufunc) if method == "__call__" and not kwargs else None
+        if op is not None:
+            return op(*inputs)
+        arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
+        return getattr(ufunc, method)(*arrays, **kwargs)
+
+    def __len__(self):
+        if not self.data.ndim:
+            raise TypeError("len() of a 0-d tensor")
+        return len(self.data)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __repr__(self):
+        body = np.array2string(self.data, separator=", ", prefix="tensor(")
+        return f"{type(self).__name__.lower()}({body}, dtype={self.dtype.name})"
+
+    def __float__(self):
+        return float(self.data)
+
+    def __int__(self):
+        return int(self.data)
+
+    def __bool__(self):
+        return bool(self.data)
+
+    def item(self):
+        return self.data.item()
+
+    __hash__ = object.__hash__
+
+    # --- differentiable operators -------------------------------------------
+    def __add__(self, other): return _ops.add(self, other)
+    def __radd__(self, other): return _ops.add(other, self)
+    def __sub__(self, other): return _ops.subtract(self, other)
+    def __rsub__(self, other): return _ops.subtract(other, self)
+    def __mul__(self, other): return _ops.multiply(self, other)
+    def __rmul__(self, other): return _ops.multiply(other, self)
+    def __truediv__(self, other): return _ops.divide(self, other)
+    def __rtruediv__(self, other): return _ops.divide(other, self)
+    def __matmul__(self, other): return _ops.matmul(self, other)
+    def __rmatmul__(self, other): return _ops.matmul(other, self)
+    def __pow__(self, other): return _ops.power(self, other)
+    def __rpow__(self, other): return _ops.power(other, self)
+    def __neg__(self): return _ops.negative(self)
+    def __pos__(self): return self
+    def __abs__(self): return _ops.abs(self)
+    def __getitem__(self, index): return _ops.getitem(self, index)
+
+    # --- comparisons: elementwise, not differentiable --------------------------
+    def __lt__(self, other): return Tensor._wrap(self.data < _raw(other))
+    def __le__(self, other): return Tensor._wrap(self.data <= _raw(other))
+    def __gt__(self, other): return Tensor._wrap(self.data > _raw(other))
+    def __ge__(self, other): return Tensor._wrap(self.data >= _raw(other))
+    def __eq__(self, other): return Tensor._wrap(self.data == _raw(other))
+    def __ne__(self, other): return Tensor._wrap(self.data != _raw(other))
+
+    # --- method forms of common ops --------------------------------------------
+    def reshape(self, *shape):
+        return _ops.reshape(self, shape[0] if len(shape) == 1 else shape)
+
+    def transpose(self, perm=None): return _ops.transpose(self, perm)
+    def sum(self, axis=None, keepdims=False): return _ops.sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return _ops.mean(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False): return _ops.max(self, axis, keepdims)
+    def min(self, axis=None, keepdims=False): return _ops.min(self, axis, keepdims)
+    def astype(self, dtype): return _ops.cast(self, dtype)
+
+
+def _raw(value):
+    return value.data if isinstance(value, Tensor) else value
+
+
+class Variable(Tensor):
+    """A mutable tensor holding model state; trainable ones are watched by every tape.
+
+    Updates (``assign``, ``assign_add``, ``assign_sub``) write into the same array,
+    so views of it (optimizer buffers, saved references) stay valid.
+    """
+
+    __slots__ = ("_trainable", "name")
+
+    def __init__(self, value, dtype=None, trainable=True, name=None):
+        array = as_array(value, dtype)
+        if dtype is None and array.dtype.kind in "iub":
+            array = array.astype(FLOATX)
+        self.data = np.array(array, copy=True)  # own storage: never alias the user's array
+        self._trainable = bool(trainable)
+        self.name = name
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        self._trainable = bool(value)
+
+    def assign(self, value):
+        value = _raw(value)
+        if np.shape(value) != self.data.shape:
+            raise ValueError(f"assign to variable {self.name!r}: shape {np.shape(value)} does not match {self.data.shape}")
+        self.data[...] = value
+        return self
+
+    def assign_add(self, delta):
+        self.data += _raw(delta)
+        return self
+
+    def assign_sub(self, delta):
+        self.data -= _raw(delta)
+        return self
+
+    def __repr__(self):
+        return f"<Variable {self.name or ''} shape={self.shape} dtype={self.dtype.name}>"
+
+
+def tensor(value, dtype=None):
+    """Create a Tensor: ``bp.tensor([[1., 2.]])`` is float32, a float64 NumPy array stays float64."""
+    return Tensor(value, dtype)
+
+
+def is_tensor(value):
+    return isinstance(value, Tensor)
+
+
+from backprop import ops as _ops  # noqa: E402  (ops import Tensor; imported last to break the cycle)

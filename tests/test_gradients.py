@@ -1,0 +1,136 @@
+"""Every differentiable op against central finite differences in float64."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import backprop as bp
+from gradcheck import check_gradients
+
+rng = np.random.default_rng(0)
+
+
+def away_from_zero(shape, low=-2.0, high=2.0, gap=1e-2):
+    """Uniform samples that keep clear of the kink at 0 (relu, abs, leaky_relu, elu)."""
+    x = rng.uniform(low, high, size=shape)
+    return np.where(np.abs(x) < gap, gap * np.sign(x) + gap, x)
+
+
+def positive(shape):
+    return rng.uniform(0.1, 2.0, size=shape)
+
+
+SHAPES = [(), (5,), (3, 4)]
+BROADCAST_PAIRS = [((3, 4), (3, 4)), ((3, 1), (1, 4)), ((4,), (3, 4)), ((), (3, 4)), ((3, 4), ())]
+
+
+@pytest.mark.parametrize("shapes", BROADCAST_PAIRS)
+@pytest.mark.parametrize("op", [bp.add, bp.subtract, bp.multiply, bp.maximum, bp.minimum])
+def test_binary_broadcasting(op, shapes):
+    a, b = rng.uniform(-2, 2, size=shapes[0]), rng.uniform(-2, 2, size=shapes[1])
+    check_gradients(op, a, b)
+
+
+@pytest.mark.parametrize("shapes", BROADCAST_PAIRS)
+def test_divide_and_power(shapes):
+    check_gradients(bp.divide, positive(shapes[0]), positive(shapes[1]))
+    check_gradients(bp.power, positive(shapes[0]), positive(shapes[1]))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("op, sample", [
+    (bp.negative, away_from_zero), (bp.square, away_from_zero), (bp.exp, away_from_zero),
+    (bp.abs, away_from_zero), (bp.sigmoid, away_from_zero), (bp.tanh, away_from_zero),
+    (bp.relu, away_from_zero), (bp.leaky_relu, away_from_zero), (bp.elu, away_from_zero),
+    (bp.softplus, away_from_zero), (bp.swish, away_from_zero), (bp.gelu, away_from_zero),
+    (lambda x: bp.gelu(x, approximate=False), away_from_zero),
+    (bp.sqrt, positive), (bp.log, positive),
+    (lambda x: bp.clip(x, -1.0, 1.0), away_from_zero),
+    (lambda x: x ** 3, away_from_zero), (lambda x: 2.0 ** x, away_from_zero),
+])
+def test_unary(op, sample, shape):
+    x = sample(shape)
+    x = np.where(np.abs(np.abs(x) - 1) < 1e-2, x + 0.05, x)  # keep clear of clip's corners
+    check_gradients(op, x)
+
+
+@pytest.mark.parametrize("a_shape, b_shape", [((3, 4), (4, 2)), ((4,), (4, 2)), ((3, 4), (4,)), ((4,), (4,)),
+                                              ((2, 3, 4), (4, 5)), ((2, 3, 4), (2, 4, 5)), ((3, 4), (2, 4, 5))])
+def test_matmul(a_shape, b_shape):
+    check_gradients(bp.matmul, rng.uniform(-2, 2, a_shape), rng.uniform(-2, 2, b_shape))
+
+
+@pytest.mark.parametrize("reduce", [bp.sum, bp.mean, bp.max, bp.min, bp.logsumexp])
+@pytest.mark.parametrize("axis", [None, 0, 1, -1, (0, 1)])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_reductions(reduce, axis, keepdims):
+    x = rng.permutation(12).reshape(3, 4) / 5.0 - 1.0  # distinct values: max/min have no ties
+    check_gradients(lambda t: reduce(t, axis=axis, keepdims=keepdims), x)
+
+
+def test_max_ties_share_the_gradient():
+    x = bp.tensor(np.array([1.0, 3.0, 3.0]))
+    with bp.GradientTape() as tape:
+        tape.watch(x)
+        y = bp.max(x)
+    assert np.array_equal(tape.gradient(y, x).numpy(), [0.0, 0.5, 0.5])
+
+
+@pytest.mark.parametrize("op", [
+    lambda x: bp.reshape(x, (4, 3)), lambda x: bp.transpose(x), lambda x: x.T,
+    lambda x: bp.transpose(bp.reshape(x, (1, 3, 4)), (2, 0, 1)), lambda x: bp.expand_dims(x, 1),
+    lambda x: bp.squeeze(bp.reshape(x, (3, 1, 4)), 1), lambda x: x[1:, ::2], lambda x: x[:, 1],
+    lambda x: x[[0, 0, 2]], lambda x: x[np.array([True, False, True])], lambda x: x[..., None],
+    lambda x: bp.broadcast_to(x[:1], (3, 4)),
+    lambda x: bp.softmax(x), lambda x: bp.softmax(x, axis=0), lambda x: bp.log_softmax(x),
+    lambda x: bp.log_softmax(x, axis=0),
+])
+def test_shape_and_softmax_ops(op):
+    check_gradients(op, rng.uniform(-2, 2, (3, 4)))
+
+
+def test_concat_and_stack():
+    check_gradients(lambda a, b: bp.concat([a, b], axis=1), rng.uniform(-2, 2, (3, 2)), rng.uniform(-2, 2, (3, 4)))
+    check_gradients(lambda a, b: bp.stack([a, b], axis=1), rng.uniform(-2, 2, (3, 4)), rng.uniform(-2, 2, (3, 4)))
+
+
+def test_where():
+    condition = rng.uniform(size=(3, 4)) > 0.5
+    check_gradients(lambda a, b: bp.where(condition, a, b), rng.uniform(-2, 2, (3, 4)), rng.uniform(-2, 2, (1, 4)))
+
+
+def test_cross_entropies():
+    labels = rng.dirichlet(np.ones(4), size=3)
+    check_gradients(bp.softmax_cross_entropy_with_logits, labels, rng.uniform(-2, 2, (3, 4)))
+    check_gradients(lambda z: bp.sparse_softmax_cross_entropy_with_logits(np.array([0, 3, 1]), z),
+                    rng.uniform(-2, 2, (3, 4)))
+    check_gradients(bp.sigmoid_cross_entropy_with_logits, rng.uniform(0, 1, (3, 4)), away_from_zero((3, 4)))
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "sigmoid", "tanh"])
+def test_fused_dense(activation):
+    x, w, b = away_from_zero((5, 3)), rng.uniform(-1, 1, (3, 4)), rng.uniform(-1, 1, (4,))
+    check_gradients(lambda x, w, b: bp.dense(x, w, b, activation), x, w, b)
+    check_gradients(lambda x, w: bp.dense(x, w, None, activation), x, w)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(1, 4), min_size=0, max_size=3), st.data())
+def test_broadcast_multiply_any_shapes(shape, data):
+    """Random shape pairs that broadcast: b drops leading dims and sets some dims to 1."""
+    drop = data.draw(st.integers(0, len(shape)))
+    b_shape = [1 if data.draw(st.booleans()) else s for s in shape[drop:]]
+    check_gradients(bp.multiply, rng.uniform(-2, 2, shape), rng.uniform(-2, 2, b_shape))
+
+
+@pytest.mark.parametrize("op", [bp.sigmoid, bp.tanh, bp.softplus, bp.log_softmax, bp.softmax, bp.gelu])
+def test_float32_gradient_matches_float64(op):
+    x64 = rng.uniform(-2, 2, (3, 4))
+    grads = []
+    for dtype in ("float32", "float64"):
+        x = bp.tensor(x64, dtype=dtype)
+        with bp.GradientTape() as tape:
+            tape.watch(x)
+            y = bp.sum(op(x) * np.linspace(-1, 1, 4).astype(dtype))
+        grads.append(tape.gradient(y, x))
+    assert grads[0].dtype == np.float32
+    np.testing.assert_allclose(grads[0].numpy(), grads[1].numpy(), rtol=1e-4, atol=1e-5)
