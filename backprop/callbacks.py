@@ -1,0 +1,270 @@
+"""Callbacks hooked into fit/evaluate/predict, with Keras' names and semantics."""
+import csv
+import math
+import os
+import sys
+import time
+
+import numpy
+
+
+class Callback:
+    """Override any of the hooks; ``self.model`` is the model being trained."""
+
+    model = None
+
+    def set_model(self, model):
+        self.model = model
+
+    def on_train_begin(self, logs=None): pass
+    def on_train_end(self, logs=None): pass
+    def on_epoch_begin(self, epoch, logs=None): pass
+    def on_epoch_end(self, epoch, logs=None): pass
+    def on_train_batch_begin(self, batch, logs=None): pass
+    def on_train_batch_end(self, batch, logs=None): pass
+    def on_test_begin(self, logs=None): pass
+    def on_test_end(self, logs=None): pass
+
+
+class CallbackList:
+    """Calls a hook on every callback in order."""
+
+    def __init__(self, callbacks, model):
+        self.callbacks = list(callbacks or [])
+        for callback in self.callbacks:
+            callback.set_model(model)
+
+    def __getattr__(self, hook):
+        def call_all(*args):
+            for callback in self.callbacks:
+                getattr(callback, hook)(*args)
+        return call_all
+
+
+class History(Callback):
+    """Per-epoch values of the loss and every metric: ``history.history["val_loss"]``."""
+
+    def __init__(self):
+        self.history, self.epoch = {}, []
+
+    def on_train_begin(self, logs=None):
+        self.epoch = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+
+
+def _monitor_op(monitor, mode):
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode == "auto":
+        mode = "max" if any(word in monitor for word in ("acc", "auc", "precision", "recall")) else "min"
+    return numpy.less if mode == "min" else numpy.greater
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs."""
+
+    def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto", baseline=None,
+                 restore_best_weights=False, start_from_epoch=0):
+        self.monitor, self.patience, self.verbose = monitor, patience, verbose
+        self.baseline, self.restore_best_weights, self.start_from_epoch = baseline, restore_best_weights, start_from_epoch
+        self.monitor_op = _monitor_op(monitor, mode)
+        self.min_delta = abs(min_delta) if self.monitor_op is numpy.greater else -abs(min_delta)
+        self.on_train_begin()
+
+    def on_train_begin(self, logs=None):
+        self.wait, self.stopped_epoch, self.best_epoch = 0, 0, 0
+        self.best = math.inf if self.monitor_op is numpy.less else -math.inf
+        self.best_weights = None
+
+    def _improves(self, value, reference):
+        return bool(self.monitor_op(value - self.min_delta, reference))
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is None or epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights = self.model.get_weights()
+        self.wait += 1
+        if self._improves(current, self.best):
+            self.best, self.best_epoch = current, epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            if self.baseline is None or self._improves(current, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0 and self.verbose:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping (best epoch {self.best_epoch + 1})")
+        if self.restore_best_weights and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Save the model (or weights) after each epoch; ``filepath`` may use ``{epoch}`` and log keys."""
+
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
+                 mode="auto"):
+        self.filepath, self.monitor, self.verbose = os.fspath(filepath), monitor, verbose
+        self.save_best_only, self.save_weights_only = save_best_only, save_weights_only
+        self.monitor_op = _monitor_op(monitor, mode)
+        self.best = math.inf if self.monitor_op is numpy.less else -math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        path = self.filepath.format(epoch=epoch + 1, **logs)
+        if self.save_best_only:
+            current = logs.get(self.monitor)
+            if current is None or not math.isfinite(current) or not self.monitor_op(current, self.best):
+                return
+            self.best = current
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: saving model to {path}")
+        (self.model.save_weights if self.save_weights_only else self.model.save)(path)
+
+
+class TerminateOnNaN(Callback):
+    """Stop at the first batch whose loss is NaN or infinite, before its update is applied."""
+
+    def on_train_begin(self, logs=None):
+        self.model._terminate_on_nan = True
+
+    def on_train_end(self, logs=None):
+        self.model._terminate_on_nan = False
+
+
+class LearningRateScheduler(Callback):
+    """Set the learning rate at each epoch start to ``schedule(epoch, lr)``."""
+
+    def __init__(self, schedule, verbose=0):
+        self.schedule, self.verbose = schedule, verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        optimizer = self.model.optimizer
+        optimizer.learning_rate = float(self.schedule(epoch, optimizer.learning_rate))
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: learning rate {optimizer.learning_rate:g}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = self.model.optimizer.learning_rate
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by ``factor`` after ``patience`` epochs without improvement."""
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto", min_delta=1e-4,
+                 cooldown=0, min_lr=0.0):
+        if factor >= 1.0:
+            raise ValueError(f"ReduceLROnPlateau: factor must be < 1, got {factor}")
+        self.monitor, self.factor, self.patience, self.verbose = monitor, factor, patience, verbose
+        self.min_delta, self.cooldown, self.min_lr = min_delta, cooldown, min_lr
+        self.monitor_op = _monitor_op(monitor, mode)
+        self.on_train_begin()
+
+    def on_train_begin(self, logs=None):
+        self.wait, self.cooldown_counter = 0, 0
+        self.best = math.inf if self.monitor_op is numpy.less else -math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is None:
+            return
+        delta = -self.min_delta if self.monitor_op is numpy.less else self.min_delta
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self.monitor_op(current - delta, self.best):
+            self.best, self.wait = current, 0
+        elif self.cooldown_counter <= 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                old = self.model.optimizer.learning_rate
+                new = max(old * self.factor, self.min_lr)
+                if new < old:
+                    self.model.optimizer.learning_rate = new
+                    if self.verbose:
+                        print(f"Epoch {epoch + 1}: reducing learning rate to {new:g}")
+                self.cooldown_counter, self.wait = self.cooldown, 0
+
+
+class CSVLogger(Callback):
+    """Append one row per epoch (epoch, then every log key) to a CSV file."""
+
+    def __init__(self, filename, separator=",", append=False):
+        self.filename, self.separator, self.append = os.fspath(filename), separator, append
+
+    def on_train_begin(self, logs=None):
+        self.keys = None
+        exists = self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
+        self.file = open(self.filename, "a" if self.append else "w", newline="")
+        self.writer = None
+        self.has_header = exists
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.writer is None:
+            self.keys = sorted(logs)
+            self.writer = csv.writer(self.file, delimiter=self.separator)
+            if not self.has_header:
+                self.writer.writerow(["epoch"] + self.keys)
+        self.writer.writerow([epoch] + [logs.get(k, "") for k in self.keys])
+        self.file.flush()
+
+    def on_train_end(self, logs=None):
+        self.file.close()
+
+
+class LambdaCallback(Callback):
+    """A callback from functions: ``LambdaCallback(on_epoch_end=lambda epoch, logs: ...)``."""
+
+    def __init__(self, **hooks):
+        for name, fn in hooks.items():
+            if not hasattr(Callback, name):
+                raise ValueError(f"LambdaCallback: unknown hook {name!r}")
+            setattr(self, name, fn)
+
+
+class ProgressBar(Callback):
+    """verbose=1: a live per-epoch bar with ETA and running metrics (tqdm); verbose=2: a line per epoch."""
+
+    def __init__(self, epochs, steps, verbose=1, stream=None):
+        self.epochs, self.steps, self.verbose = epochs, steps, verbose
+        self.stream = stream or sys.stdout
+        self.bar = None
+        if verbose == 1:
+            try:
+                import tqdm  # noqa: F401
+            except ImportError:
+                self.verbose = 2  # tqdm is optional: fall back to one line per epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+        if self.verbose == 1:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=self.steps, desc=f"Epoch {epoch + 1}/{self.epochs}", unit="batch",
+                            file=self.stream, leave=True, dynamic_ncols=True)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.bar is not None:
+            self.bar.update(1)
+            if logs and (batch % 5 == 0 or batch == self.steps - 1):
+                self.bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        text = " - ".join(f"{k}: {v:.4f}" for k, v in (logs or {}).items())
+        if self.bar is not None:
+            self.bar.set_postfix_str(text)
+            self.bar.close()
+            self.bar = None
+        elif self.verbose == 2:
+            seconds = time.perf_counter() - self.start
+            print(f"Epoch {epoch + 1}/{self.epochs} - {seconds:.2f}s - {text}", file=self.stream, flush=True)

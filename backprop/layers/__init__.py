@@ -1,0 +1,3 @@
+"""Layers: the base class to subclass, and the built-in ones."""
+from backprop.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer
+from backprop.layers.layer import Layer

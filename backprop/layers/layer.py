@@ -1,0 +1,172 @@
+"""The Layer base class: weights created in build(), computation in call(), tracking of sublayers."""
+import inspect
+
+from backprop import initializers, regularizers
+from backprop.naming import snake_case, unique_name
+from backprop.tensor import Tensor, Variable, as_array
+from backprop.xp import np
+
+def to_input(value, dtype):
+    """Layer inputs: tensors pass through; arrays and lists become tensors of the layer's dtype."""
+    if isinstance(value, Tensor):
+        return value
+    array = as_array(value)
+    if array.dtype != dtype and array.dtype.kind in "iubf":
+        array = array.astype(dtype)
+    return Tensor._wrap(array)
+
+
+class Layer:
+    """Subclass and write ``build(input_shape)`` (create weights with ``add_weight``) and ``call(inputs)``."""
+
+    def __init__(self, name=None, trainable=True, dtype=None, input_shape=None, input_dim=None):
+        object.__setattr__(self, "_layers", [])
+        self._weights = []
+        self._regularized = []
+        self.name = name or unique_name(snake_case(type(self).__name__))
+        self._trainable = trainable
+        self.dtype = np.dtype(dtype or "float32")
+        self.built = False
+        self.input_shape = tuple(input_shape) if input_shape is not None else (
+            (input_dim,) if input_dim is not None else None)
+        self.output_shape = None
+
+    # --- tracking ---------------------------------------------------------------------
+    def __setattr__(self, name, value):
+        if isinstance(value, Layer):
+            self._track(value)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                if isinstance(item, Layer):
+                    self._track(item)
+        object.__setattr__(self, name, value)
+
+    def _track(self, layer):
+        layers = self.__dict__.setdefault("_layers", [])  # works before super().__init__() too
+        if layer is not self and not any(layer is known for known in layers):
+            layers.append(layer)
+
+    def add_weight(self, shape=None, initializer="glorot_uniform", trainable=True, name=None,
+                   regularizer=None, dtype=None):
+        """Create, track and return a Variable (name it; ``initializer`` is a name or a callable)."""
+        shape = tuple(shape or ())
+        dtype = np.dtype(dtype or self.dtype)
+        value = initializers.get(initializer)(shape, dtype=dtype)
+        variable = Variable(value, dtype=dtype, trainable=trainable and self._trainable,
+                            name=name or f"weight_{len(self._weights)}")
+        self._weights.append(variable)
+        regularizer = regularizers.get(regularizer)
+        if regularizer is not None:
+            self._regularized.append((regularizer, variable))
+        return variable
+
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    @property
+    def variables(self):
+        found = list(self._weights)
+        for layer in self._layers:
+            found.extend(v for v in layer.variables if not any(v is f for f in found))
+        return found
+
+    weights = variables
+
+    @property
+    def trainable_variables(self):
+        return [v for v in self.variables if v.trainable]
+
+    trainable_weights = trainable_variables
+
+    @property
+    def non_trainable_variables(self):
+        return [v for v in self.variables if not v.trainable]
+
+    non_trainable_weights = non_trainable_variables
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        """Freeze (False) or unfreeze this layer and everything inside it."""
+        self._trainable = bool(value)
+        for variable in self._weights:
+            variable.trainable = value
+        for layer in self._layers:
+            layer.trainable = value
+
+    @property
+    def losses(self):
+        """Regularization penalties of this layer and its sublayers (recorded when on a tape)."""
+        penalties = [regularizer(variable) for regularizer, variable in self._regularized]
+        for layer in self._layers:
+            penalties.extend(layer.losses)
+        return penalties
+
+    def count_params(self):
+        return int(sum(v.size for v in self.variables))
+
+    def get_weights(self):
+        return [v.numpy() for v in self.variables]
+
+    def set_weights(self, weights):
+        """Assign a list of arrays, in the order of ``variables``; nothing changes if any shape is wrong."""
+        variables = self.variables
+        weights = list(weights)
+        if len(weights) != len(variables):
+            raise ValueError(f"{self.name}.set_weights: expected {len(variables)} arrays, got {len(weights)}")
+        problems = [f"{v.name}: expected shape {v.shape}, got {np.shape(w)}"
+                    for v, w in zip(variables, weights) if tuple(np.shape(w)) != v.shape]
+        if problems:
+            raise ValueError(f"{self.name}.set_weights: " + "; ".join(problems))
+        for variable, value in zip(variables, weights):
+            variable.assign(np.asarray(value, dtype=variable.dtype))
+
+    # --- computation ----------------------------------------------------------------
+    def build(self, input_shape):
+        """Create the weights, knowing the input shape; called once, on first use."""
+
+    def _build_on_first_call(self, input_shape):
+        self.build(input_shape)
+
+    def call(self, inputs, training=None):
+        raise NotImplementedError(f"{type(self).__name__} must implement call(inputs)")
+
+    def __call__(self, inputs, training=None, **kwargs):
+        inputs = to_input(inputs, self.dtype) if not isinstance(inputs, (list, tuple, dict)) else inputs
+        if not self.built:
+            self._build_input_shape = getattr(inputs, "shape", None)
+            self._build_on_first_call(self._build_input_shape)
+            self.built = True
+        if self._call_takes_training():
+            outputs = self.call(inputs, training=training, **kwargs)
+        else:
+            outputs = self.call(inputs, **kwargs)
+        if isinstance(outputs, Tensor):
+            self.output_shape = (None,) + outputs.shape[1:]
+        return outputs
+
+    @classmethod
+    def _call_takes_training(cls):
+        cached = cls.__dict__.get("_takes_training")
+        if cached is None:
+            cached = "training" in inspect.signature(cls.call).parameters
+            type.__setattr__(cls, "_takes_training", cached)
+        return cached
+
+    # --- configuration ----------------------------------------------------------------
+    def get_config(self):
+        config = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype.name}
+        if self.input_shape is not None:
+            config["input_shape"] = list(self.input_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r}, built={self.built}>"

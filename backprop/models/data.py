@@ -1,0 +1,67 @@
+"""Turning user data into arrays and batches for fit/evaluate/predict, without copying the dataset."""
+import math
+
+import numpy
+
+from backprop.tensor import Tensor
+
+_BAD = {"U": "string", "S": "bytes", "O": "object", "c": "complex", "M": "datetime", "m": "timedelta", "V": "void"}
+
+
+def features(x, dtype, what="x"):
+    """Inputs as an array of the model's float dtype. Ints and bools are cast (documented); strings,
+    objects and complex numbers are refused. The user's array is never modified."""
+    array = x.data if isinstance(x, Tensor) else numpy.asarray(x)
+    if array.dtype.kind in _BAD:
+        raise TypeError(f"{what}: unsupported dtype {array.dtype} ({_BAD[array.dtype.kind]}); expected numbers")
+    if array.ndim == 0:
+        raise ValueError(f"{what}: expected an array of examples, got a scalar")
+    return array if array.dtype == dtype else array.astype(dtype)
+
+
+def labels(y, what="y"):
+    array = y.data if isinstance(y, Tensor) else numpy.asarray(y)
+    if array.dtype.kind in _BAD:
+        raise TypeError(f"{what}: unsupported dtype {array.dtype} ({_BAD[array.dtype.kind]}); expected numbers")
+    return array
+
+
+def check_lengths(x, y, sample_weight=None):
+    if y is not None and len(x) != len(y):
+        raise ValueError(f"x and y have different numbers of examples: {len(x)} vs {len(y)}")
+    if sample_weight is not None and len(sample_weight) != len(x):
+        raise ValueError(f"sample_weight has {len(sample_weight)} values for {len(x)} examples")
+    if len(x) == 0:
+        raise ValueError("no examples: x is empty")
+
+
+def check_batch_size(batch_size, n):
+    if batch_size is None:
+        return n
+    if int(batch_size) != batch_size or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    return int(batch_size)
+
+
+def split_validation(arrays, fraction):
+    """Keras' rule: the last ``fraction`` of the examples, taken before any shuffling."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"validation_split must be in [0, 1), got {fraction!r}")
+    n = len(arrays[0])
+    cut = n - int(math.floor(n * fraction)) if fraction else n
+    if fraction and (cut == n or cut == 0):
+        raise ValueError(f"validation_split={fraction} leaves no examples for training or validation (n={n})")
+    train = [a[:cut] if a is not None else None for a in arrays]
+    validation = [a[cut:] if a is not None else None for a in arrays]
+    return train, validation
+
+
+def batches(n, batch_size, order=None):
+    """Index slices (views) when ``order`` is None, else index arrays from a permutation."""
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        yield slice(start, stop) if order is None else order[start:stop]
+
+
+def take(array, index):
+    return None if array is None else array[index]

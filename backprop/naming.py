@@ -1,0 +1,16 @@
+"""Names for layers, losses and metrics, following Keras' conventions."""
+import re
+
+_counts = {}
+
+
+def snake_case(name):
+    """'SparseCategoricalCrossentropy' -> 'sparse_categorical_crossentropy'."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def unique_name(base):
+    """'dense', 'dense_1', 'dense_2', ... within this process."""
+    count = _counts.get(base, 0)
+    _counts[base] = count + 1
+    return base if count == 0 else f"{base}_{count}"

@@ -1,0 +1,126 @@
+"""The update rules, with Keras 3's formulas and defaults, in order of increasing complexity.
+
+Each ``update`` writes into the variable's array and its slot arrays in place.
+"""
+import math
+
+from backprop.optimizers.optimizer import Optimizer
+from backprop.xp import np
+
+
+class SGD(Optimizer):
+    """v = momentum * v - lr * g;  w += v  (Nesterov: w += momentum * v - lr * g).  Plain: w -= lr * g."""
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        if not 0 <= momentum <= 1:
+            raise ValueError(f"SGD: momentum must be in [0, 1], got {momentum!r}")
+        self.momentum, self.nesterov = momentum, nesterov
+        self.slot_names = ("momentum",) if momentum else ()
+
+    def update(self, w, g, slots, lr):
+        if not self.momentum:
+            w -= lr * g
+            return
+        v = slots["momentum"]
+        v *= self.momentum
+        v -= lr * g
+        if self.nesterov:
+            w += self.momentum * v - lr * g
+        else:
+            w += v
+
+
+class Adagrad(Optimizer):
+    """a += g^2;  w -= lr * g / sqrt(a + epsilon)."""
+
+    slot_names = ("accumulator",)
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.initial_accumulator_value, self.epsilon = initial_accumulator_value, epsilon
+
+    def initial_slot(self, name, value):
+        return np.full_like(value, self.initial_accumulator_value)
+
+    def update(self, w, g, slots, lr):
+        a = slots["accumulator"]
+        a += g * g
+        w -= lr * g / np.sqrt(a + self.epsilon)
+
+
+class RMSprop(Optimizer):
+    """s = rho s + (1 - rho) g^2;  step = lr g / sqrt(s - mean_g^2 [centered] + epsilon), with optional momentum."""
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.rho, self.momentum, self.epsilon, self.centered = rho, momentum, epsilon, centered
+        self.slot_names = ("velocity",) + (("average_gradient",) if centered else ()) + (
+            ("momentum",) if momentum else ())
+
+    def update(self, w, g, slots, lr):
+        s = slots["velocity"]
+        s *= self.rho
+        s += (1 - self.rho) * g * g
+        if self.centered:
+            mean_g = slots["average_gradient"]
+            mean_g *= self.rho
+            mean_g += (1 - self.rho) * g
+            step = lr * g / np.sqrt(s - mean_g * mean_g + self.epsilon)
+        else:
+            step = lr * g / np.sqrt(s + self.epsilon)
+        if self.momentum:
+            m = slots["momentum"]
+            m *= self.momentum
+            m += step
+            w -= m
+        else:
+            w -= step
+
+
+class Adadelta(Optimizer):
+    """E[g^2] = rho E[g^2] + (1-rho) g^2;  d = -sqrt(E[d^2] + eps) / sqrt(E[g^2] + eps) g;
+    E[d^2] = rho E[d^2] + (1-rho) d^2;  w += lr d."""
+
+    slot_names = ("accumulated_grad", "accumulated_delta")
+
+    def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.rho, self.epsilon = rho, epsilon
+
+    def update(self, w, g, slots, lr):
+        eg2, ed2 = slots["accumulated_grad"], slots["accumulated_delta"]
+        eg2 *= self.rho
+        eg2 += (1 - self.rho) * g * g
+        delta = -np.sqrt(ed2 + self.epsilon) * g / np.sqrt(eg2 + self.epsilon)
+        ed2 *= self.rho
+        ed2 += (1 - self.rho) * delta * delta
+        w += lr * delta
+
+
+class Adam(Optimizer):
+    """m += (g - m)(1 - b1);  v += (g^2 - v)(1 - b2);  w -= alpha m / (sqrt(v) + eps),
+    alpha = lr sqrt(1 - b2^t) / (1 - b1^t), t = iterations + 1 (AMSGrad: v replaced by its running max)."""
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1, self.beta_2, self.epsilon, self.amsgrad = beta_1, beta_2, epsilon, amsgrad
+        self.slot_names = ("m", "v") + (("v_hat",) if amsgrad else ())
+
+    def update(self, w, g, slots, lr):
+        t = self.iterations + 1
+        alpha = lr * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
+        m, v = slots["m"], slots["v"]
+        m += (g - m) * (1 - self.beta_1)
+        v += (g * g - v) * (1 - self.beta_2)
+        if self.amsgrad:
+            np.maximum(slots["v_hat"], v, out=slots["v_hat"])
+            v = slots["v_hat"]
+        w -= m * alpha / (np.sqrt(v) + self.epsilon)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (w -= w * weight_decay * lr before each step)."""
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, **kwargs):
+        super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)

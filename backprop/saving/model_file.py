@@ -1,0 +1,113 @@
+"""Model files (``.bp``): one safetensors file holding the weights, with the architecture as JSON metadata.
+
+Nothing in a file is ever executed or imported: classes are looked up in the closed registry,
+weights are raw numbers. Loads validate everything first and assign nothing on any error.
+"""
+import json
+
+from backprop import __version__
+from backprop.saving import tensor_file
+from backprop.saving.registry import lookup, registered_name
+from backprop.saving.tensor_file import FileFormatError
+
+FORMAT_VERSION = 1
+MODEL_FORMAT = "backprop.model"
+WEIGHTS_FORMAT = "backprop.weights"
+
+
+def weight_paths(layer, prefix=""):
+    """(path, variable) pairs in the order of ``layer.variables``: 'dense/kernel', 'block/dense_1/bias'."""
+    pairs, seen = [], set()
+
+    def walk(current, path):
+        for variable in current._weights:
+            if id(variable) not in seen:
+                seen.add(id(variable))
+                pairs.append((f"{path}{variable.name}", variable))
+        for sublayer in current._layers:
+            walk(sublayer, f"{path}{sublayer.name}/")
+
+    walk(layer, prefix)
+    names = [name for name, _ in pairs]
+    if len(set(names)) != len(names):
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"cannot save: several weights are named {', '.join(duplicates)}; give layers unique names")
+    return pairs
+
+
+def _metadata(model, kind):
+    metadata = {"format": kind, "format_version": str(FORMAT_VERSION), "backprop_version": __version__}
+    if kind == MODEL_FORMAT:
+        metadata["config"] = json.dumps({"class_name": registered_name(model), "config": model.get_config()})
+        shape = getattr(model, "_build_input_shape", None)
+        metadata["build_input_shape"] = json.dumps(None if shape is None else [None] + list(shape[1:]))
+    return metadata
+
+
+def save_model(model, path):
+    """Write architecture + weights atomically (temporary file, fsync, rename)."""
+    if not model.built:
+        raise ValueError(f"cannot save model '{model.name}' before it is built: call it on data first")
+    metadata = _metadata(model, MODEL_FORMAT)
+    tensor_file.write(path, {name: v.numpy() for name, v in weight_paths(model)}, metadata)
+
+
+def save_weights(model, path):
+    tensor_file.write(path, {name: v.numpy() for name, v in weight_paths(model)}, _metadata(model, WEIGHTS_FORMAT))
+
+
+def _read(path, expected_kinds, allow_nonfinite):
+    tensors, metadata = tensor_file.read(path, allow_nonfinite=allow_nonfinite)
+    kind = metadata.get("format")
+    if kind not in expected_kinds:
+        raise FileFormatError(f"{path}: not a backprop model file (format {kind!r}; expected {' or '.join(expected_kinds)})")
+    try:
+        version = int(metadata.get("format_version", ""))
+    except ValueError:
+        raise FileFormatError(f"{path}: malformed format version {metadata.get('format_version')!r}") from None
+    if version > FORMAT_VERSION:
+        raise FileFormatError(f"{path}: file format {version} is newer than supported {FORMAT_VERSION}; "
+                              "upgrade backprop to load it")
+    return tensors, metadata
+
+
+def load_model(path, custom_objects=None, allow_nonfinite=False):
+    """Rebuild a model saved with ``model.save(path)``; custom classes must be registered or passed."""
+    tensors, metadata = _read(path, (MODEL_FORMAT,), allow_nonfinite)
+    try:
+        spec = json.loads(metadata["config"])
+        shape = json.loads(metadata.get("build_input_shape", "null"))
+        cls = lookup(spec["class_name"], custom_objects)
+        config = spec["config"]
+    except (KeyError, TypeError, json.JSONDecodeError) as error:
+        raise FileFormatError(f"{path}: malformed model config ({error})") from None
+    from backprop.models.sequential import Sequential
+    model = cls.from_config(config, custom_objects) if issubclass(cls, Sequential) else cls.from_config(config)
+    if shape is not None:
+        model.build(tuple(shape))
+    _assign(model, tensors, path)
+    return model
+
+
+def load_weights(model, path, allow_nonfinite=False):
+    """Load weights saved by save_weights or save into a model of the same architecture."""
+    tensors, _ = _read(path, (MODEL_FORMAT, WEIGHTS_FORMAT), allow_nonfinite)
+    _assign(model, tensors, path)
+
+
+def _assign(model, tensors, path):
+    """Check every name and shape first, report all mismatches at once, then assign everything."""
+    pairs = weight_paths(model)
+    expected = {name for name, _ in pairs}
+    problems = [f"size mismatch for {name}: file {tensors[name].shape}, model {v.shape}"
+                for name, v in pairs if name in tensors and tensors[name].shape != v.shape]
+    missing = [name for name, _ in pairs if name not in tensors]
+    unexpected = [name for name in tensors if name not in expected]
+    if missing:
+        problems.append(f"missing in file: {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected in file: {', '.join(unexpected)}")
+    if problems:
+        raise FileFormatError(f"{path}: the file does not fit model '{model.name}': " + "; ".join(problems))
+    for name, variable in pairs:
+        variable.assign(tensors[name].astype(variable.dtype, copy=False))

@@ -1,0 +1,34 @@
+"""The closed registry of classes a model file may name.
+
+A file says ``"class_name": "Dense"``; only names registered here (the built-in layers
+and models, plus what the user registers) can be instantiated. Nothing is ever imported
+from a name found in a file.
+"""
+_REGISTRY = {}
+
+
+def register(name=None):
+    """Class decorator: ``@bp.saving.register("MyModel")`` lets load_model rebuild that class."""
+    def decorate(cls):
+        _REGISTRY[name or cls.__name__] = cls
+        cls._registered_name = name or cls.__name__
+        return cls
+    return decorate
+
+
+def registered_name(obj):
+    cls = type(obj)
+    name = cls.__dict__.get("_registered_name", cls.__name__)
+    if _REGISTRY.get(name) is not cls:
+        raise ValueError(f"class {cls.__name__} is not registered, so a saved file could not rebuild it; "
+                         f"decorate it with @bp.saving.register('{cls.__name__}')")
+    return name
+
+
+def lookup(name, custom_objects=None):
+    if custom_objects and name in custom_objects:
+        return custom_objects[name]
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    raise ValueError(f"unknown class {name!r} in the model file: register it with "
+                     f"@bp.saving.register({name!r}) or pass custom_objects={{{name!r}: cls}} to load_model")
