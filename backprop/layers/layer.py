@@ -1,4 +1,5 @@
 """The Layer base class: weights created in build(), computation in call(), tracking of sublayers."""
+import functools
 import inspect
 
 from backprop import initializers, regularizers
@@ -19,6 +20,21 @@ def to_input(value, dtype):
 class Layer:
     """Subclass and write ``build(input_shape)`` (create weights with ``add_weight``) and ``call(inputs)``."""
 
+    def __init_subclass__(cls, **kwargs):
+        """Make a direct ``layer.build(shape)`` mark the layer built, as in Keras."""
+        super().__init_subclass__(**kwargs)
+        if "build" in cls.__dict__:
+            build = cls.__dict__["build"]
+
+            @functools.wraps(build)
+            def build_once(self, input_shape):
+                build(self, input_shape)
+                self.built = True
+                if getattr(self, "_build_input_shape", None) is None:
+                    self._build_input_shape = input_shape
+
+            cls.build = build_once
+
     def __init__(self, name=None, trainable=True, dtype=None, input_shape=None, input_dim=None):
         object.__setattr__(self, "_layers", [])
         self._weights = []
@@ -27,6 +43,7 @@ class Layer:
         self._trainable = trainable
         self.dtype = np.dtype(dtype or "float32")
         self.built = False
+        self._build_input_shape = None
         self.input_shape = tuple(input_shape) if input_shape is not None else (
             (input_dim,) if input_dim is not None else None)
         self.output_shape = None
@@ -34,17 +51,22 @@ class Layer:
     # --- tracking ---------------------------------------------------------------------
     def __setattr__(self, name, value):
         if isinstance(value, Layer):
-            self._track(value)
+            self._track(value, name)
         elif isinstance(value, (list, tuple)):
-            for item in value:
+            for index, item in enumerate(value):
                 if isinstance(item, Layer):
-                    self._track(item)
+                    self._track(item, f"{name}.{index}")
         object.__setattr__(self, name, value)
 
-    def _track(self, layer):
+    def _track(self, layer, key=None):
+        """Remember a sublayer; ``key`` (its attribute name) identifies its weights in saved files."""
         layers = self.__dict__.setdefault("_layers", [])  # works before super().__init__() too
         if layer is not self and not any(layer is known for known in layers):
             layers.append(layer)
+            self.__dict__.setdefault("_layer_keys", {})[id(layer)] = key or layer.name
+
+    def _key_of(self, layer):
+        return self.__dict__.get("_layer_keys", {}).get(id(layer), layer.name)
 
     def add_weight(self, shape=None, initializer="glorot_uniform", trainable=True, name=None,
                    regularizer=None, dtype=None):

@@ -24,6 +24,10 @@ class Sequential(Model):
         if self.input_shape is not None:
             self.build((None,) + tuple(self.input_shape))
 
+    def _key_of(self, layer):
+        """Weights in saved files are named by layer name, which the config keeps."""
+        return layer.name
+
     def pop(self):
         layer = self._stack.pop()
         self._layers.remove(layer)

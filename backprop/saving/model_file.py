@@ -16,7 +16,8 @@ WEIGHTS_FORMAT = "backprop.weights"
 
 
 def weight_paths(layer, prefix=""):
-    """(path, variable) pairs in the order of ``layer.variables``: 'dense/kernel', 'block/dense_1/bias'."""
+    """(path, variable) pairs in the order of ``layer.variables``: 'dense/kernel' in a Sequential (layer
+    names, which the config keeps), 'block/hidden/bias' in a subclassed model (attribute names)."""
     pairs, seen = [], set()
 
     def walk(current, path):
@@ -25,7 +26,7 @@ def weight_paths(layer, prefix=""):
                 seen.add(id(variable))
                 pairs.append((f"{path}{variable.name}", variable))
         for sublayer in current._layers:
-            walk(sublayer, f"{path}{sublayer.name}/")
+            walk(sublayer, f"{path}{current._key_of(sublayer)}/")
 
     walk(layer, prefix)
     names = [name for name, _ in pairs]
@@ -79,14 +80,28 @@ def load_model(path, custom_objects=None, allow_nonfinite=False):
         shape = json.loads(metadata.get("build_input_shape", "null"))
         cls = lookup(spec["class_name"], custom_objects)
         config = spec["config"]
+    except FileFormatError:
+        raise
+    except ValueError as error:  # unknown class: the message says how to register it
+        raise FileFormatError(f"{path}: {error}") from None
     except (KeyError, TypeError, json.JSONDecodeError) as error:
         raise FileFormatError(f"{path}: malformed model config ({error})") from None
-    from backprop.models.sequential import Sequential
-    model = cls.from_config(config, custom_objects) if issubclass(cls, Sequential) else cls.from_config(config)
-    if shape is not None:
-        model.build(tuple(shape))
+    model = _rebuild(cls, config, shape, custom_objects, path)
     _assign(model, tensors, path)
     return model
+
+
+def _rebuild(cls, config, shape, custom_objects, path):
+    from backprop.models.sequential import Sequential
+    try:
+        model = cls.from_config(config, custom_objects) if issubclass(cls, Sequential) else cls.from_config(config)
+        if shape is not None:
+            model.build(tuple(shape))
+        return model
+    except FileFormatError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as error:
+        raise FileFormatError(f"{path}: cannot rebuild the model from its config: {error}") from None
 
 
 def load_weights(model, path, allow_nonfinite=False):

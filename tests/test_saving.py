@@ -1,0 +1,272 @@
+"""Model files: round trips, interoperability, and every kind of bad file (RELIABILITY.md B1-B12)."""
+import json
+import os
+import pickle  # only to build a malicious file for the test; the package itself never imports it
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import backprop as bp
+from backprop.saving import FileFormatError
+from backprop.saving import tensor_file
+
+
+def trained_model(seed=0):
+    bp.random.set_seed(seed)
+    model = bp.Sequential([bp.layers.Input(shape=(4,)), bp.layers.Dense(5, activation="relu", name="hidden"),
+                           bp.layers.Dropout(0.2), bp.layers.Dense(3, name="logits")])
+    return model
+
+
+X = np.random.default_rng(0).normal(size=(7, 4)).astype(np.float32)
+
+
+def test_round_trip_is_bit_identical(tmp_path):
+    model = trained_model()
+    model.save(tmp_path / "m.bp")
+    loaded = bp.models.load_model(tmp_path / "m.bp")
+    assert np.array_equal(model.predict(X), loaded.predict(X))
+    assert [l.get_config()["name"] for l in loaded.layers] == [l.name for l in model.layers]
+
+
+@bp.saving.register("TinyNet")
+class TinyNet(bp.Model):
+    def __init__(self, hidden=4, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_units = hidden
+        self.hidden = bp.layers.Dense(hidden, activation="tanh")
+        self.out = bp.layers.Dense(1)
+
+    def call(self, inputs, training=None):
+        return self.out(self.hidden(inputs))
+
+    def get_config(self):
+        return {**super().get_config(), "hidden": self.hidden_units}
+
+
+class Unregistered(bp.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = bp.layers.Dense(2)
+
+    def call(self, inputs):
+        return self.dense(inputs)
+
+
+def test_subclassed_model_round_trip(tmp_path):
+    model = TinyNet(hidden=6)
+    expected = model.predict(X)
+    model.save(tmp_path / "t.bp")
+    loaded = bp.models.load_model(tmp_path / "t.bp")
+    assert isinstance(loaded, TinyNet) and loaded.hidden_units == 6
+    assert np.array_equal(loaded.predict(X), expected)
+
+
+def test_unregistered_class_says_how_to_register(tmp_path):
+    model = Unregistered()
+    model(X)
+    with pytest.raises(ValueError, match="register"):
+        model.save(tmp_path / "u.bp")
+    model.save_weights(tmp_path / "u.weights")
+    other = Unregistered()
+    other(X)
+    other.load_weights(tmp_path / "u.weights")
+    assert np.array_equal(other.predict(X), model.predict(X))
+
+
+def test_custom_objects_and_missing_class(tmp_path):
+    path = tmp_path / "t.bp"
+    TinyNet()(X)
+    model = TinyNet()
+    model(X)
+    model.save(path)
+    tensors, metadata = tensor_file.read(path)
+    metadata["config"] = metadata["config"].replace('"TinyNet"', '"Ghost"')
+    tensor_file.write(path, tensors, metadata)
+    with pytest.raises(ValueError, match=r"unknown class 'Ghost'.*bp.saving.register\('Ghost'\).*custom_objects"):
+        bp.models.load_model(path)
+    assert isinstance(bp.models.load_model(path, custom_objects={"Ghost": TinyNet}), TinyNet)
+
+
+def test_files_load_with_the_safetensors_package(tmp_path):
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    model = trained_model()
+    model.save(tmp_path / "m.bp")
+    loaded = safetensors_numpy.load_file(str(tmp_path / "m.bp"))
+    assert set(loaded) == {"hidden/kernel", "hidden/bias", "logits/kernel", "logits/bias"}
+    safetensors_numpy.save_file({k: np.zeros_like(v) for k, v in loaded.items()}, str(tmp_path / "w.st"),
+                                metadata={"format": "backprop.weights", "format_version": "1"})
+    model.load_weights(tmp_path / "w.st")
+    assert all(not w.any() for w in model.get_weights())
+
+
+def write_raw(path, header, body=b""):
+    blob = json.dumps(header).encode()
+    Path(path).write_bytes(struct.pack("<Q", len(blob)) + blob + body)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    model = trained_model()
+    path = tmp_path / "good.bp"
+    model.save(path)
+    return model, path
+
+
+def assert_refused(model, path, pattern):
+    before = model.get_weights()
+    with pytest.raises(FileFormatError, match=pattern):
+        bp.models.load_model(path)
+    with pytest.raises(FileFormatError, match=pattern):
+        model.load_weights(path)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights())), "partly loaded"
+
+
+@pytest.mark.parametrize("keep", [0, 1, 0.5])
+def test_truncated_files(saved, tmp_path, keep):
+    model, path = saved
+    data = path.read_bytes()
+    bad = tmp_path / "bad.bp"
+    bad.write_bytes(data[:int(len(data) * keep) if isinstance(keep, float) else keep])
+    assert_refused(model, bad, "truncated")
+
+
+def test_wrong_magic(saved, tmp_path):
+    model, _ = saved
+    png = tmp_path / "image.bp"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(200))
+    assert_refused(model, png, "not a backprop model file")
+
+
+def test_pickle_payload_never_runs(saved, tmp_path):
+    model, _ = saved
+    marker = tmp_path / "MARKER"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.bp"
+    evil.write_bytes(pickle.dumps(Exploit()))
+    assert_refused(model, evil, "not a backprop model file|truncated")
+    npz = tmp_path / "evil.npz"
+    np.savez(npz, w=np.array([Exploit()], dtype=object))
+    assert_refused(model, npz, "not a backprop model file|truncated")
+    assert not marker.exists()
+
+
+def test_package_never_uses_pickle_or_eval():
+    root = Path(bp.__file__).parent
+    for source in root.rglob("*.py"):
+        text = source.read_text()
+        for word in ("import pickle", "marshal", "eval(", "allow_pickle=True", "importlib"):
+            assert word not in text, f"{source}: {word}"
+
+
+def test_closed_registry_refuses_dangerous_names(saved, tmp_path):
+    model, path = saved
+    tensors, metadata = tensor_file.read(path)
+    for name in ("os.system", "builtins.eval"):
+        metadata["config"] = json.dumps({"class_name": name, "config": {}})
+        tensor_file.write(tmp_path / "x.bp", tensors, metadata)
+        with pytest.raises(ValueError, match="register"):
+            bp.models.load_model(tmp_path / "x.bp")
+
+
+def test_huge_header_and_shapes_are_refused_before_allocation(saved, tmp_path):
+    model, _ = saved
+    big = tmp_path / "big.bp"
+    big.write_bytes(struct.pack("<Q", 2 ** 63) + b"{}")
+    assert_refused(model, big, "header length")
+    write_raw(big, {"w": {"dtype": "F32", "shape": [10 ** 6, 10 ** 6], "data_offsets": [0, 16]}}, b"\0" * 16)
+    assert_refused(model, big, "needs")
+
+
+def test_overlapping_offsets_and_duplicates(saved, tmp_path):
+    model, _ = saved
+    bad = tmp_path / "bad.bp"
+    write_raw(bad, {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                    "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, b"\0" * 12)
+    assert_refused(model, bad, "overlap")
+    blob = b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}'
+    bad.write_bytes(struct.pack("<Q", len(blob)) + blob + b"\0" * 8)
+    assert_refused(model, bad, "duplicate")
+
+
+def test_nonfinite_weights_refused_unless_allowed(saved, tmp_path):
+    model, path = saved
+    tensors, metadata = tensor_file.read(path)
+    tensors["hidden/bias"][0] = np.nan
+    tensor_file.write(tmp_path / "nan.bp", tensors, metadata)
+    assert_refused(model, tmp_path / "nan.bp", "NaN")
+    assert np.isnan(bp.models.load_model(tmp_path / "nan.bp", allow_nonfinite=True).layers[0].bias.numpy()[0])
+
+
+def test_architecture_mismatch_lists_everything(saved, tmp_path):
+    _, path = saved
+    other = bp.Sequential([bp.layers.Input(shape=(4,)), bp.layers.Dense(6, name="hidden"),
+                           bp.layers.Dense(3, name="output")])
+    with pytest.raises(FileFormatError, match=r"size mismatch for hidden/kernel: file \(4, 5\), model \(4, 6\); "
+                                              r"size mismatch for hidden/bias.*missing in file: output/kernel"):
+        other.load_weights(path)
+
+
+def test_newer_format_version(saved, tmp_path):
+    model, path = saved
+    tensors, metadata = tensor_file.read(path)
+    metadata["format_version"] = "3"
+    tensor_file.write(tmp_path / "new.bp", tensors, metadata)
+    assert_refused(model, tmp_path / "new.bp", "file format 3 is newer than supported 1")
+
+
+def test_atomic_save_keeps_the_old_file(saved, monkeypatch):
+    model, path = saved
+    original = path.read_bytes()
+
+    def broken_fsync(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="No space"):
+        trained_model(seed=1).save(path)
+    assert path.read_bytes() == original
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def fuzz(saved_path, tmp_path, cases, seed):
+    data = bytearray(saved_path.read_bytes())
+    rng = np.random.default_rng(seed)
+    target = tmp_path / "fuzz.bp"
+    outcomes = {"loaded": 0, "refused": 0}
+    for _ in range(cases):
+        mutated = bytearray(data)
+        kind = rng.integers(3)
+        if kind == 0:
+            for _ in range(rng.integers(1, 8)):
+                position = rng.integers(len(mutated))
+                mutated[position] ^= 1 << rng.integers(8)
+        elif kind == 1:
+            mutated = mutated[:rng.integers(len(mutated))]
+        else:
+            header_end = 8 + struct.unpack("<Q", bytes(data[:8]))[0]
+            position = rng.integers(8, header_end)
+            mutated[position] = rng.integers(32, 127)
+        target.write_bytes(bytes(mutated))
+        try:
+            bp.models.load_model(target)
+            outcomes["loaded"] += 1
+        except FileFormatError:
+            outcomes["refused"] += 1
+    return outcomes
+
+
+def test_fuzzed_files_only_raise_the_library_error(saved, tmp_path):
+    outcomes = fuzz(saved[1], tmp_path, 300, seed=0)
+    assert outcomes["refused"] > 100
+
+
+@pytest.mark.slow
+def test_fuzz_many(saved, tmp_path):
+    fuzz(saved[1], tmp_path, 10_000, seed=1)
