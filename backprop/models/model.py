@@ -98,7 +98,7 @@ class Model(Layer):
         batch_size = data.check_batch_size(batch_size, len(x))
         steps = math.ceil(len(x) / batch_size)
         history = callbacks_module.History()
-        hooks = [history] + list(callbacks or [])
+        hooks = list(callbacks or []) + [history]  # last, so it records what user callbacks add to logs
         verbose = 1 if verbose == "auto" else verbose
         if verbose:
             hooks.append(callbacks_module.ProgressBar(epochs, steps, verbose))

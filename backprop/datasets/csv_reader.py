@@ -1,0 +1,143 @@
+"""Read a user's CSV file into features and a target, with errors that name file, line, column and value."""
+import csv
+import os
+import re
+from dataclasses import dataclass, field
+
+import numpy
+
+MISSING = {"", "na", "n/a", "nan", "null", "none", "?", "-"}
+NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")  # no nan, inf, 1_000, hex
+
+
+class DataError(ValueError):
+    """Bad data in a user's file: the message says where and what."""
+
+
+@dataclass
+class Table:
+    """Features ``x`` (float32), target ``y``, and what is needed to read new files the same way."""
+    x: numpy.ndarray
+    y: numpy.ndarray
+    feature_names: list
+    target: str
+    classes: list = field(default=None)  # class names of a categorical target, index = label
+    task: str = "classification"
+
+
+def check_readable(path, what="data file"):
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{what} '{path}' not found")
+    if os.path.isdir(path):
+        raise DataError(f"{what} '{path}' is a directory")
+    if not os.access(path, os.R_OK):
+        raise PermissionError(f"{what} '{path}': permission denied")
+    return path
+
+
+def read_rows(path, delimiter=None):
+    """(line number, fields) for every non-blank row; BOM and CRLF handled, quotes respected."""
+    path = check_readable(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            text = handle.read()
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not a UTF-8 text file ({error.reason} at byte {error.start})") from None
+    lines = text.splitlines()
+    if delimiter is None:
+        first = next((line for line in lines if line.strip()), "")
+        delimiter = ";" if first.count(";") > first.count(",") else ","
+    reader = csv.reader(lines, delimiter=delimiter)
+    return [(number, [cell.strip() for cell in row]) for number, row in enumerate(reader, start=1)
+            if any(cell.strip() for cell in row)]
+
+
+def parse_number(text, path, line, name, index):
+    if text.lower() in MISSING:
+        raise DataError(f"{path}:{line}: column '{name}' ({index}): missing value")
+    if not NUMBER.match(text):
+        raise DataError(f"{path}:{line}: column '{name}' ({index}): cannot parse '{text}' as a number")
+    value = float(text)
+    if not numpy.isfinite(value):
+        raise DataError(f"{path}:{line}: column '{name}' ({index}): value '{text}' is out of range")
+    return value
+
+
+def _has_header(first_row):
+    return any(not NUMBER.match(cell) for cell in first_row)
+
+
+def load_csv(path, target=None, delimiter=None, header="auto", missing="error", task="auto", classes=None):
+    """Read ``path`` into a Table. ``target`` is a column name or index (default: the last column).
+
+    Missing cells (empty, NA, ?, nan ...) are an error unless ``missing="drop"`` drops their rows.
+    A non-numeric target is categorical: its values become class indices (``Table.classes``).
+    ``task`` is "classification", "regression" or "auto" (integers with at most 20 values: classification).
+    """
+    path = os.fspath(path)
+    rows = read_rows(path, delimiter)
+    if not rows:
+        raise DataError(f"{path}: no data rows (the file is empty)")
+    if header is True or (header == "auto" and _has_header(rows[0][1])):
+        names, rows = rows[0][1], rows[1:]
+    else:
+        names = [f"column_{i + 1}" for i in range(len(rows[0][1]))]
+    if not rows:
+        raise DataError(f"{path}: no data rows (only a header)")
+    target_index = _target_index(target, names, path)
+    for line, cells in rows:
+        if len(cells) != len(names):
+            raise DataError(f"{path}:{line}: {len(cells)} fields, expected {len(names)} (from header)")
+    if missing == "drop":
+        rows = [(line, cells) for line, cells in rows if not any(c.lower() in MISSING for c in cells)]
+        if not rows:
+            raise DataError(f"{path}: no data rows left after dropping rows with missing values")
+    elif missing != "error":
+        raise ValueError(f"missing must be 'error' or 'drop', got {missing!r}")
+    feature_columns = [i for i in range(len(names)) if i != target_index]
+    x = numpy.array([[parse_number(cells[i], path, line, names[i], i + 1) for i in feature_columns]
+                     for line, cells in rows], dtype=numpy.float32).reshape(len(rows), len(feature_columns))
+    y, classes, task = _target(rows, target_index, names[target_index], path, task, classes)
+    return Table(x, y, [names[i] for i in feature_columns], names[target_index], classes, task)
+
+
+def _target_index(target, names, path):
+    if target is None:
+        return len(names) - 1
+    if isinstance(target, int):
+        if not -len(names) <= target < len(names):
+            raise DataError(f"{path}: target column {target} does not exist; the file has {len(names)} columns")
+        return target % len(names)
+    if target not in names:
+        raise DataError(f"{path}: target '{target}' not found; columns: {', '.join(names)}")
+    return names.index(target)
+
+
+def _target(rows, index, name, path, task, classes):
+    cells = [(line, row[index]) for line, row in rows]
+    for line, cell in cells:
+        if cell.lower() in MISSING:
+            raise DataError(f"{path}:{line}: column '{name}' ({index + 1}): missing value")
+    numeric = all(NUMBER.match(cell) for _, cell in cells)
+    if classes is not None or not numeric:
+        if task == "regression":
+            bad = next((line, cell) for line, cell in cells if not NUMBER.match(cell))
+            raise DataError(f"{path}:{bad[0]}: column '{name}' ({index + 1}): cannot parse '{bad[1]}' as a number")
+        classes = list(classes) if classes is not None else sorted({cell for _, cell in cells})
+        lookup = {c: i for i, c in enumerate(classes)}
+        unknown = next(((line, cell) for line, cell in cells if cell not in lookup), None)
+        if unknown:
+            raise DataError(f"{path}:{unknown[0]}: column '{name}': unknown class '{unknown[1]}'; known: {', '.join(classes)}")
+        return numpy.array([lookup[cell] for _, cell in cells], dtype=numpy.int64), classes, "classification"
+    values = numpy.array([parse_number(cell, path, line, name, index + 1) for line, cell in cells])
+    if task == "auto":
+        whole = numpy.all(values == numpy.round(values)) and values.min() >= 0
+        task = "classification" if whole and len(numpy.unique(values)) <= 20 else "regression"
+    if task == "classification":
+        if not numpy.all(values == numpy.round(values)) or values.min() < 0:
+            raise DataError(f"{path}: column '{name}': classification needs whole, non-negative class labels")
+        return values.astype(numpy.int64), None, task
+    if task != "regression":
+        raise ValueError(f"task must be 'auto', 'classification' or 'regression', got {task!r}")
+    return values.astype(numpy.float32), None, task

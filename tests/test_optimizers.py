@@ -1,0 +1,196 @@
+"""Each optimizer against Keras 3's update rule, written out independently here, over 100 steps in float64."""
+import math
+
+import numpy as np
+import pytest
+
+import backprop as bp
+
+
+def reference_step(rule, w, g, state, t, lr, opts):
+    """One step of Keras 3's formulas on plain NumPy arrays (t = iterations before the step)."""
+    if rule == "sgd":
+        mom, nesterov = opts.get("momentum", 0.0), opts.get("nesterov", False)
+        if not mom:
+            return w - lr * g
+        v = state.get("v", np.zeros_like(w))
+        v = mom * v - lr * g
+        state["v"] = v
+        return w + mom * v - lr * g if nesterov else w + v
+    if rule == "adam":
+        b1, b2, eps = opts.get("beta_1", 0.9), opts.get("beta_2", 0.999), opts.get("epsilon", 1e-7)
+        m = state.get("m", np.zeros_like(w)) * b1 + (1 - b1) * g
+        v = state.get("v", np.zeros_like(w)) * b2 + (1 - b2) * g * g
+        state["m"], state["v"] = m, v
+        if opts.get("amsgrad"):
+            state["vhat"] = np.maximum(state.get("vhat", np.zeros_like(w)), v)
+            v = state["vhat"]
+        wd = opts.get("weight_decay", 0.0)
+        w = w - w * wd * lr
+        m_hat, v_hat = m / (1 - b1 ** (t + 1)), v / (1 - b2 ** (t + 1))
+        # Keras folds the corrections into alpha and adds epsilon to sqrt(v) uncorrected:
+        alpha = lr * math.sqrt(1 - b2 ** (t + 1)) / (1 - b1 ** (t + 1))
+        return w - alpha * m / (np.sqrt(v) + eps)
+    if rule == "adagrad":
+        eps = opts.get("epsilon", 1e-7)
+        acc = state.get("acc", np.full_like(w, opts.get("initial_accumulator_value", 0.1))) + g * g
+        state["acc"] = acc
+        return w - lr * g / np.sqrt(acc + eps)
+    if rule == "rmsprop":
+        rho, mom, eps, centered = opts.get("rho", 0.9), opts.get("momentum", 0.0), opts.get("epsilon", 1e-7), opts.get("centered", False)
+        s = rho * state.get("s", np.zeros_like(w)) + (1 - rho) * g * g
+        state["s"] = s
+        denominator = s + eps
+        if centered:
+            mg = rho * state.get("mg", np.zeros_like(w)) + (1 - rho) * g
+            state["mg"] = mg
+            denominator = s - mg * mg + eps
+        increment = lr * g / np.sqrt(denominator)
+        if mom:
+            state["mom"] = mom * state.get("mom", np.zeros_like(w)) + increment
+            return w - state["mom"]
+        return w - increment
+    if rule == "adadelta":
+        rho, eps = opts.get("rho", 0.95), opts.get("epsilon", 1e-7)
+        eg = rho * state.get("eg", np.zeros_like(w)) + (1 - rho) * g * g
+        delta = -np.sqrt(state.get("ed", np.zeros_like(w)) + eps) / np.sqrt(eg + eps) * g
+        state["ed"] = rho * state.get("ed", np.zeros_like(w)) + (1 - rho) * delta * delta
+        state["eg"] = eg
+        return w + lr * delta
+    raise ValueError(rule)
+
+
+CASES = [
+    ("sgd", bp.optimizers.SGD, {"learning_rate": 0.05}),
+    ("sgd", bp.optimizers.SGD, {"learning_rate": 0.05, "momentum": 0.9}),
+    ("sgd", bp.optimizers.SGD, {"learning_rate": 0.05, "momentum": 0.9, "nesterov": True}),
+    ("adam", bp.optimizers.Adam, {"learning_rate": 0.01}),
+    ("adam", bp.optimizers.Adam, {"learning_rate": 0.01, "amsgrad": True}),
+    ("adam", bp.optimizers.AdamW, {"learning_rate": 0.01, "weight_decay": 0.004}),
+    ("adagrad", bp.optimizers.Adagrad, {"learning_rate": 0.1}),
+    ("rmsprop", bp.optimizers.RMSprop, {"learning_rate": 0.01}),
+    ("rmsprop", bp.optimizers.RMSprop, {"learning_rate": 0.01, "momentum": 0.5, "centered": True}),
+    ("adadelta", bp.optimizers.Adadelta, {"learning_rate": 1.0}),
+]
+
+A = np.array([[3.0, 0.5], [0.5, 1.0]])
+
+
+def quadratic_grad(w):
+    return A @ w - np.array([1.0, -2.0])
+
+
+@pytest.mark.parametrize("rule, cls, opts", CASES)
+def test_quadratic_matches_keras_formula(rule, cls, opts):
+    optimizer = cls(**opts)
+    variable = bp.Variable(np.array([2.0, -1.0]))
+    w, state = variable.numpy(), {}
+    for t in range(100):
+        g = quadratic_grad(variable.numpy())
+        optimizer.apply_gradients([(g, variable)])
+        w = reference_step(rule, w, quadratic_grad(w), state, t, opts["learning_rate"], opts)
+        np.testing.assert_allclose(variable.numpy(), w, rtol=1e-10, atol=1e-12)
+    assert optimizer.iterations == 100
+
+
+@pytest.mark.parametrize("rule, cls, opts", CASES)
+def test_small_mlp_matches_keras_formula(rule, cls, opts):
+    bp.random.set_seed(0)
+    model = bp.Sequential([bp.layers.Dense(4, activation="tanh", dtype="float64"),
+                           bp.layers.Dense(1, dtype="float64")], dtype="float64")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 3)), rng.normal(size=(16, 1))
+    model(x)
+    reference = [v.numpy() for v in model.trainable_variables]
+    states = [{} for _ in reference]
+    optimizer = cls(**opts)
+    for t in range(100):
+        with bp.GradientTape() as tape:
+            loss = bp.losses.mean_squared_error(y, model(x))
+            loss = bp.mean(loss)
+        grads = tape.gradient(loss, model.trainable_variables)
+        # the reference updates the same gradients (computed at the shared current point)
+        reference = [reference_step(rule, w, g.numpy(), s, t, opts["learning_rate"], opts)
+                     for w, g, s in zip(reference, grads, states)]
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        for v, w in zip(model.trainable_variables, reference):
+            np.testing.assert_allclose(v.numpy(), w, rtol=1e-10, atol=1e-12)
+            v.assign(w)  # keep both exactly on the same path
+
+
+def test_defaults_are_keras_defaults():
+    assert bp.optimizers.SGD().learning_rate == 0.01
+    adam = bp.optimizers.Adam()
+    assert (adam.learning_rate, adam.beta_1, adam.beta_2, adam.epsilon, adam.amsgrad) == (0.001, 0.9, 0.999, 1e-7, False)
+    adagrad = bp.optimizers.Adagrad()
+    assert (adagrad.learning_rate, adagrad.initial_accumulator_value, adagrad.epsilon) == (0.001, 0.1, 1e-7)
+    rms = bp.optimizers.RMSprop()
+    assert (rms.learning_rate, rms.rho, rms.momentum, rms.epsilon, rms.centered) == (0.001, 0.9, 0.0, 1e-7, False)
+    ada = bp.optimizers.Adadelta()
+    assert (ada.learning_rate, ada.rho, ada.epsilon) == (0.001, 0.95, 1e-7)
+
+
+def test_slots_are_updated_in_place():
+    optimizer = bp.optimizers.Adam()
+    variable = bp.Variable(np.ones(3))
+    optimizer.apply_gradients([(np.ones(3), variable)])
+    slots = {name: id(array) for name, array in optimizer.slots(variable).items()}
+    storage = id(variable.data)
+    for _ in range(10):
+        optimizer.apply_gradients([(np.ones(3), variable)])
+    assert {name: id(array) for name, array in optimizer.slots(variable).items()} == slots
+    assert id(variable.data) == storage
+
+
+def test_clipping():
+    variable = bp.Variable(np.zeros(2))
+    bp.optimizers.SGD(1.0, clipnorm=1.0).apply_gradients([(np.array([3.0, 4.0]), variable)])
+    np.testing.assert_allclose(variable.numpy(), [-0.6, -0.8])
+    variable.assign([0.0, 0.0])
+    bp.optimizers.SGD(1.0, clipvalue=0.5).apply_gradients([(np.array([3.0, -0.1]), variable)])
+    np.testing.assert_allclose(variable.numpy(), [-0.5, 0.1])
+    a, b = bp.Variable(np.zeros(1)), bp.Variable(np.zeros(1))
+    bp.optimizers.SGD(1.0, global_clipnorm=1.0).apply_gradients([(np.array([3.0]), a), (np.array([4.0]), b)])
+    np.testing.assert_allclose([a.numpy()[0], b.numpy()[0]], [-0.6, -0.8])
+
+
+def test_schedules():
+    schedule = bp.optimizers.schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5)
+    assert schedule(20) == pytest.approx(0.025)
+    assert bp.optimizers.schedules.ExponentialDecay(0.1, 10, 0.5, staircase=True)(15) == pytest.approx(0.05)
+    piecewise = bp.optimizers.schedules.PiecewiseConstantDecay([10, 20], [1.0, 0.5, 0.1])
+    assert [piecewise(s) for s in (0, 10, 11, 20, 21)] == [1.0, 1.0, 0.5, 0.5, 0.1]
+    cosine = bp.optimizers.schedules.CosineDecay(1.0, 100, alpha=0.1)
+    assert cosine(0) == pytest.approx(1.0) and cosine(50) == pytest.approx(0.55) and cosine(200) == pytest.approx(0.1)
+    optimizer = bp.optimizers.SGD(learning_rate=lambda step: 1.0 / (step + 1))
+    variable = bp.Variable(np.zeros(1))
+    for _ in range(3):
+        optimizer.apply_gradients([(np.ones(1), variable)])
+    assert variable.numpy()[0] == pytest.approx(-(1 + 1 / 2 + 1 / 3))
+
+
+def test_state_round_trip_resumes_exactly():
+    def run(steps, optimizer, variable):
+        for _ in range(steps):
+            optimizer.apply_gradients([(quadratic_grad(variable.numpy()), variable)])
+
+    straight, v1 = bp.optimizers.Adam(0.1), bp.Variable(np.array([2.0, -1.0]))
+    run(20, straight, v1)
+    first, v2 = bp.optimizers.Adam(0.1), bp.Variable(np.array([2.0, -1.0]))
+    run(10, first, v2)
+    state = {k: np.array(v) for k, v in first.get_state().items()}
+    resumed = bp.optimizers.Adam(0.1)
+    resumed.set_state(state, [v2])
+    run(10, resumed, v2)
+    assert np.array_equal(v1.numpy(), v2.numpy())
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), "abc"])
+def test_bad_learning_rates(bad):
+    with pytest.raises(ValueError, match="learning_rate"):
+        bp.optimizers.Adam(learning_rate=bad)
+
+
+def test_unknown_optimizer_lists_valid():
+    with pytest.raises(ValueError, match="unknown optimizer 'adamm'; valid: sgd, adam, adamw, adagrad, rmsprop, adadelta"):
+        bp.optimizers.get("adamm")

@@ -1,0 +1,270 @@
+"""compile/fit/evaluate/predict, callbacks, determinism and the issue's accuracy targets."""
+import csv
+import time
+
+import numpy as np
+import pytest
+
+import backprop as bp
+
+
+def binary_problem(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 2))
+    return x, (x[:, 0] * x[:, 1] > 0).astype(np.int64)
+
+
+def small_model(seed=0, **compile_args):
+    bp.random.set_seed(seed)
+    model = bp.Sequential([bp.layers.Input(shape=(2,)), bp.layers.Dense(8, activation="tanh"), bp.layers.Dense(1)])
+    model.compile(**{"optimizer": bp.optimizers.Adam(0.01), "loss": bp.losses.BinaryCrossentropy(from_logits=True),
+                     "metrics": ["accuracy"], **compile_args})
+    return model
+
+
+def test_issue_example_runs():
+    bp.random.set_seed(0)
+    rng = np.random.default_rng(0)
+    x_train, y_train = rng.normal(size=(200, 20)), rng.integers(0, 10, 200)
+    model = bp.Sequential([bp.layers.Dense(64, activation="relu"), bp.layers.Dropout(0.5), bp.layers.Dense(10)])
+    model.compile(optimizer=bp.optimizers.Adam(learning_rate=1e-3),
+                  loss=bp.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    history = model.fit(x_train, y_train, batch_size=32, epochs=100, validation_split=0.2, verbose=0,
+                        callbacks=[bp.callbacks.EarlyStopping(monitor="val_loss", patience=5, restore_best_weights=True)])
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert len(history.history["loss"]) < 100  # random labels: early stopping kicks in
+    loss, accuracy = model.evaluate(x_train, y_train)
+    assert model.predict(x_train).shape == (200, 10) and 0 <= accuracy <= 1
+
+
+def test_history_values_are_python_floats_and_evaluate_matches():
+    x, y = binary_problem()
+    model = small_model()
+    history = model.fit(x, y, epochs=3, verbose=0, shuffle=False)
+    assert all(type(v) is float for values in history.history.values() for v in values)
+    loss, accuracy = model.evaluate(x, y, batch_size=len(x))
+    logits = model.predict(x)[:, 0]
+    expected = np.mean(np.maximum(logits, 0) - logits * y + np.log1p(np.exp(-np.abs(logits))))
+    assert loss == pytest.approx(expected, rel=1e-5)
+    assert accuracy == pytest.approx(np.mean((logits > 0) == (y == 1)))
+
+
+def test_fit_equals_hand_written_loop():
+    x, y = binary_problem()
+    fitted = small_model(seed=3)
+    bp.random.set_seed(11)
+    fitted.fit(x, y, batch_size=16, epochs=2, verbose=0)
+
+    manual = small_model(seed=3)
+    bp.random.set_seed(11)
+    x32 = x.astype(np.float32)
+    optimizer, loss_fn = manual.optimizer, manual.loss
+    for epoch in range(2):
+        order = bp.random.generator().permutation(len(x))
+        for start in range(0, len(x), 16):
+            index = order[start:start + 16]
+            with bp.GradientTape() as tape:
+                loss = loss_fn(y[index], manual(x32[index], training=True))
+            grads = tape.gradient(loss, manual.trainable_variables)
+            optimizer.apply_gradients(zip(grads, manual.trainable_variables))
+    for a, b in zip(fitted.get_weights(), manual.get_weights()):
+        assert np.array_equal(a, b)
+
+
+def test_same_seed_same_history_different_seed_different_weights():
+    x, y = binary_problem()
+    runs = []
+    for seed in (0, 0, 1):
+        model = small_model(seed)
+        runs.append((model.fit(x, y, epochs=3, verbose=0, validation_split=0.25).history, model.get_weights()))
+    assert runs[0][0] == runs[1][0] and all(np.array_equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
+    assert not np.array_equal(runs[0][1][0], runs[2][1][0])
+
+
+def test_full_batch_and_single_example_sgd():
+    x, y = binary_problem(40)
+    steps = []
+    counter = bp.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: steps.append(batch))
+    small_model().fit(x, y, batch_size=None, epochs=2, verbose=0, callbacks=[counter])
+    assert steps == [0, 0]
+    steps.clear()
+    small_model().fit(x, y, batch_size=1, epochs=1, verbose=0, callbacks=[counter])
+    assert steps == list(range(40))
+
+
+def test_validation_split_takes_the_last_examples():
+    x, y = binary_problem(100)
+    model = small_model()
+    history = model.fit(x, y, epochs=1, verbose=0, validation_split=0.2)
+    assert history.history["val_loss"][0] == pytest.approx(model.evaluate(x[80:], y[80:])[0], rel=1e-6)
+
+
+def test_inputs_are_cast_and_user_arrays_untouched():
+    x, y = binary_problem()
+    x_copy, y_copy = x.copy(), y.copy()
+    state = np.random.get_state()[1].copy()
+    model = small_model()
+    model.fit(x, y, epochs=2, verbose=0)
+    model.predict(x)
+    assert model.layers[0].kernel.dtype == np.float32
+    assert np.array_equal(x, x_copy) and np.array_equal(y, y_copy)
+    assert np.array_equal(np.random.get_state()[1], state)
+
+
+def test_predict_records_nothing():
+    x, _ = binary_problem()
+    model = small_model()
+    model.fit(x[:10], np.zeros(10), epochs=1, verbose=0)
+    with bp.GradientTape() as tape:
+        model.predict(x)
+        model.evaluate(x, np.zeros(len(x)))
+    assert tape._nodes == []
+
+
+def test_bad_arguments():
+    x, y = binary_problem(100)
+    model = small_model()
+    with pytest.raises(ValueError, match="100 vs 99"):
+        model.fit(x, y[:99], verbose=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        model.fit(x, y, batch_size=0, verbose=0)
+    with pytest.raises(ValueError, match="epochs"):
+        model.fit(x, y, epochs=-1, verbose=0)
+    with pytest.raises(TypeError, match="string"):
+        model.fit(np.array([["a", "b"]]), [1], verbose=0)
+    with pytest.raises(RuntimeError, match="compile"):
+        bp.Sequential([bp.layers.Dense(1)]).fit(x, y)
+
+
+def test_sample_weight_zero_ignores_examples():
+    x, y = binary_problem(64)
+    weights = np.r_[np.ones(32), np.zeros(32)]
+    model = small_model()
+    loss = model.evaluate(x, y, sample_weight=weights, batch_size=64)[0]
+    full = model.evaluate(x[:32], y[:32], batch_size=32)[0]
+    assert loss == pytest.approx(full / 2, rel=1e-6)  # Keras: sum(w * loss) / number of examples
+
+
+class ScriptedLoss(bp.callbacks.Callback):
+    """Feeds a scripted val_loss sequence into the logs (runs before EarlyStopping)."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_loss"] = self.values[epoch]
+
+
+def run_scripted(values, **early):
+    x, y = binary_problem(20)
+    model = small_model()
+    stopper = bp.callbacks.EarlyStopping(**early)
+    history = model.fit(x, y, epochs=len(values), verbose=0, callbacks=[ScriptedLoss(values), stopper])
+    return len(history.history["loss"]), stopper
+
+
+def test_early_stopping_scripted():
+    assert run_scripted([5, 4, 3, 3.5, 3.6, 3.7, 1, 1], patience=2)[0] == 5
+    assert run_scripted([5, 4, 3.95, 3.9, 3.85, 3.8], patience=2, min_delta=0.1)[0] == 4
+    # Keras: a flat run that never beats the baseline stops once patience runs out ...
+    assert run_scripted([5, 5, 5, 5, 5], patience=2, baseline=1.0)[0] == 2
+    # ... while one that keeps improving on its best is never stopped, baseline or not
+    assert run_scripted([5, 4, 3, 2, 1.5, 1.2], patience=1, baseline=0.1)[0] == 6
+    assert run_scripted([5, 6, 7, 8, 9, 10], patience=1, start_from_epoch=3)[0] == 5
+    length, stopper = run_scripted([5, 4, 3, 3.5, 3.6, 3.7], patience=2)
+    assert stopper.best == 3 and stopper.best_epoch == 2 and stopper.stopped_epoch == 4
+
+
+def test_early_stopping_restores_best_weights():
+    x, y = binary_problem(20)
+    model = small_model()
+    saved = {}
+    record = bp.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: saved.__setitem__(epoch, model.get_weights()))
+    stopper = bp.callbacks.EarlyStopping(patience=2, restore_best_weights=True)
+    model.fit(x, y, epochs=6, verbose=0, callbacks=[ScriptedLoss([5, 4, 1, 3.5, 3.6, 3.7]), record, stopper])
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), saved[2]))
+
+
+def test_terminate_on_nan_stops_before_the_bad_update():
+    x, y = binary_problem(64)
+    x[40] = np.nan  # batch 2 (index 1) of size 32 without shuffling
+    model = small_model()
+    weights = {}
+    record = bp.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: weights.__setitem__(b, model.get_weights()))
+    history = model.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0,
+                        callbacks=[bp.callbacks.TerminateOnNaN(), record])
+    assert list(weights) == [0]
+    assert all(np.array_equal(a, b) and np.isfinite(a).all() for a, b in zip(model.get_weights(), weights[0]))
+    assert np.isnan(history.history["loss"][-1])
+
+
+def test_divergence_without_callback_shows_in_history():
+    x, y = binary_problem()
+    model = small_model(optimizer=bp.optimizers.SGD(learning_rate=1e6), loss="mse", metrics=[])
+    with np.errstate(all="ignore"):
+        history = model.fit(x, y, epochs=5, verbose=0)
+    assert not np.isfinite(history.history["loss"][-1])
+
+
+def test_checkpoint_csv_logger_and_schedulers(tmp_path):
+    x, y = binary_problem()
+    model = small_model()
+    callbacks = [bp.callbacks.ModelCheckpoint(tmp_path / "best.bp", monitor="val_loss", save_best_only=True),
+                 bp.callbacks.CSVLogger(tmp_path / "log.csv"),
+                 bp.callbacks.LearningRateScheduler(lambda epoch, lr: 0.01 * 0.5 ** epoch),
+                 bp.callbacks.ReduceLROnPlateau(patience=1, factor=0.5)]
+    history = model.fit(x, y, epochs=3, verbose=0, validation_split=0.25, callbacks=callbacks)
+    assert (tmp_path / "best.bp").exists()
+    best = int(np.argmin(history.history["val_loss"]))
+    assert bp.models.load_model(tmp_path / "best.bp") is not None
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2] and "val_loss" in rows[0]
+    assert history.history["learning_rate"] == pytest.approx([0.01, 0.005, 0.0025])
+    assert best >= 0
+
+
+def test_progress_output(capsys):
+    x, y = binary_problem()
+    small_model().fit(x, y, epochs=2, verbose=2)
+    out = capsys.readouterr().out
+    assert "Epoch 1/2" in out and "Epoch 2/2" in out and "loss:" in out
+    small_model().fit(x, y, epochs=1, verbose=1)
+    captured = capsys.readouterr()
+    assert "Epoch 1/1" in captured.out + captured.err
+    small_model().fit(x, y, epochs=1, verbose=0)
+    assert capsys.readouterr().out == ""
+
+
+def test_train_and_test_on_batch():
+    x, y = binary_problem(32)
+    model = small_model()
+    before = model.test_on_batch(x, y)
+    for _ in range(20):
+        model.train_on_batch(x, y)
+    assert model.test_on_batch(x, y) < before
+
+
+def test_pass_fail_reaches_95_percent():
+    x, y = bp.datasets.pass_fail(200)
+    x, scaler = bp.datasets.standardize(x)
+    bp.random.set_seed(0)
+    model = bp.Sequential([bp.layers.Dense(3, activation="sigmoid"), bp.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer=bp.optimizers.Adam(0.05), loss="binary_crossentropy", metrics=["accuracy"])
+    history = model.fit(x, y, epochs=300, verbose=0)
+    assert history.history["accuracy"][-1] >= 0.95
+
+
+def test_digits_mlp_reaches_97_percent_quickly():
+    (x_train, y_train), (x_test, y_test) = bp.datasets.digits()
+    x_train, scaler = bp.datasets.standardize(x_train)
+    start = time.perf_counter()
+    bp.random.set_seed(0)
+    model = bp.Sequential([bp.layers.Dense(256, activation="relu"), bp.layers.Dropout(0.2),
+                           bp.layers.Dense(128, activation="relu"), bp.layers.Dropout(0.2), bp.layers.Dense(10)])
+    model.compile(optimizer="adam", loss=bp.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    model.fit(x_train, y_train, epochs=60, batch_size=32, verbose=0)
+    _, accuracy = model.evaluate(scaler.transform(x_test), y_test)
+    elapsed = time.perf_counter() - start
+    print(f"digits: test accuracy {accuracy:.4f} in {elapsed:.1f} s")
+    assert accuracy >= 0.97
