@@ -41,6 +41,24 @@ class Model(Layer):
         self.loss = losses.get(loss)
         self._metric_specs = list(metrics or [])
 
+    def get_compile_config(self):
+        """What compile() was given, for model files; None when it holds something unsaveable."""
+        if self.loss is None or type(self.loss) not in set(losses.LOSSES.values()):
+            return None
+        if not all(isinstance(m, str) for m in self._metric_specs) or callable(self.optimizer._learning_rate):
+            return None
+        optimizer_config = self.optimizer.get_config()
+        return {"loss": {"class_name": type(self.loss).__name__, "config": self.loss.options},
+                "metrics": list(self._metric_specs),
+                "optimizer": {"class_name": type(self.optimizer).__name__, "config": optimizer_config}}
+
+    def compile_from_config(self, config):
+        loss_classes = {cls.__name__: cls for cls in losses.LOSSES.values()}
+        optimizer_classes = {cls.__name__: cls for cls in optimizers.OPTIMIZERS.values()}
+        loss, optimizer = config["loss"], config["optimizer"]
+        self.compile(optimizer=optimizer_classes[optimizer["class_name"]](**optimizer["config"]),
+                     loss=loss_classes[loss["class_name"]](**loss["config"]), metrics=config["metrics"])
+
     def _check_compiled(self, what):
         if self.loss is None:
             raise RuntimeError(f"{what}: call model.compile(optimizer=..., loss=...) first")
@@ -104,6 +122,7 @@ class Model(Layer):
             hooks.append(callbacks_module.ProgressBar(epochs, steps, verbose))
         hooks = callbacks_module.CallbackList(hooks, self)
         self.stop_training = False
+        self.nonfinite_at = None
         self.history = history
         hooks.on_train_begin()
         for epoch in range(initial_epoch, epochs):
@@ -126,6 +145,7 @@ class Model(Layer):
             yb, wb = y[index], data.take(sample_weight, index)
             value, y_pred, applied = self._train_step(x[index], yb, wb)
             if not applied:
+                self.nonfinite_at = {"epoch": epoch + 1, "batch": batch + 1, "loss": value}
                 print(f"TerminateOnNaN: loss became {value} at epoch {epoch + 1}, batch {batch + 1}; "
                       "stopping before applying that update")
                 self.stop_training = True

@@ -125,7 +125,8 @@ class Optimizer:
                 array[...] = state[f"{index}/{name}"]
 
     def get_config(self):
-        lr = self._learning_rate
-        return {"name": self.name, "learning_rate": lr if not callable(lr) else None,
-                "clipnorm": self.clipnorm, "clipvalue": self.clipvalue,
-                "global_clipnorm": self.global_clipnorm, "weight_decay": self.weight_decay}
+        """The constructor's keyword arguments (a schedule is not serializable: it raises)."""
+        if callable(self._learning_rate):
+            raise ValueError(f"{self.name}: a learning-rate schedule cannot be saved in a config")
+        config = {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in ("iterations", "slot_names")}
+        return {**config, "learning_rate": self._learning_rate}

@@ -42,6 +42,9 @@ def _metadata(model, kind):
         metadata["config"] = json.dumps({"class_name": registered_name(model), "config": model.get_config()})
         shape = getattr(model, "_build_input_shape", None)
         metadata["build_input_shape"] = json.dumps(None if shape is None else [None] + list(shape[1:]))
+        compile_config = model.get_compile_config() if hasattr(model, "get_compile_config") else None
+        if compile_config is not None:
+            metadata["compile_config"] = json.dumps(compile_config)
     return metadata
 
 
@@ -72,8 +75,11 @@ def _read(path, expected_kinds, allow_nonfinite):
     return tensors, metadata
 
 
-def load_model(path, custom_objects=None, allow_nonfinite=False):
-    """Rebuild a model saved with ``model.save(path)``; custom classes must be registered or passed."""
+def load_model(path, custom_objects=None, allow_nonfinite=False, compile=True):  # noqa: A002 - Keras' name
+    """Rebuild a model saved with ``model.save(path)``; custom classes must be registered or passed.
+
+    A model saved after ``compile`` comes back compiled (same loss, metrics and optimizer settings;
+    the optimizer's state starts fresh)."""
     tensors, metadata = _read(path, (MODEL_FORMAT,), allow_nonfinite)
     try:
         spec = json.loads(metadata["config"])
@@ -88,6 +94,11 @@ def load_model(path, custom_objects=None, allow_nonfinite=False):
         raise FileFormatError(f"{path}: malformed model config ({error})") from None
     model = _rebuild(cls, config, shape, custom_objects, path)
     _assign(model, tensors, path)
+    if compile and "compile_config" in metadata:
+        try:
+            model.compile_from_config(json.loads(metadata["compile_config"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise FileFormatError(f"{path}: malformed compile config ({error})") from None
     return model
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from backprop.cli import main
+
+sys.exit(main())

@@ -1,0 +1,298 @@
+"""The ``backprop`` command: train, evaluate, predict, info, lecture.
+
+Exit codes: 0 success, 2 bad input (one line on stderr, nothing written), 1 unexpected
+failure, 130 interrupted (Ctrl-C).
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import fields
+
+EXAMPLES = {
+    "train": """examples:
+  backprop train                                  # an MLP on the bundled 8x8 digits
+  backprop train --data moons --layers 16,16 --epochs 200
+  backprop train --data houses.csv --target price --task regression --out runs/houses
+  backprop train --config run.toml                # same keys as the options, e.g. lr = 0.01""",
+    "evaluate": """examples:
+  backprop evaluate runs/digits-20261126-140000 --data digits
+  backprop evaluate runs/houses/model.bp --data test.csv --target price""",
+    "predict": """examples:
+  backprop predict runs/houses --input new_houses.csv --output predictions.csv""",
+    "info": """examples:
+  backprop info runs/digits-20261126-140000/model.bp""",
+    "lecture": """examples:
+  backprop lecture --out lecture          # then open lecture/index.html""",
+}
+
+
+class BadInput(Exception):
+    """A user mistake: reported as one line, exit code 2."""
+
+
+# --- argument types: reject bad values the way argparse does ------------------------------------
+def _typed(convert, check, description):
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid value: {text!r} ({description})") from None
+        if not check(value):
+            raise argparse.ArgumentTypeError(f"invalid value: {text!r} ({description})")
+        return value
+    parse.__name__ = description
+    return parse
+
+
+positive_int = _typed(int, lambda v: v > 0, "a positive integer")
+non_negative_int = _typed(int, lambda v: v >= 0, "a non-negative integer")
+positive_float = _typed(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
+fraction = _typed(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+layer_sizes = _typed(lambda t: [int(u) for u in t.split(",") if u.strip()], lambda v: v and all(u > 0 for u in v),
+                     "comma-separated positive integers, e.g. 128,64")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="backprop", description="Train, inspect and use neural networks.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    def command(name, help_text):
+        return commands.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES[name],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    train = command("train", "train an MLP and write a run folder (model, history, metrics, plots)")
+    train.add_argument("--data", help="bundled dataset (digits, mnist, pass_fail, moons, circles, spirals, xor, "
+                                      "blobs) or a CSV file (default: digits)")
+    train.add_argument("--target", help="CSV target column, by name or 0-based index (default: the last)")
+    train.add_argument("--labels", help="IDX labels file, when --data is an IDX images file")
+    train.add_argument("--task", choices=["auto", "classification", "regression"], help="default: inferred")
+    train.add_argument("--layers", type=layer_sizes, help="hidden layer sizes (default: 256,128)")
+    train.add_argument("--activation", help="hidden activation (default: relu)")
+    train.add_argument("--dropout", type=fraction, help="dropout rate after each hidden layer (default: 0.2)")
+    train.add_argument("--optimizer", help="sgd, adam, adamw, adagrad, rmsprop or adadelta (default: adam)")
+    train.add_argument("--lr", type=positive_float, help="learning rate (default: 0.001)")
+    train.add_argument("--batch-size", type=positive_int, help="examples per gradient step (default: 32)")
+    train.add_argument("--epochs", type=non_negative_int, help="maximum passes over the data (default: 60)")
+    train.add_argument("--patience", type=non_negative_int, help="early-stopping patience in epochs (default: 10)")
+    train.add_argument("--val-split", type=fraction, help="fraction held out for validation (default: 0.2)")
+    train.add_argument("--test-split", type=fraction, help="fraction held out for the test score (default: 0.2)")
+    train.add_argument("--seed", type=int, help="random seed (default: 0)")
+    train.add_argument("--config", help="TOML or YAML file with the same keys (command-line options win)")
+    train.add_argument("--out", help="run folder to write (default: runs/DATA-TIMESTAMP)")
+    train.add_argument("--force", action="store_true", help="replace an existing run folder")
+    train.add_argument("--no-plots", action="store_true", help="skip the pictures")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    evaluate = command("evaluate", "score a saved model on a dataset")
+    evaluate.add_argument("model", help="run folder or model file")
+    evaluate.add_argument("--data", required=True, help="bundled dataset name or CSV file")
+    evaluate.add_argument("--target", help="CSV target column")
+
+    predict = command("predict", "predict for the rows of a CSV file")
+    predict.add_argument("model", help="run folder or model file")
+    predict.add_argument("--input", required=True, help="CSV file of features (a target column is ignored)")
+    predict.add_argument("--output", help="CSV file to write (default: standard output)")
+
+    info = command("info", "print a saved model's summary")
+    info.add_argument("model", help="run folder or model file")
+
+    lecture = command("lecture", "build the introductory lecture as an HTML report with figures")
+    lecture.add_argument("--out", default="lecture", help="folder for index.html (default: lecture)")
+    lecture.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    return parser
+
+
+# --- commands -------------------------------------------------------------------------------------
+def run_config(args):
+    from backprop.run import RunConfig
+    values = load_config_file(args.config) if args.config else {}
+    known = {f.name for f in fields(RunConfig)}
+    unknown = set(values) - known
+    if unknown:
+        raise BadInput(f"{args.config}: unknown keys {', '.join(sorted(unknown))}; valid: {', '.join(sorted(known))}")
+    for name in known:
+        value = getattr(args, name, None)
+        if value is not None:
+            values[name] = value
+    if args.no_plots:
+        values["plots"] = False
+    return RunConfig(**values)
+
+
+def load_config_file(path):
+    if not os.path.isfile(path):
+        raise BadInput(f"config file '{path}' not found")
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    try:
+        if path.endswith((".yaml", ".yml")):
+            import yaml
+            values = yaml.safe_load(raw) or {}
+        else:
+            import tomllib
+            values = tomllib.loads(raw.decode())
+    except ImportError as error:
+        raise BadInput(f"reading {path} needs {error.name}: pip install {'pyyaml' if 'yaml' in str(error) else 'tomli'}") from None
+    except Exception as error:  # the parsers' own error types differ
+        raise BadInput(f"{path}: cannot parse config ({error})") from None
+    if not isinstance(values, dict):
+        raise BadInput(f"{path}: expected a table of settings")
+    return {key.replace("-", "_"): value for key, value in values.items()}
+
+
+def cmd_train(args):
+    from backprop import run
+    config = run_config(args)
+    try:
+        run.check_config(config)
+    except ValueError as error:
+        raise BadInput(str(error)) from None
+    name = os.path.splitext(os.path.basename(config.data))[0]
+    out = config.out or os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = run.prepare_output(out, args.force, create_parent=config.out is None)
+    metrics = run.train(config, out, verbose=0 if args.quiet else 1, force=args.force)
+    score = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith("test_"))
+    print(f"{score} (epochs run: {metrics['epochs_run']}, best epoch: {metrics['best_epoch']})")
+    print(f"run folder: {out}")
+
+
+def features_for(model_inputs, preprocessing, path, target=None):
+    """Read a CSV of features in the training columns' order, scaled like the training data."""
+    from backprop.datasets import csv_reader
+    from backprop.datasets.preprocessing import Scaler
+    names = preprocessing["feature_names"]
+    rows = csv_reader.read_rows(path)
+    if not rows:
+        raise csv_reader.DataError(f"{path}: no data rows (the file is empty)")
+    header = rows[0][1]
+    has_header = any(not csv_reader.NUMBER.match(c) for c in header)
+    columns = header if has_header else None
+    rows = rows[1:] if has_header else rows
+    if not rows:
+        raise csv_reader.DataError(f"{path}: no data rows (only a header)")
+    if columns is not None and all(n in columns for n in names):
+        indices = [columns.index(n) for n in names]
+    else:
+        width = len(rows[0][1])
+        drop_target = columns is not None and preprocessing.get("target") in columns
+        indices = [i for i in range(width) if not (drop_target and columns[i] == preprocessing["target"])]
+        if len(indices) != len(names):
+            raise csv_reader.DataError(f"{path}: {len(indices)} feature columns, but the model was trained on "
+                                       f"{len(names)} ({', '.join(names[:6])}{', ...' if len(names) > 6 else ''})")
+    import numpy
+    x = numpy.empty((len(rows), len(indices)), dtype=numpy.float32)
+    for r, (line, cells) in enumerate(rows):
+        if len(cells) != len(rows[0][1]):
+            raise csv_reader.DataError(f"{path}:{line}: {len(cells)} fields, expected {len(rows[0][1])}")
+        for c, i in enumerate(indices):
+            label = columns[i] if columns else f"column_{i + 1}"
+            x[r, c] = csv_reader.parse_number(cells[i], path, line, label, i + 1)
+    return Scaler.from_dict(preprocessing["scaler"]).transform(x)
+
+
+def cmd_predict(args):
+    from backprop.run import load_run, predict_labels
+    model, preprocessing = load_run(args.model)
+    if preprocessing is None:
+        raise BadInput(f"{args.model}: no {'preprocessing.json'} beside the model; predict needs a run folder")
+    from backprop.datasets.csv_reader import check_readable
+    check_readable(args.input, "input file")
+    x = features_for(model, preprocessing, args.input)
+    labels, scores = predict_labels(model, x, preprocessing["task"])
+    classes = preprocessing.get("classes")
+    header = ["prediction"] + ([f"p_{c}" for c in classes] if classes else [])
+    rows = [[classes[int(label)] if classes else f"{label:.6g}"] + ([f"{p:.6f}" for p in score] if classes else [])
+            for label, score in zip(labels, scores)]
+    if args.output:
+        from backprop.saving.tensor_file import atomic_write
+        import io
+        buffer = io.StringIO()
+        csv.writer(buffer).writerows([header] + rows)
+        atomic_write(args.output, [buffer.getvalue().encode()])
+        print(f"wrote {len(rows)} predictions to {args.output}")
+    else:
+        writer = csv.writer(sys.stdout)
+        writer.writerows([header] + rows)
+
+
+def cmd_evaluate(args):
+    import numpy
+    from backprop import run
+    model, preprocessing = run.load_run(args.model)
+    if preprocessing is None:
+        raise BadInput(f"{args.model}: no preprocessing.json beside the model; evaluate needs a run folder")
+    config = run.RunConfig(data=args.data, target=args.target or preprocessing.get("target"), task=preprocessing["task"])
+    if args.data in run.bp.datasets.BUNDLED or args.data in run.bp.datasets.TOYS:
+        data = run.load_data(config)
+        x, y = data.x_test, data.y_test
+    else:
+        table = run.bp.datasets.load_csv(args.data, target=config.target, task=config.task,
+                                         classes=preprocessing.get("classes") if preprocessing.get("classes") and
+                                         not all(c.isdigit() for c in preprocessing["classes"]) else None)
+        x, y = table.x, table.y
+    names = preprocessing["feature_names"]
+    if x.shape[1] != len(names):
+        raise BadInput(f"{args.data}: {x.shape[1]} features, but the model was trained on {len(names)}")
+    from backprop.datasets.preprocessing import Scaler
+    metrics = run.evaluate(model, Scaler.from_dict(preprocessing["scaler"]).transform(x), y, preprocessing["task"])
+    print(json.dumps({k: round(v, 6) for k, v in metrics.items()}, indent=2))
+    del numpy
+
+
+def cmd_info(args):
+    from backprop.run import load_run
+    model, preprocessing = load_run(args.model)
+    model.summary()
+    if preprocessing:
+        print(f"task: {preprocessing['task']}; features: {len(preprocessing['feature_names'])}; "
+              f"classes: {', '.join(preprocessing['classes']) if preprocessing.get('classes') else '-'}")
+
+
+def cmd_lecture(args):
+    from backprop.lecture import build_report
+    path = build_report(args.out, seed=args.seed)
+    print(f"lecture report: {path}")
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "info": cmd_info,
+            "lecture": cmd_lecture}
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from backprop.datasets.csv_reader import DataError
+    from backprop.saving.tensor_file import FileFormatError
+    from backprop.run import NonFiniteLoss
+    try:
+        COMMANDS[args.command](args)
+        return 0
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except NonFiniteLoss as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except (BadInput, DataError, FileFormatError, FileNotFoundError, FileExistsError, PermissionError,
+            IsADirectoryError, NotADirectoryError) as error:
+        if args.debug:
+            raise
+        message = error.args[0] if isinstance(error, OSError) and error.args and isinstance(error.args[0], str) \
+            and len(error.args) == 1 else str(error)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    except Exception as error:  # noqa: BLE001 - the last line of defence: one line, exit 1
+        if args.debug:
+            raise
+        print(f"error: unexpected {type(error).__name__}: {error} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,6 @@
+"""Pictures of what a network does (matplotlib; every function returns a Figure and never calls show()).
+
+Needs the ``plot`` extra: ``pip install 'backprop[plot]'``.
+"""
+from backprop.plot.training import confusion_matrix, history
+from backprop.plot.boundaries import decision_boundary, perceptron

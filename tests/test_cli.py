@@ -1,0 +1,176 @@
+"""The command line, run as a subprocess the way a user runs it: outputs, exit codes, nothing half-written."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import backprop as bp
+
+
+def backprop(*args, cwd):
+    result = subprocess.run([sys.executable, "-m", "backprop", *map(str, args)], cwd=cwd, capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "MPLBACKEND": "Agg"})
+    return result
+
+
+def write_csv(path, rows, header="a,b,label"):
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cli")
+
+
+@pytest.fixture(scope="module")
+def good_csv(workdir):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 3))
+    y = np.where(x[:, 0] + x[:, 1] > 0, "yes", "no")
+    rows = [f"{a:.4f},{b:.4f},{c:.4f},{label}" for (a, b, c), label in zip(x, y)]
+    return write_csv(workdir / "data.csv", rows, header="x1,x2,x3,passed")
+
+
+@pytest.fixture(scope="module")
+def trained_run(workdir, good_csv):
+    result = backprop("train", "--data", good_csv, "--target", "passed", "--layers", "8", "--epochs", "5",
+                      "--quiet", "--out", workdir / "run", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    return workdir / "run"
+
+
+def test_train_writes_a_complete_run_folder(trained_run):
+    names = {p.name for p in trained_run.iterdir()}
+    assert {"model.bp", "preprocessing.json", "history.csv", "metrics.json", "curves.png", "confusion.png"} <= names
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert 0 <= metrics["test_accuracy"] <= 1
+    assert json.loads((trained_run / "preprocessing.json").read_text())["classes"] == ["no", "yes"]
+    assert len((trained_run / "history.csv").read_text().splitlines()) == metrics["epochs_run"] + 1
+
+
+def test_two_feature_data_gets_a_decision_boundary(workdir):
+    result = backprop("train", "--data", "pass_fail", "--layers", "3", "--epochs", "3", "--quiet", "--out",
+                      workdir / "pf", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert (workdir / "pf" / "boundary.png").stat().st_size > 1000
+
+
+def test_predict_evaluate_info(trained_run, good_csv, workdir):
+    out = workdir / "preds.csv"
+    result = backprop("predict", trained_run, "--input", good_csv, "--output", out, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0] == "prediction,p_no,p_yes" and len(lines) == 81 and lines[1].split(",")[0] in ("yes", "no")
+    result = backprop("evaluate", trained_run / "model.bp", "--data", good_csv, "--target", "passed", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "test_accuracy" in json.loads(result.stdout)
+    result = backprop("info", trained_run, cwd=workdir)
+    assert result.returncode == 0 and "Total params" in result.stdout
+
+
+def test_help_has_examples(workdir):
+    for command in ("train", "evaluate", "predict", "info", "lecture"):
+        result = backprop(command, "--help", cwd=workdir)
+        assert result.returncode == 0 and "examples:" in result.stdout
+
+
+def assert_bad_input(result, message, workdir, before):
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") or "usage:" in result.stderr, result.stderr
+    assert message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in workdir.iterdir()) == before, "something was written"
+
+
+@pytest.fixture
+def empty_dir(tmp_path):
+    return tmp_path
+
+
+@pytest.mark.parametrize("rows, header, message", [
+    (["1,2,0", "3,abc,1"], "a,b,label", "data.csv:3: column 'b' (2): cannot parse 'abc' as a number"),
+    (["1,2,0", ",2,1"], "a,b,label", "data.csv:3: column 'a' (1): missing value"),
+    (["1,2,0", "NA,2,1"], "a,b,label", "missing value"),
+    (["1,2,0", "1,2"], "a,b,label", "data.csv:3: 2 fields, expected 3 (from header)"),
+    (["1,nan,0"], "a,b,label", "data.csv:2: column 'b' (2): missing value"),
+    (["1,inf,0"], "a,b,label", "cannot parse 'inf'"),
+    (["1,1e400,0"], "a,b,label", "out of range"),
+    (["1,1_000,0"], "a,b,label", "cannot parse '1_000'"),
+    ([], "a,b,label", "no data rows"),
+])
+def test_bad_csv_cells(empty_dir, rows, header, message):
+    write_csv(empty_dir / "data.csv", rows, header)
+    before = sorted(p.name for p in empty_dir.iterdir())
+    assert_bad_input(backprop("train", "--data", "data.csv", "--out", "run", "--epochs", "1", cwd=empty_dir),
+                     message, empty_dir, before)
+
+
+def test_unknown_target_and_missing_file(empty_dir):
+    write_csv(empty_dir / "data.csv", ["1,2,0", "2,3,1"])
+    before = sorted(p.name for p in empty_dir.iterdir())
+    assert_bad_input(backprop("train", "--data", "data.csv", "--target", "price", "--out", "run", cwd=empty_dir),
+                     "target 'price' not found; columns: a, b, label", empty_dir, before)
+    assert_bad_input(backprop("train", "--data", "missing.csv", "--out", "run", cwd=empty_dir),
+                     "data file 'missing.csv' not found", empty_dir, before)
+    (empty_dir / "folder").mkdir()
+    before = sorted(p.name for p in empty_dir.iterdir())
+    assert_bad_input(backprop("train", "--data", "folder", "--out", "run", cwd=empty_dir), "is a directory",
+                     empty_dir, before)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--optimizer", "adamm"], "unknown optimizer 'adamm'; valid: sgd, adam, adamw, adagrad, rmsprop, adadelta"),
+    (["--activation", "rellu"], "unknown activation 'rellu'; valid: relu"),
+    (["--data", "mnsit"], "unknown dataset 'mnsit'; valid: digits, mnist"),
+    (["--epochs", "-1"], "argument --epochs: invalid value: '-1'"),
+    (["--batch-size", "0"], "argument --batch-size: invalid value: '0'"),
+    (["--lr", "abc"], "argument --lr: invalid value: 'abc'"),
+    (["--lr", "nan"], "argument --lr: invalid value: 'nan'"),
+    (["--dropout", "1.5"], "argument --dropout: invalid value: '1.5'"),
+    (["--val-split", "1.0"], "argument --val-split: invalid value: '1.0'"),
+    (["--out", "no/such/dir/run"], "does not exist"),
+])
+def test_bad_options(empty_dir, args, message):
+    before = sorted(p.name for p in empty_dir.iterdir())
+    assert_bad_input(backprop("train", *args, cwd=empty_dir), message, empty_dir, before)
+
+
+def test_existing_run_needs_force(trained_run, workdir):
+    result = backprop("train", "--data", "pass_fail", "--out", trained_run, cwd=workdir)
+    assert result.returncode == 2 and "--force" in result.stderr
+
+
+def test_predict_checks_feature_count(trained_run, empty_dir):
+    write_csv(empty_dir / "new.csv", ["1,2", "3,4"], header="x1,x2")
+    before = sorted(p.name for p in empty_dir.iterdir())
+    assert_bad_input(backprop("predict", trained_run, "--input", "new.csv", "--output", "p.csv", cwd=empty_dir),
+                     "2 feature columns, but the model was trained on 3", empty_dir, before)
+
+
+def test_corrupted_model_file(trained_run, empty_dir):
+    (empty_dir / "model.bp").write_bytes((trained_run / "model.bp").read_bytes()[:100])
+    before = sorted(p.name for p in empty_dir.iterdir())
+    assert_bad_input(backprop("info", "model.bp", cwd=empty_dir), "truncated", empty_dir, before)
+
+
+def test_divergence_exits_non_zero_with_one_line(empty_dir):
+    result = backprop("train", "--data", "pass_fail", "--optimizer", "sgd", "--lr", "1e12", "--layers", "4",
+                      "--epochs", "30", "--patience", "100", "--quiet", "--out", "run", cwd=empty_dir)
+    assert result.returncode == 1 and result.stderr.strip().startswith("error: the loss became")
+    assert "Traceback" not in result.stderr and not (empty_dir / "run").exists()
+
+
+def test_config_file(empty_dir):
+    (empty_dir / "run.toml").write_text('data = "xor"\nlayers = [4]\nepochs = 2\nlr = 0.01\n')
+    result = backprop("train", "--config", "run.toml", "--quiet", "--no-plots", "--out", "run", cwd=empty_dir)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((empty_dir / "run" / "config.json").read_text())["layers"] == [4]
+    (empty_dir / "bad.toml").write_text('lerning_rate = 0.1\n')
+    result = backprop("train", "--config", "bad.toml", "--out", "run2", cwd=empty_dir)
+    assert result.returncode == 2 and "unknown keys lerning_rate" in result.stderr
