@@ -117,15 +117,22 @@ def reduce_mean(per_example, sample_weight=None):
 
 
 class Loss:
-    """Callable loss object: ``loss(y_true, y_pred, sample_weight=None)`` -> scalar tensor."""
+    """Callable loss object: ``loss(y_true, y_pred, sample_weight=None)`` -> scalar tensor.
+
+    ``fn`` gives the per-example loss; ``fused``, where a subclass has one, computes the
+    unweighted mean as a single op with a single gradient (the common, fast case).
+    """
 
     fn = None
+    fused = None
 
     def __init__(self, name=None, **options):
         self.name = name or snake_case(type(self).__name__)
         self.options = options
 
     def __call__(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is None and type(self).fused is not None:
+            return type(self).fused(y_true, _pred(y_pred), **self.options)
         return reduce_mean(type(self).fn(y_true, y_pred, **self.options), sample_weight)
 
     def get_config(self):
@@ -134,6 +141,8 @@ class Loss:
 
 class MeanSquaredError(Loss):
     fn = staticmethod(mean_squared_error)
+    fused = staticmethod(lambda y_true, y_pred: ops.mean_squared_error_mean(
+        _labels(y_true, y_pred, "mean_squared_error"), y_pred))
 
 
 class MeanAbsoluteError(Loss):
@@ -149,6 +158,8 @@ class Huber(Loss):
 
 class BinaryCrossentropy(Loss):
     fn = staticmethod(binary_crossentropy)
+    fused = staticmethod(lambda y_true, y_pred, from_logits=False: ops.binary_crossentropy_mean(
+        _labels(y_true, y_pred, "binary_crossentropy"), y_pred, from_logits, EPSILON))
 
     def __init__(self, from_logits=False, name=None):
         super().__init__(name, from_logits=from_logits)
@@ -161,8 +172,19 @@ class CategoricalCrossentropy(Loss):
         super().__init__(name, from_logits=from_logits)
 
 
+def _fused_sparse(y_true, y_pred, from_logits=False):
+    if not from_logits or y_pred.ndim != 2:
+        return reduce_mean(sparse_categorical_crossentropy(y_true, y_pred, from_logits))
+    labels = class_indices(y_true, y_pred.shape[-1])
+    if labels.shape != y_pred.shape[:1]:
+        raise ValueError(f"sparse_categorical_crossentropy: labels of shape {labels.shape} do not match "
+                         f"predictions of shape {y_pred.shape}")
+    return ops.sparse_softmax_cross_entropy_mean(labels, y_pred)
+
+
 class SparseCategoricalCrossentropy(Loss):
     fn = staticmethod(sparse_categorical_crossentropy)
+    fused = staticmethod(_fused_sparse)
 
     def __init__(self, from_logits=False, name=None):
         super().__init__(name, from_logits=from_logits)

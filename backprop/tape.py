@@ -83,17 +83,20 @@ class GradientTape:
 
     def _record(self, result, inputs, backward):
         ids = self._ids
-        watched = False
+        needs = []
         for x in inputs:
             if isinstance(x, Tensor):
                 if id(x) in ids:
-                    watched = True
-                elif x._trainable and self.watch_accessed_variables:
+                    needs.append(True)
+                    continue
+                if x._trainable and self.watch_accessed_variables:
                     ids.add(id(x))
                     self._keep_alive.append(x)
-                    watched = True
-        if watched:
-            self._nodes.append((result, inputs, backward))
+                    needs.append(True)
+                    continue
+            needs.append(False)
+        if True in needs:
+            self._nodes.append((result, inputs, backward, tuple(needs)))
             ids.add(id(result))
 
     def gradient(self, target, sources, output_gradients=None, unconnected_gradients="none"):
@@ -129,20 +132,19 @@ class GradientTape:
         return grads
 
     def _backpropagate(self, grads, keep):
-        ids = self._ids
-        for result, inputs, backward in reversed(self._nodes):
+        for result, inputs, backward, needs in reversed(self._nodes):
             key = id(result)
             g = grads.get(key) if key in keep else grads.pop(key, None)
             if g is None:
                 continue
-            needs = tuple(isinstance(x, Tensor) and id(x) in ids for x in inputs)
-            input_grads = backward(g, needs)
-            for x, needed, gx in zip(inputs, needs, input_grads):
+            for x, needed, gx in zip(inputs, needs, backward(g, needs)):
                 if not needed or gx is None:
                     continue
-                gx = unbroadcast(gx, x.data.shape)
-                if gx.dtype != x.data.dtype:
-                    gx = gx.astype(x.data.dtype)
+                data = x.data
+                if gx.shape != data.shape:
+                    gx = unbroadcast(gx, data.shape)
+                if gx.dtype != data.dtype:
+                    gx = gx.astype(data.dtype)
                 k = id(x)
                 grads[k] = grads[k] + gx if k in grads else gx
 

@@ -134,3 +134,13 @@ def test_float32_gradient_matches_float64(op):
         grads.append(tape.gradient(y, x))
     assert grads[0].dtype == np.float32
     np.testing.assert_allclose(grads[0].numpy(), grads[1].numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_fused_mean_losses():
+    labels01 = (rng.uniform(size=(4, 3)) > 0.5).astype(float)
+    check_gradients(lambda z: bp.binary_crossentropy_mean(labels01, z, from_logits=True), rng.uniform(-3, 3, (4, 3)))
+    check_gradients(lambda p: bp.binary_crossentropy_mean(labels01, p), rng.uniform(0.05, 0.95, (4, 3)))
+    check_gradients(lambda p: bp.mean_squared_error_mean(np.ones((4, 3)), p), rng.uniform(-2, 2, (4, 3)))
+    check_gradients(lambda z: bp.sparse_softmax_cross_entropy_mean(np.array([0, 2, 1, 2]), z), rng.uniform(-2, 2, (4, 3)))
+    soft_labels = rng.dirichlet(np.ones(3), 4)
+    check_gradients(lambda z: bp.softmax_cross_entropy_mean(soft_labels, z), rng.uniform(-2, 2, (4, 3)))

@@ -1,9 +1,10 @@
 """Every op of backprop, as top-level functions (also re-exported as ``bp.<name>``)."""
 from backprop.ops.arithmetic import (abs, add, clip, divide, exp, log, matmul, maximum, minimum, multiply,
                                      negative, power, sqrt, square, subtract, where)
-from backprop.ops.nn import (dense, elu, gelu, leaky_relu, log_softmax, relu, sigmoid,
+from backprop.ops.nn import (binary_crossentropy_mean, dense, elu, gelu, leaky_relu, log_softmax, relu, sigmoid,
                              sigmoid_cross_entropy_with_logits, silu, softmax, softmax_cross_entropy_with_logits,
-                             softplus, sparse_softmax_cross_entropy_with_logits, swish, tanh)
+                             softplus, sparse_softmax_cross_entropy_with_logits, swish, tanh,
+                             mean_squared_error_mean, softmax_cross_entropy_mean, sparse_softmax_cross_entropy_mean)
 from backprop.ops.reductions import (argmax, argmin, logsumexp, max, mean, min, reduce_logsumexp, reduce_max,
                                      reduce_mean, reduce_min, reduce_sum, sum)
 from backprop.ops.shape import (broadcast_to, cast, concat, expand_dims, getitem, one_hot, reshape, squeeze,

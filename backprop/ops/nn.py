@@ -177,3 +177,51 @@ def dense(x, kernel, bias, activation=None):
         return gx, gk, gb
 
     return out, backward
+
+
+# --- fused mean losses: the whole "loss = mean over examples" as one op --------------------------
+@differentiable(arrays=2)
+def binary_crossentropy_mean(labels, predictions, from_logits=False, epsilon=1e-7):
+    """mean(-[y log p + (1 - y) log(1 - p)]) over all elements; p = sigmoid(logits) when ``from_logits``,
+    else the probabilities clipped to [epsilon, 1 - epsilon] (Keras' rule)."""
+    n = predictions.size
+    if from_logits:
+        x = predictions
+        out = np.mean(np.maximum(x, 0) - x * labels + _log1p_exp_neg_abs(x))
+        return out, lambda g, needs: (None, (_sigmoid(x) - labels) * (g / n))
+    p = np.clip(predictions, epsilon, 1 - epsilon)
+    out = -np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p))
+    inside = (predictions >= epsilon) & (predictions <= 1 - epsilon)
+    return out, lambda g, needs: (None, ((1 - labels) / (1 - p) - labels / p) * inside * (g / n))
+
+
+@differentiable(arrays=2)
+def mean_squared_error_mean(labels, predictions):
+    diff = predictions - labels
+    n = diff.size
+    return np.mean(diff * diff), lambda g, needs: (None, diff * (2 * g / n))
+
+
+@differentiable(arrays=2)
+def sparse_softmax_cross_entropy_mean(labels, logits):
+    """mean over examples of -log_softmax(logits)[label] (integer labels, classes on the last axis)."""
+    rows = np.arange(len(labels))
+    log_p = _log_softmax(logits, -1)
+    out = -np.mean(log_p[rows, labels])
+
+    def backward(g, needs):
+        d_logits = np.exp(log_p)
+        d_logits[rows, labels] -= 1
+        d_logits *= g / len(labels)
+        return None, d_logits
+
+    return out, backward
+
+
+@differentiable(arrays=2)
+def softmax_cross_entropy_mean(labels, logits):
+    """mean over examples of -sum(labels * log_softmax(logits)) for probability labels (one-hot)."""
+    log_p = _log_softmax(logits, -1)
+    with np.errstate(invalid="ignore"):
+        out = -np.sum(np.where(labels != 0, labels * log_p, 0)) / len(logits)
+    return out, lambda g, needs: (None, (np.exp(log_p) * np.sum(labels, -1, keepdims=True) - labels) * (g / len(logits)))

@@ -13,6 +13,10 @@ from backprop import tape
 from backprop.tensor import Tensor, as_array
 from backprop.xp import np
 
+_recording = tape._recording  # the same list object, mutated in place by tapes and no_grad
+_new_tensor = object.__new__
+_ndarray = np.ndarray
+
 
 def operand(value):
     """The array behind an op's input: tensors unwrap, Python scalars stay weak (NumPy 2 promotion)."""
@@ -38,7 +42,7 @@ def differentiable(forward=None, *, arrays=None):
     @functools.wraps(forward)
     def op(*args, **params):
         inputs = args if arrays is None else args[:arrays]
-        values = [operand(x) for x in inputs]
+        values = [x.data if isinstance(x, Tensor) else operand(x) for x in inputs]
         if arrays is not None:
             values.extend(args[arrays:])
         try:
@@ -48,9 +52,10 @@ def differentiable(forward=None, *, arrays=None):
                 raise
             shapes = " and ".join(str(np.shape(a)) for a in values[:len(inputs)])
             raise ValueError(f"{name}: shapes {shapes} cannot be broadcast together") from None
-        result = Tensor._wrap(out)
-        if tape._recording:
-            tape.record(result, inputs, backward)
+        result = _new_tensor(Tensor)
+        result.data = out if type(out) is _ndarray else np.asarray(out)
+        for recording_tape in _recording:
+            recording_tape._record(result, inputs, backward)
         return result
 
     op.forward = forward

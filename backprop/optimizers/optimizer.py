@@ -28,8 +28,9 @@ class Optimizer:
         self.weight_decay = weight_decay
         self.name = name or type(self).__name__.lower()
         self.iterations = 0
-        self._slots = {}  # id(variable) -> {slot name: array}
+        self._slots = {}  # id(variable) -> {slot name: array (a view of the flat slot when adopted)}
         self._variables = []
+        self._flat = None
 
     # --- learning rate ------------------------------------------------------------------
     @property
@@ -42,13 +43,49 @@ class Optimizer:
     def learning_rate(self, value):
         self._learning_rate = _check_positive("learning_rate", value)
 
-    # --- slots ----------------------------------------------------------------------------
+    # --- slots and the flat buffer --------------------------------------------------------
     def build(self, variables):
-        """Allocate every slot array once; later steps update them in place."""
-        for variable in variables:
-            if id(variable) not in self._slots:
-                self._slots[id(variable)] = {name: self.initial_slot(name, variable.data) for name in self.slot_names}
-                self._variables.append(variable)
+        """Allocate every slot once; later steps update them in place.
+
+        The first variables an optimizer sees are adopted into one flat buffer: their arrays become
+        views of it, and so do their gradients and slots, so a step is a handful of NumPy calls over
+        one array however many variables the model has.
+        """
+        new = [v for v in variables if id(v) not in self._slots]
+        if not new:
+            return
+        if not self._variables and len({v.dtype for v in new}) == 1:
+            self._adopt(new)
+            return
+        for variable in new:
+            self._slots[id(variable)] = {name: self.initial_slot(name, variable.data) for name in self.slot_names}
+            self._variables.append(variable)
+
+    def _adopt(self, variables):
+        sizes = [v.size for v in variables]
+        offsets = [0]
+        for size in sizes:
+            offsets.append(offsets[-1] + size)
+        dtype = variables[0].dtype
+        self._flat = np.empty(offsets[-1], dtype=dtype)
+        self._flat_grad = np.zeros(offsets[-1], dtype=dtype)
+        self._flat_slots = {name: self.initial_slot(name, self._flat) for name in self.slot_names}
+        self._views = []
+        for variable, start, stop in zip(variables, offsets, offsets[1:]):
+            view = self._flat[start:stop].reshape(variable.shape)
+            view[...] = variable.data
+            variable.data = view
+            self._views.append((view, self._flat_grad[start:stop].reshape(variable.shape)))
+            self._slots[id(variable)] = {name: flat[start:stop].reshape(variable.shape)
+                                         for name, flat in self._flat_slots.items()}
+            self._variables.append(variable)
+
+    def _readopt(self):
+        """Someone rebound a variable's array (another optimizer adopted it): copy it back in."""
+        for variable, (view, _) in zip(self._variables, self._views):
+            if variable.data is not view:
+                view[...] = variable.data
+                variable.data = view
 
     def initial_slot(self, name, value):
         return np.zeros_like(value)
@@ -58,26 +95,52 @@ class Optimizer:
 
     # --- the step ------------------------------------------------------------------------
     def apply_gradients(self, grads_and_vars):
-        """Apply one update to each variable; ``None`` gradients are skipped."""
+        """Apply one update to each variable; ``None`` gradients are skipped (those variables do not move)."""
         pairs = [(g, v) for g, v in grads_and_vars if g is not None]
         if not pairs:
             return self.iterations
-        grads = [g.data if isinstance(g, Tensor) else np.asarray(g) for g, _ in pairs]
         variables = [v for _, v in pairs]
         self.build(variables)
-        grads = self._clip(grads)
-        lr = self.learning_rate
+        grads = [g.data if isinstance(g, Tensor) else np.asarray(g) for g, _ in pairs]
         for grad, variable in zip(grads, variables):
             if grad.shape != variable.shape:
                 raise ValueError(f"{self.name}: gradient of shape {grad.shape} for variable "
                                  f"{variable.name!r} of shape {variable.shape}")
-            if grad.dtype != variable.dtype:
-                grad = grad.astype(variable.dtype)
+        lr = self.learning_rate
+        if self._flat is not None and len(variables) == len(self._variables) and all(
+                a is b for a, b in zip(variables, self._variables)):
+            self._apply_flat(grads, lr)
+        else:
+            self._apply_each(grads, variables, lr)
+        self.iterations += 1
+        return self.iterations
+
+    def _apply_flat(self, grads, lr):
+        self._readopt()
+        for grad, (_, grad_view) in zip(grads, self._views):
+            np.copyto(grad_view, grad, casting="same_kind")
+        grad = self._flat_grad
+        if self.clipnorm is not None or self.global_clipnorm is not None:
+            scales = self._clip_scales([g for _, g in self._views])
+            for (_, grad_view), scale in zip(self._views, scales):
+                if scale != 1.0:
+                    grad_view *= scale
+        elif self.clipvalue is not None:
+            np.clip(grad, -self.clipvalue, self.clipvalue, out=grad)
+        if self.weight_decay:
+            self._flat -= self._flat * (self.weight_decay * lr)
+        self.update(self._flat, grad, self._flat_slots, lr)
+
+    def _apply_each(self, grads, variables, lr):
+        grads = [g.astype(v.dtype) if g.dtype != v.dtype else g for g, v in zip(grads, variables)]
+        if self.clipvalue is not None:
+            grads = [np.clip(g, -self.clipvalue, self.clipvalue) for g in grads]
+        else:
+            grads = [g * scale if scale != 1.0 else g for g, scale in zip(grads, self._clip_scales(grads))]
+        for grad, variable in zip(grads, variables):
             if self.weight_decay:
                 variable.data -= variable.data * (self.weight_decay * lr)
             self.update(variable.data, grad, self._slots[id(variable)], lr)
-        self.iterations += 1
-        return self.iterations
 
     def apply(self, grads, variables):
         return self.apply_gradients(zip(grads, variables))
@@ -90,18 +153,16 @@ class Optimizer:
         self.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 
-    def _clip(self, grads):
-        if self.clipvalue is not None:
-            return [np.clip(g, -self.clipvalue, self.clipvalue) for g in grads]
+    def _clip_scales(self, grads):
+        """Per-gradient factors for clipnorm (each gradient's norm) or global_clipnorm (all together)."""
         if self.clipnorm is not None:
-            return [g * (self.clipnorm / max(float(np.sqrt(np.sum(g * g))), self.clipnorm)) for g in grads]
+            return [self.clipnorm / max(float(np.sqrt(np.sum(g * g))), self.clipnorm) for g in grads]
         if self.global_clipnorm is not None:
             norm = math.sqrt(sum(float(np.sum(g * g)) for g in grads))
             if not math.isfinite(norm):
                 raise FloatingPointError(f"{self.name}: the global gradient norm is {norm}")
-            scale = self.global_clipnorm / max(norm, self.global_clipnorm)
-            return [g * scale for g in grads]
-        return grads
+            return [self.global_clipnorm / max(norm, self.global_clipnorm)] * len(grads)
+        return [1.0] * len(grads)
 
     def update(self, value, grad, slots, lr):
         """Update ``value`` in place from ``grad``; ``slots`` holds this variable's state arrays."""

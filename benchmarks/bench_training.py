@@ -1,0 +1,229 @@
+"""Training-step and fit benchmarks: backprop vs PyTorch vs scikit-learn vs a hand-fused NumPy step.
+
+Run:  python benchmarks/bench_training.py [--quick] [--write]
+Every case runs the contenders interleaved in one process (A, B, C, A, B, C ...), on the same data,
+layer sizes, initial weights and batches, with the same thread count; medians with min-max.
+``--write`` rewrites the tables in benchmarks/RESULTS.md between the markers.
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+import backprop as bp  # noqa: E402
+from common import interleaved, machine, mnist_like, peak_rss_mb, set_threads, summary  # noqa: E402
+from reference_numpy import FusedMLP  # noqa: E402
+
+try:
+    import torch
+except ImportError:
+    torch = None
+try:
+    from sklearn.neural_network import MLPClassifier
+except ImportError:
+    MLPClassifier = None
+
+
+def backprop_mlp(sizes, seed=0):
+    bp.random.set_seed(seed)
+    layers = [bp.layers.Input(shape=(sizes[0],))]
+    layers += [bp.layers.Dense(n, activation="relu") for n in sizes[1:-1]] + [bp.layers.Dense(sizes[-1])]
+    model = bp.Sequential(layers)
+    model.compile(optimizer=bp.optimizers.Adam(1e-3), loss=bp.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def torch_mlp(weights, adam_variant):
+    modules = []
+    for i in range(0, len(weights), 2):
+        linear = torch.nn.Linear(*weights[i].shape)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(weights[i].T.copy()))
+            linear.bias.copy_(torch.from_numpy(weights[i + 1]))
+        modules += [linear, torch.nn.ReLU()]
+    net = torch.nn.Sequential(*modules[:-1])
+    options = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[adam_variant]
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7, **options)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step(x, y):
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(net(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+    return net, step
+
+
+def step_case(sizes, batch, threads, repeats, block):
+    """ms per training step for each contender."""
+    limiter = set_threads(threads)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(batch, sizes[0])).astype(np.float32)
+    y = rng.integers(0, sizes[-1], batch)
+    model = backprop_mlp(sizes)
+    weights = model.get_weights()
+    fused = FusedMLP([w.copy() for w in weights])
+    contenders = {"backprop": lambda: model.train_on_batch(x, y), "numpy_fused": lambda: fused.step(x, y)}
+    if torch is not None:
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+        for variant in ("default", "fused"):
+            _, torch_step = torch_mlp(weights, variant)
+            contenders[f"torch_{variant}"] = (lambda s: lambda: s(tx, ty))(torch_step)
+    if MLPClassifier is not None:
+        clf = MLPClassifier(sizes[1:-1], batch_size=batch, learning_rate_init=1e-3, random_state=0)
+        clf.partial_fit(x, y, classes=np.arange(sizes[-1]))
+        contenders["sklearn"] = lambda: clf.partial_fit(x, y)
+    samples = interleaved(contenders, repeats=repeats, block=block)
+    limiter.unregister() if hasattr(limiter, "unregister") else None
+    return {name: [s * 1e3 for s in values] for name, values in samples.items()}
+
+
+def lecture_case(repeats, block):
+    """The lecture's 2-3-1 sigmoid net, BCE, SGD, batch 32: steps per second."""
+    set_threads(1)
+    x, y = bp.datasets.pass_fail(32)
+    x = (x - x.mean(0)) / x.std(0)
+    bp.random.set_seed(0)
+    model = bp.Sequential([bp.layers.Input(shape=(2,)), bp.layers.Dense(3, activation="sigmoid"),
+                           bp.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer=bp.optimizers.SGD(0.1), loss="binary_crossentropy")
+    yf = y.astype(np.float32)
+    contenders = {"backprop": lambda: model.train_on_batch(x, yf)}
+    if torch is not None:
+        w = model.get_weights()
+        net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Sigmoid(), torch.nn.Linear(3, 1), torch.nn.Sigmoid())
+        with torch.no_grad():
+            for layer, (k, b) in zip((net[0], net[2]), ((w[0], w[1]), (w[2], w[3]))):
+                layer.weight.copy_(torch.from_numpy(k.T.copy()))
+                layer.bias.copy_(torch.from_numpy(b))
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+        tx, ty = torch.from_numpy(x), torch.from_numpy(yf[:, None])
+        loss_fn = torch.nn.BCELoss()
+
+        def torch_step():
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(net(tx), ty).backward()
+            optimizer.step()
+        contenders["torch"] = torch_step
+    samples = interleaved(contenders, repeats=repeats, block=block * 10)
+    return {name: [1 / s for s in values] for name, values in samples.items()}
+
+
+def fit_case(epochs, threads):
+    """A full fit on the MNIST sample, batch 128: wall time and test accuracy."""
+    set_threads(threads)
+    x_train, y_train, x_test, y_test = mnist_like()
+    x_train, x_test = x_train.astype(np.float32), x_test.astype(np.float32)
+    results = {}
+    model = backprop_mlp([784, 256, 128, 10])
+    model.compile(optimizer=bp.optimizers.Adam(1e-3), loss=bp.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    weights = model.get_weights()
+    start = time.perf_counter()
+    model.fit(x_train, y_train, batch_size=128, epochs=epochs, verbose=0)
+    results["backprop"] = (time.perf_counter() - start, model.evaluate(x_test, y_test)[1])
+    if torch is not None:
+        net, step = torch_mlp(weights, "fused")
+        tx, ty = torch.from_numpy(x_train), torch.from_numpy(y_train)
+        generator = torch.Generator().manual_seed(0)
+        start = time.perf_counter()
+        for _ in range(epochs):
+            order = torch.randperm(len(tx), generator=generator)
+            for i in range(0, len(tx), 128):
+                index = order[i:i + 128]
+                step(tx[index], ty[index])
+        elapsed = time.perf_counter() - start
+        with torch.no_grad():
+            accuracy = (net(torch.from_numpy(x_test)).argmax(1).numpy() == y_test).mean()
+        results["torch_fused"] = (elapsed, float(accuracy))
+    if MLPClassifier is not None:
+        clf = MLPClassifier((256, 128), batch_size=128, learning_rate_init=1e-3, max_iter=epochs,
+                            n_iter_no_change=epochs + 1, tol=0, random_state=0)
+        start = time.perf_counter()
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf.fit(x_train, y_train)
+        results["sklearn"] = (time.perf_counter() - start, clf.score(x_test, y_test))
+    return results
+
+
+def fmt(values, unit="ms"):
+    median, low, high = summary(values)
+    return f"{median:.3f} ({low:.3f}–{high:.3f})"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
+    parser.add_argument("--write", action="store_true", help="write the tables into benchmarks/RESULTS.md")
+    parser.add_argument("--json", help="also write raw results to this file")
+    args = parser.parse_args()
+    repeats, block = (3, 10) if args.quick else (7, 40)
+    sizes = [784, 256, 128, 10]
+    lines = ["| batch, threads | backprop | hand-fused NumPy | PyTorch default Adam | PyTorch fused Adam | scikit-learn | "
+             "PyTorch(best) / backprop | backprop / hand-fused | backprop samples/s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    raw = {"machine": machine(), "steps": {}}
+    for threads in (1, 2):
+        for batch in (32, 128, 1024):
+            result = step_case(sizes, batch, threads, repeats, block if batch < 1024 else max(block // 4, 5))
+            raw["steps"][f"{batch},{threads}"] = result
+            med = {k: summary(v)[0] for k, v in result.items()}
+            best_torch = min((v for k, v in med.items() if k.startswith("torch")), default=float("nan"))
+            row = (f"| {batch}, {threads} | {fmt(result['backprop'])} | {fmt(result['numpy_fused'])} | "
+                   f"{fmt(result['torch_default']) if 'torch_default' in result else '-'} | "
+                   f"{fmt(result['torch_fused']) if 'torch_fused' in result else '-'} | "
+                   f"{fmt(result['sklearn']) if 'sklearn' in result else '-'} | "
+                   f"{best_torch / med['backprop']:.2f} | {med['backprop'] / med['numpy_fused']:.2f} | "
+                   f"{batch / med['backprop'] * 1e3:,.0f} |")
+            lines.append(row)
+            print(row, flush=True)
+    lecture = lecture_case(repeats, block)
+    raw["lecture"] = lecture
+    lecture_line = " · ".join(f"{k}: {summary(v)[0]:,.0f} steps/s ({summary(v)[1]:,.0f}–{summary(v)[2]:,.0f})"
+                              for k, v in lecture.items())
+    if "torch" in lecture:
+        lecture_line += f" · ratio backprop/PyTorch: {summary(lecture['backprop'])[0] / summary(lecture['torch'])[0]:.1f}×"
+    print(lecture_line, flush=True)
+    fit = fit_case(3 if args.quick else 20, threads=2)
+    raw["fit"] = fit
+    fit_lines = ["| contender | wall time (s) | test accuracy |", "|---|---|---|"]
+    fit_lines += [f"| {k} | {t:.2f} | {a:.3f} |" for k, (t, a) in fit.items()]
+    fit_lines.append(f"\nPeak RSS of the whole benchmark process: {peak_rss_mb():.0f} MB")
+    print("\n".join(fit_lines))
+    if args.json:
+        Path(args.json).write_text(json.dumps(raw, indent=1, default=float))
+    if args.write:
+        write_results(lines, lecture_line, fit_lines, raw["machine"], args.quick)
+
+
+def write_results(step_lines, lecture_line, fit_lines, machine_info, quick):
+    path = Path(__file__).parent / "RESULTS.md"
+    text = path.read_text() if path.exists() else ""
+    block = "\n".join([
+        "<!-- training:begin -->",
+        f"Machine: {machine_info['cpu']}, {machine_info['cores']} cores, SIMD {', '.join(machine_info['simd'])}; "
+        f"BLAS {', '.join(machine_info['blas'])}; versions {machine_info['versions']}."
+        + (" (quick run)" if quick else ""),
+        "",
+        "MLP 784-256-128-10, float32, Adam, softmax cross-entropy; ms per training step, median (min–max):",
+        "", *step_lines, "",
+        f"Lecture net 2-3-1 (sigmoid, BCE, SGD, batch 32, 1 thread): {lecture_line}", "",
+        "`fit`, 20 epochs, batch 128, MNIST sample (4,000 train / 1,000 test), 2 threads:", "", *fit_lines,
+        "<!-- training:end -->"])
+    if "<!-- training:begin -->" in text:
+        head, rest = text.split("<!-- training:begin -->", 1)
+        text = head + block + rest.split("<!-- training:end -->", 1)[1]
+    else:
+        text += "\n" + block + "\n"
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
