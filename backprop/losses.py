@@ -15,7 +15,10 @@ EPSILON = 1e-7
 
 def _labels(y_true, y_pred, what):
     """Labels as an array of y_pred's dtype and shape, with a clear error instead of silent broadcasting."""
-    labels = y_true.data if isinstance(y_true, Tensor) else as_array(y_true)
+    labels = y_true.data if isinstance(y_true, Tensor) else y_true
+    if type(labels) is np.ndarray and labels.shape == y_pred.shape and labels.dtype == y_pred.dtype:
+        return labels  # the common case, without conversions
+    labels = as_array(labels)
     if labels.shape != y_pred.shape:
         if labels.ndim == y_pred.ndim - 1 and y_pred.shape[-1] == 1 and labels.shape == y_pred.shape[:-1]:
             labels = labels[..., None]  # (batch,) labels for a (batch, 1) output: Keras' expand rule
@@ -165,8 +168,18 @@ class BinaryCrossentropy(Loss):
         super().__init__(name, from_logits=from_logits)
 
 
+def _fused_categorical(y_true, y_pred, from_logits=False):
+    if not from_logits:
+        return reduce_mean(categorical_crossentropy(y_true, y_pred))
+    labels = y_true.data if isinstance(y_true, Tensor) else as_array(y_true)
+    if labels.shape != y_pred.shape:
+        return reduce_mean(categorical_crossentropy(y_true, y_pred, from_logits))  # raises the clear error
+    return ops.softmax_cross_entropy_mean(labels.astype(y_pred.dtype, copy=False), y_pred)
+
+
 class CategoricalCrossentropy(Loss):
     fn = staticmethod(categorical_crossentropy)
+    fused = staticmethod(_fused_categorical)
 
     def __init__(self, from_logits=False, name=None):
         super().__init__(name, from_logits=from_logits)

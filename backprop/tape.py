@@ -110,7 +110,8 @@ class GradientTape:
         if self._used:
             raise RuntimeError("GradientTape.gradient can only be called once on a non-persistent tape; "
                                "create the tape with GradientTape(persistent=True) to call it several times")
-        flat_sources = _flatten(sources)
+        simple = type(sources) is list and all(isinstance(s, Tensor) for s in sources)  # the common case
+        flat_sources = sources if simple else _flatten(sources)
         for s in flat_sources:
             if not isinstance(s, Tensor):
                 raise TypeError(f"GradientTape.gradient: sources must be Tensors, got {type(s).__name__}")
@@ -120,7 +121,7 @@ class GradientTape:
         if not self.persistent:
             self._used = True
             self.reset()
-        return _unflatten(sources, iter(results))
+        return results if simple else _unflatten(sources, iter(results))
 
     def _seed(self, target, output_gradients):
         targets = _flatten(target)

@@ -3,6 +3,10 @@ import numbers
 
 from backprop.xp import FLOATX, np
 
+# Bumped whenever a variable's trainable flag changes or a layer gains weights or sublayers, so
+# layers can cache their variable lists between such changes.
+structure_version = [0]
+
 _BAD_KINDS = {"U": "string", "S": "bytes", "O": "object", "c": "complex", "V": "void", "M": "datetime", "m": "timedelta"}
 
 
@@ -168,6 +172,7 @@ class Variable(Tensor):
     @trainable.setter
     def trainable(self, value):
         self._trainable = bool(value)
+        structure_version[0] += 1
 
     def assign(self, value):
         value = _raw(value)

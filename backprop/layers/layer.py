@@ -4,7 +4,7 @@ import inspect
 
 from backprop import initializers, regularizers
 from backprop.naming import snake_case, unique_name
-from backprop.tensor import Tensor, Variable, as_array
+from backprop.tensor import Tensor, Variable, as_array, structure_version
 from backprop.xp import np
 
 def to_input(value, dtype):
@@ -20,9 +20,13 @@ def to_input(value, dtype):
 class Layer:
     """Subclass and write ``build(input_shape)`` (create weights with ``add_weight``) and ``call(inputs)``."""
 
+    _takes_training = True
+
     def __init_subclass__(cls, **kwargs):
-        """Make a direct ``layer.build(shape)`` mark the layer built, as in Keras."""
+        """Note whether ``call`` accepts ``training``; make a direct ``layer.build(shape)`` mark the
+        layer built, as in Keras."""
         super().__init_subclass__(**kwargs)
+        cls._takes_training = "training" in inspect.signature(cls.call).parameters
         if "build" in cls.__dict__:
             build = cls.__dict__["build"]
 
@@ -63,6 +67,7 @@ class Layer:
         layers = self.__dict__.setdefault("_layers", [])  # works before super().__init__() too
         if layer is not self and not any(layer is known for known in layers):
             layers.append(layer)
+            structure_version[0] += 1
             self.__dict__.setdefault("_layer_keys", {})[id(layer)] = key or layer.name
 
     def _key_of(self, layer):
@@ -77,6 +82,7 @@ class Layer:
         variable = Variable(value, dtype=dtype, trainable=trainable and self._trainable,
                             name=name or f"weight_{len(self._weights)}")
         self._weights.append(variable)
+        structure_version[0] += 1
         regularizer = regularizers.get(regularizer)
         if regularizer is not None:
             self._regularized.append((regularizer, variable))
@@ -86,18 +92,33 @@ class Layer:
     def layers(self):
         return list(self._layers)
 
+    def _cached(self, key, compute):
+        """``compute()``, remembered until the model's structure changes (see tensor.structure_version)."""
+        cache = self.__dict__.setdefault("_cache", {})
+        version, value = cache.get(key, (None, None))
+        if version != structure_version[0]:
+            value = compute()
+            cache[key] = (structure_version[0], value)
+        return value
+
     @property
     def variables(self):
-        found = list(self._weights)
+        return list(self._cached("variables", self._collect_variables))
+
+    def _collect_variables(self):
+        found, seen = list(self._weights), {id(v) for v in self._weights}
         for layer in self._layers:
-            found.extend(v for v in layer.variables if not any(v is f for f in found))
+            for v in layer.variables:
+                if id(v) not in seen:
+                    seen.add(id(v))
+                    found.append(v)
         return found
 
     weights = variables
 
     @property
     def trainable_variables(self):
-        return [v for v in self.variables if v.trainable]
+        return list(self._cached("trainable", lambda: [v for v in self.variables if v.trainable]))
 
     trainable_weights = trainable_variables
 
@@ -123,10 +144,13 @@ class Layer:
     @property
     def losses(self):
         """Regularization penalties of this layer and its sublayers (recorded when on a tape)."""
-        penalties = [regularizer(variable) for regularizer, variable in self._regularized]
+        return [regularizer(variable) for regularizer, variable in self._cached("regularized", self._all_regularized)]
+
+    def _all_regularized(self):
+        pairs = list(self._regularized)
         for layer in self._layers:
-            penalties.extend(layer.losses)
-        return penalties
+            pairs.extend(layer._all_regularized())
+        return pairs
 
     def count_params(self):
         return int(sum(v.size for v in self.variables))
@@ -158,26 +182,19 @@ class Layer:
         raise NotImplementedError(f"{type(self).__name__} must implement call(inputs)")
 
     def __call__(self, inputs, training=None, **kwargs):
-        inputs = to_input(inputs, self.dtype) if not isinstance(inputs, (list, tuple, dict)) else inputs
+        if not isinstance(inputs, (Tensor, list, tuple, dict)):
+            inputs = to_input(inputs, self.dtype)
         if not self.built:
             self._build_input_shape = getattr(inputs, "shape", None)
             self._build_on_first_call(self._build_input_shape)
             self.built = True
-        if self._call_takes_training():
+        if self._takes_training:
             outputs = self.call(inputs, training=training, **kwargs)
         else:
             outputs = self.call(inputs, **kwargs)
-        if isinstance(outputs, Tensor):
-            self.output_shape = (None,) + outputs.shape[1:]
+        if self.output_shape is None and isinstance(outputs, Tensor):
+            object.__setattr__(self, "output_shape", (None,) + outputs.shape[1:])
         return outputs
-
-    @classmethod
-    def _call_takes_training(cls):
-        cached = cls.__dict__.get("_takes_training")
-        if cached is None:
-            cached = "training" in inspect.signature(cls.call).parameters
-            type.__setattr__(cls, "_takes_training", cached)
-        return cached
 
     # --- configuration ----------------------------------------------------------------
     def get_config(self):

@@ -21,6 +21,8 @@ class Model(Layer):
         self.stop_training = False
         self._terminate_on_nan = False
         self._metric_specs = []
+        self._fit_variables = None  # within fit, after the first batch: trainable variables, computed once
+        self._fit_regularized = False
 
     # --- building -------------------------------------------------------------------
     def build(self, input_shape):
@@ -69,7 +71,7 @@ class Model(Layer):
     # --- one step -----------------------------------------------------------------------
     def _loss(self, y, y_pred, sample_weight):
         loss = self.loss(y, y_pred, sample_weight)
-        penalties = self.losses
+        penalties = self.losses if self._fit_variables is None or self._fit_regularized else None
         return loss + sum(penalties[1:], penalties[0]) if penalties else loss
 
     def train_on_batch(self, x, y, sample_weight=None):
@@ -79,10 +81,10 @@ class Model(Layer):
         return self._train_step(x, data.labels(y), sample_weight)[0]
 
     def _train_step(self, x, y, sample_weight):
-        variables = self.trainable_variables
         with GradientTape() as tape:
             y_pred = self(x, training=True)
             loss = self._loss(y, y_pred, sample_weight)
+        variables = self._fit_variables or self.trainable_variables  # after the call: lazy layers exist now
         grads = tape.gradient(loss, variables)
         value = float(loss.data)
         if self._terminate_on_nan and not math.isfinite(value):
@@ -125,14 +127,18 @@ class Model(Layer):
         self.nonfinite_at = None
         self.history = history
         hooks.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
-            hooks.on_epoch_begin(epoch)
-            logs = self._train_epoch(x, y, sample_weight, batch_size, shuffle, hooks, epoch)
-            if validation_data is not None and not self.stop_training:
-                logs.update({f"val_{k}": v for k, v in self._evaluate_logs(*validation_data, batch_size=batch_size).items()})
-            hooks.on_epoch_end(epoch, logs)
-            if self.stop_training:
-                break
+        try:
+            for epoch in range(initial_epoch, epochs):
+                hooks.on_epoch_begin(epoch)
+                logs = self._train_epoch(x, y, sample_weight, batch_size, shuffle, hooks, epoch)
+                if validation_data is not None and not self.stop_training:
+                    logs.update({f"val_{k}": v for k, v in
+                                 self._evaluate_logs(*validation_data, batch_size=batch_size).items()})
+                hooks.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
+        finally:
+            self._fit_variables = None  # callbacks may freeze layers between fits
         hooks.on_train_end()
         return history
 
@@ -144,6 +150,9 @@ class Model(Layer):
             hooks.on_train_batch_begin(batch)
             yb, wb = y[index], data.take(sample_weight, index)
             value, y_pred, applied = self._train_step(x[index], yb, wb)
+            if self._fit_variables is None:
+                self._fit_variables = self.trainable_variables
+                self._fit_regularized = bool(self.losses)
             if not applied:
                 self.nonfinite_at = {"epoch": epoch + 1, "batch": batch + 1, "loss": value}
                 print(f"TerminateOnNaN: loss became {value} at epoch {epoch + 1}, batch {batch + 1}; "

@@ -3,6 +3,7 @@ from backprop.layers.core import InputLayer
 from backprop.layers.layer import Layer
 from backprop.models.model import Model
 from backprop.saving.registry import lookup
+from backprop.tensor import structure_version
 
 
 class Sequential(Model):
@@ -31,6 +32,7 @@ class Sequential(Model):
     def pop(self):
         layer = self._stack.pop()
         self._layers.remove(layer)
+        structure_version[0] += 1
         return layer
 
     @property

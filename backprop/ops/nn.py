@@ -6,13 +6,19 @@ large positive number is ever evaluated.
 import math
 
 from backprop.ops.op import differentiable
-from backprop.xp import np
+from backprop.xp import FLOATX, np
 
 
-def _sigmoid(a):
-    e = np.exp(-np.abs(a))  # in (0, 1]: never overflows
-    r = 1 / (1 + e)
-    return np.where(a >= 0, r, e * r)
+def _sigmoid(a, out=None):
+    """1 / (1 + exp(-a)) computed as exp(-log(1 + exp(-a))): logaddexp never overflows, so the result is
+    exact in the limits (sigmoid(-1000) = 0, sigmoid(40) = 1) and within a few ulp elsewhere."""
+    if out is None:
+        a = np.asarray(a)
+        out = np.empty(a.shape, dtype=a.dtype if a.dtype.kind == "f" else FLOATX)
+    np.negative(a, out=out)
+    np.logaddexp(0, out, out=out)
+    np.negative(out, out=out)
+    return np.exp(out, out=out)
 
 
 def _log1p_exp_neg_abs(a):
@@ -152,7 +158,7 @@ FUSED_ACTIVATIONS = {
     None: (None, None),
     "linear": (None, None),
     "relu": (lambda z: np.maximum(z, 0, out=z), lambda g, out: g * (out > 0)),
-    "sigmoid": (lambda z: _sigmoid(z), lambda g, out: g * out * (1 - out)),
+    "sigmoid": (lambda z: _sigmoid(z, out=z), lambda g, out: g * out * (1 - out)),
     "tanh": (lambda z: np.tanh(z, out=z), lambda g, out: g * (1 - out * out)),
 }
 
@@ -173,7 +179,7 @@ def dense(x, kernel, bias, activation=None):
         gx = np.matmul(gz, kernel.T) if needs[0] else None
         x2, gz2 = (x, gz) if x.ndim == 2 else (x.reshape(-1, x.shape[-1]), gz.reshape(-1, gz.shape[-1]))
         gk = np.matmul(x2.T, gz2) if needs[1] else None
-        gb = gz2.sum(axis=0) if bias is not None and needs[2] else None
+        gb = np.add.reduce(gz2, axis=0) if bias is not None and needs[2] else None
         return gx, gk, gb
 
     return out, backward
@@ -187,19 +193,24 @@ def binary_crossentropy_mean(labels, predictions, from_logits=False, epsilon=1e-
     n = predictions.size
     if from_logits:
         x = predictions
-        out = np.mean(np.maximum(x, 0) - x * labels + _log1p_exp_neg_abs(x))
+        out = np.add.reduce((np.maximum(x, 0) - x * labels + _log1p_exp_neg_abs(x)).ravel()) / n
         return out, lambda g, needs: (None, (_sigmoid(x) - labels) * (g / n))
     p = np.clip(predictions, epsilon, 1 - epsilon)
-    out = -np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p))
-    inside = (predictions >= epsilon) & (predictions <= 1 - epsilon)
-    return out, lambda g, needs: (None, ((1 - labels) / (1 - p) - labels / p) * inside * (g / n))
+    q = 1 - p
+    out = -np.add.reduce((labels * np.log(p) + (1 - labels) * np.log(q)).ravel()) / n
+
+    def backward(g, needs):
+        inside = (predictions >= epsilon) & (predictions <= 1 - epsilon)  # clipped values get no gradient
+        return None, ((1 - labels) / q - labels / p) * inside * (g / n)
+
+    return out, backward
 
 
 @differentiable(arrays=2)
 def mean_squared_error_mean(labels, predictions):
     diff = predictions - labels
     n = diff.size
-    return np.mean(diff * diff), lambda g, needs: (None, diff * (2 * g / n))
+    return np.add.reduce((diff * diff).ravel()) / n, lambda g, needs: (None, diff * (2 * g / n))
 
 
 @differentiable(arrays=2)
