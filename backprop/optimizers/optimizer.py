@@ -31,6 +31,7 @@ class Optimizer:
         self._slots = {}  # id(variable) -> {slot name: array (a view of the flat slot when adopted)}
         self._variables = []
         self._flat = None
+        self._scratch = {}
 
     # --- learning rate ------------------------------------------------------------------
     @property
@@ -90,6 +91,14 @@ class Optimizer:
     def initial_slot(self, name, value):
         return np.zeros_like(value)
 
+    def scratch(self, like, index=0):
+        """A reusable work array shaped like ``like``: no temporaries (and no page faults) per step."""
+        key = (like.shape, like.dtype, index)
+        buffer = self._scratch.get(key)
+        if buffer is None:
+            buffer = self._scratch[key] = np.empty_like(like)
+        return buffer
+
     def slots(self, variable):
         return self._slots[id(variable)]
 
@@ -113,7 +122,21 @@ class Optimizer:
         else:
             self._apply_each(grads, variables, lr)
         self.iterations += 1
+        if self.iterations % 64 == 0:
+            self._flush_subnormals()
         return self.iterations
+
+    def _flush_subnormals(self):
+        """Set subnormal slot values to zero. Moments of weights whose gradient became exactly zero (dead
+        units) decay geometrically into the subnormal range, where x86 arithmetic is many times slower;
+        values below 1e-38 change no update measurably."""
+        arrays = list(self._flat_slots.values()) if self._flat is not None else []
+        arrays += [a for v in self._variables[len(self._views) if self._flat is not None else 0:]
+                   for a in self._slots[id(v)].values()]
+        for array in arrays:
+            if array.dtype.kind == "f":
+                tiny = np.finfo(array.dtype).tiny
+                np.copyto(array, 0, where=np.abs(array) < tiny)
 
     def _apply_flat(self, grads, lr):
         self._readopt()
@@ -128,7 +151,7 @@ class Optimizer:
         elif self.clipvalue is not None:
             np.clip(grad, -self.clipvalue, self.clipvalue, out=grad)
         if self.weight_decay:
-            self._flat -= self._flat * (self.weight_decay * lr)
+            self._flat -= np.multiply(self._flat, self.weight_decay * lr, out=self.scratch(self._flat))
         self.update(self._flat, grad, self._flat_slots, lr)
 
     def _apply_each(self, grads, variables, lr):

@@ -19,14 +19,16 @@ class SGD(Optimizer):
         self.slot_names = ("momentum",) if momentum else ()
 
     def update(self, w, g, slots, lr):
+        step = np.multiply(g, lr, out=self.scratch(w))
         if not self.momentum:
-            w -= lr * g
+            w -= step
             return
         v = slots["momentum"]
         v *= self.momentum
-        v -= lr * g
+        v -= step
         if self.nesterov:
-            w += self.momentum * v - lr * g
+            w -= step
+            w += np.multiply(v, self.momentum, out=step)
         else:
             w += v
 
@@ -44,9 +46,12 @@ class Adagrad(Optimizer):
         return np.full_like(value, self.initial_accumulator_value)
 
     def update(self, w, g, slots, lr):
-        a = slots["accumulator"]
-        a += g * g
-        w -= lr * g / np.sqrt(a + self.epsilon)
+        a, tmp = slots["accumulator"], self.scratch(w)
+        a += np.multiply(g, g, out=tmp)
+        np.sqrt(np.add(a, self.epsilon, out=tmp), out=tmp)
+        np.divide(g, tmp, out=tmp)
+        tmp *= lr
+        w -= tmp
 
 
 class RMSprop(Optimizer):
@@ -59,23 +64,29 @@ class RMSprop(Optimizer):
             ("momentum",) if momentum else ())
 
     def update(self, w, g, slots, lr):
-        s = slots["velocity"]
+        s, tmp = slots["velocity"], self.scratch(w)
         s *= self.rho
-        s += (1 - self.rho) * g * g
+        np.multiply(g, g, out=tmp)
+        tmp *= 1 - self.rho
+        s += tmp
         if self.centered:
             mean_g = slots["average_gradient"]
             mean_g *= self.rho
-            mean_g += (1 - self.rho) * g
-            step = lr * g / np.sqrt(s - mean_g * mean_g + self.epsilon)
+            mean_g += np.multiply(g, 1 - self.rho, out=tmp)
+            np.subtract(s, np.multiply(mean_g, mean_g, out=tmp), out=tmp)
+            tmp += self.epsilon
         else:
-            step = lr * g / np.sqrt(s + self.epsilon)
+            np.add(s, self.epsilon, out=tmp)
+        np.sqrt(tmp, out=tmp)
+        np.divide(g, tmp, out=tmp)
+        tmp *= lr
         if self.momentum:
             m = slots["momentum"]
             m *= self.momentum
-            m += step
+            m += tmp
             w -= m
         else:
-            w -= step
+            w -= tmp
 
 
 class Adadelta(Optimizer):
@@ -90,12 +101,21 @@ class Adadelta(Optimizer):
 
     def update(self, w, g, slots, lr):
         eg2, ed2 = slots["accumulated_grad"], slots["accumulated_delta"]
+        delta, tmp = self.scratch(w), self.scratch(w, 1)
         eg2 *= self.rho
-        eg2 += (1 - self.rho) * g * g
-        delta = -np.sqrt(ed2 + self.epsilon) * g / np.sqrt(eg2 + self.epsilon)
+        np.multiply(g, g, out=tmp)
+        tmp *= 1 - self.rho
+        eg2 += tmp
+        np.sqrt(np.add(ed2, self.epsilon, out=delta), out=delta)
+        delta *= g
+        delta /= np.sqrt(np.add(eg2, self.epsilon, out=tmp), out=tmp)
+        np.negative(delta, out=delta)
         ed2 *= self.rho
-        ed2 += (1 - self.rho) * delta * delta
-        w += lr * delta
+        np.multiply(delta, delta, out=tmp)
+        tmp *= 1 - self.rho
+        ed2 += tmp
+        delta *= lr
+        w += delta
 
 
 class Adam(Optimizer):
@@ -110,13 +130,22 @@ class Adam(Optimizer):
     def update(self, w, g, slots, lr):
         t = self.iterations + 1
         alpha = lr * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
-        m, v = slots["m"], slots["v"]
-        m += (g - m) * (1 - self.beta_1)
-        v += (g * g - v) * (1 - self.beta_2)
+        m, v, tmp = slots["m"], slots["v"], self.scratch(w)
+        np.subtract(g, m, out=tmp)
+        tmp *= 1 - self.beta_1
+        m += tmp
+        np.multiply(g, g, out=tmp)
+        tmp -= v
+        tmp *= 1 - self.beta_2
+        v += tmp
         if self.amsgrad:
             np.maximum(slots["v_hat"], v, out=slots["v_hat"])
             v = slots["v_hat"]
-        w -= m * alpha / (np.sqrt(v) + self.epsilon)
+        np.sqrt(v, out=tmp)
+        tmp += self.epsilon
+        np.divide(m, tmp, out=tmp)
+        tmp *= alpha
+        w -= tmp
 
 
 class AdamW(Adam):
