@@ -11,3 +11,14 @@ from backprop.models import Model, Sequential
 convert_to_tensor = tensor
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    """``bp.plot`` and ``bp.lecture`` load on first use: they need matplotlib, which is optional."""
+    if name == "plot":
+        import backprop.plot as plot  # importing the submodule sets the attribute: no recursion
+        return plot
+    if name == "lecture":
+        import backprop.lecture as lecture
+        return lecture
+    raise AttributeError(f"module 'backprop' has no attribute {name!r}")

@@ -61,10 +61,18 @@ def perceptron(w0, w, point=None, limits=(-4, 4)):
                          cmap="RdBu_r", alpha=0.6)
     ax.contour(gx, gy, z, levels=[0], colors="black", linewidths=2)
     figure.colorbar(filled, ax=ax, label="y = sigmoid(z)")
-    ax.text(0.02, 0.97, f"z = {w0:g} + {w[0]:g}·x1 + {w[1]:g}·x2 = 0", transform=ax.transAxes, va="top",
-            bbox={"facecolor": "white", "alpha": 0.8})
-    ax.text(0.98, 0.03, "z > 0: y > 0.5", transform=ax.transAxes, ha="right", color="darkred")
-    ax.text(0.02, 0.03, "z < 0: y < 0.5", transform=ax.transAxes, color="navy")
+    terms = f"{w0:g}" + "".join(f" {'-' if c < 0 else '+'} {abs(c):g}·x{i + 1}" for i, c in enumerate(w))
+    ax.text(0.02, 0.97, f"boundary: z = {terms} = 0", transform=ax.transAxes, va="top",
+            bbox={"facecolor": "white", "alpha": 0.85})
+    low, high = limits
+    corners = [(x, y) for x in (low, high) for y in (low, high)]
+    for sign, color in ((1, "darkred"), (-1, "navy")):  # label each half-plane at its deepest corner
+        cx, cy = max(corners, key=lambda c: sign * (w0 + w[0] * c[0] + w[1] * c[1]))
+        inset = 0.04 * (high - low)
+        ty = cy - inset - (0.1 * (high - low) if (cx, cy) == (low, high) else 0) if cy == high else cy + inset
+        ax.text(cx + inset if cx == low else cx - inset, ty, "z > 0: y > 0.5" if sign > 0 else "z < 0: y < 0.5",
+                color=color, ha="left" if cx == low else "right", va="top" if cy == high else "bottom",
+                bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none"})
     if point is not None:
         px, py = point
         zp = w0 + w[0] * px + w[1] * py
