@@ -101,6 +101,16 @@ class EarlyStopping(Callback):
             self.stopped_epoch = epoch
             self.model.stop_training = True
 
+    def get_state(self):
+        return {"wait": self.wait, "stopped_epoch": self.stopped_epoch, "best_epoch": self.best_epoch,
+                "best": float(self.best), "best_weights": self.best_weights}
+
+    def set_state(self, state):
+        from backprop.models.resume import join_arrays
+        self.wait, self.stopped_epoch, self.best_epoch = state["wait"], state["stopped_epoch"], state["best_epoch"]
+        self.best = state["best"]
+        self.best_weights = join_arrays(state, "best_weights") if isinstance(state["best_weights"], dict) else None
+
     def on_train_end(self, logs=None):
         if self.stopped_epoch > 0 and self.verbose:
             print(f"Epoch {self.stopped_epoch + 1}: early stopping (best epoch {self.best_epoch + 1})")
@@ -128,6 +138,15 @@ class ModelCheckpoint(Callback):
             self.best = current
         if self.verbose:
             print(f"Epoch {epoch + 1}: saving model to {path}")
+        self._save(path)
+
+    def get_state(self):
+        return {"best": float(self.best)}
+
+    def set_state(self, state):
+        self.best = state["best"]
+
+    def _save(self, path):
         (self.model.save_weights if self.save_weights_only else self.model.save)(path)
 
 
@@ -139,6 +158,54 @@ class TerminateOnNaN(Callback):
 
     def on_train_end(self, logs=None):
         self.model._terminate_on_nan = False
+
+
+class BackupAndRestore(Callback):
+    """Back the run up to ``directory`` so that a killed or interrupted ``fit`` resumes exactly.
+
+    ``save_freq="epoch"`` backs up after every epoch, an integer N every N batches. Run the same
+    ``fit`` again with the same callback and it continues from the last backup: same weights,
+    optimizer state, random state, batch order and history as if it had never stopped. A
+    successful finish deletes the backup; Ctrl-C during fit saves one and raises KeyboardInterrupt.
+    The previous backup is kept too, and used if the latest one is damaged.
+    """
+
+    def __init__(self, directory, save_freq="epoch", delete_checkpoint=True):
+        if save_freq != "epoch" and (int(save_freq) != save_freq or save_freq < 1):
+            raise ValueError(f"save_freq must be 'epoch' or a positive number of batches, got {save_freq!r}")
+        self.directory, self.save_freq, self.delete_checkpoint = os.fspath(directory), save_freq, delete_checkpoint
+        self.latest = os.path.join(self.directory, "backup.bp")
+        self.previous = os.path.join(self.directory, "backup.prev.bp")
+
+    def on_train_begin(self, logs=None):
+        self.model._restore_from = self
+
+    def load(self):
+        """(tensors, metadata) of the newest readable backup, or None when there is none."""
+        from backprop.saving import tensor_file
+        for path in (self.latest, self.previous):
+            if os.path.exists(path):
+                try:
+                    return tensor_file.read(path, allow_nonfinite=True)
+                except (tensor_file.FileFormatError, OSError):
+                    continue  # damaged: fall back to the previous backup
+        return None
+
+    def save(self, loop):
+        from backprop.models import resume
+        from backprop.saving import tensor_file
+        os.makedirs(self.directory, exist_ok=True)
+        tensors, metadata = resume.capture(self.model, loop, loop["callbacks"], loop["fingerprint"])
+        if os.path.exists(self.latest):
+            os.replace(self.latest, self.previous)
+        tensor_file.write(self.latest, tensors, metadata)
+
+    def on_train_end(self, logs=None):
+        self.model._restore_from = None
+        if self.delete_checkpoint and not getattr(self.model, "_interrupted", False):
+            for path in (self.latest, self.previous):
+                if os.path.exists(path):
+                    os.remove(path)
 
 
 class LearningRateScheduler(Callback):
@@ -194,6 +261,12 @@ class ReduceLROnPlateau(Callback):
                     if self.verbose:
                         print(f"Epoch {epoch + 1}: reducing learning rate to {new:g}")
                 self.cooldown_counter, self.wait = self.cooldown, 0
+
+    def get_state(self):
+        return {"wait": self.wait, "cooldown_counter": self.cooldown_counter, "best": float(self.best)}
+
+    def set_state(self, state):
+        self.wait, self.cooldown_counter, self.best = state["wait"], state["cooldown_counter"], state["best"]
 
 
 class CSVLogger(Callback):

@@ -30,6 +30,14 @@ class Metric:
     def result(self):
         return self.total / self.count if self.count else 0.0
 
+    def get_state(self):
+        """The running state (for resuming a run exactly)."""
+        return {k: v for k, v in vars(self).items() if k not in ("name", "threshold")}
+
+    def set_state(self, state):
+        for key, value in state.items():
+            setattr(self, key, value)
+
 
 class Mean(Metric):
     """The running (weighted) mean of the values given to update_state(values)."""
@@ -130,6 +138,13 @@ class AUC(Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         self.labels.append(_array(y_true).reshape(-1) > 0.5)
         self.scores.append(_array(y_pred).reshape(-1).astype(float))
+
+    def get_state(self):
+        return {"scores": numpy.concatenate(self.scores) if self.scores else numpy.zeros(0),
+                "labels": numpy.concatenate(self.labels) if self.labels else numpy.zeros(0, bool)}
+
+    def set_state(self, state):
+        self.scores, self.labels = [numpy.asarray(state["scores"])], [numpy.asarray(state["labels"], bool)]
 
     def result(self):
         if not self.scores:

@@ -1,5 +1,8 @@
 """Model: a Layer that can be compiled, trained, evaluated, summarized and saved."""
+import contextlib
 import math
+import signal
+import threading
 
 import numpy
 
@@ -9,6 +12,21 @@ from backprop.layers.layer import Layer
 from backprop.models import data
 from backprop.tape import GradientTape, no_grad
 from backprop.xp import np
+
+
+@contextlib.contextmanager
+def _deferred_interrupts(enabled):
+    """While enabled (and in the main thread), Ctrl-C only sets a flag, checked between batches, so a
+    backup is saved from a consistent state; yields a function telling whether Ctrl-C was pressed."""
+    pressed = []
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    try:
+        yield lambda: bool(pressed)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class Model(Layer):
@@ -118,35 +136,63 @@ class Model(Layer):
         batch_size = data.check_batch_size(batch_size, len(x))
         steps = math.ceil(len(x) / batch_size)
         history = callbacks_module.History()
-        hooks = list(callbacks or []) + [history]  # last, so it records what user callbacks add to logs
+        user_callbacks = list(callbacks or [])
+        hooks = user_callbacks + [history]  # last, so it records what user callbacks add to logs
         verbose = 1 if verbose == "auto" else verbose
         if verbose:
             hooks.append(callbacks_module.ProgressBar(epochs, steps, verbose))
         hooks = callbacks_module.CallbackList(hooks, self)
-        self.stop_training = False
-        self.nonfinite_at = None
-        self.history = history
+        self.stop_training, self.nonfinite_at, self.history, self._restore_from = False, None, history, None
+        self._interrupted = False
+        self._loop = loop = {"epoch": initial_epoch, "batch": 0, "order": None, "loss_mean": metrics_module.Mean(),
+                             "metrics": self._new_metrics(), "callbacks": user_callbacks, "fingerprint": None}
         hooks.on_train_begin()
+        backup = self._restore_from  # set by a BackupAndRestore callback
+        if backup is not None:
+            self._resume(backup, loop, x, y, batch_size)
         try:
-            for epoch in range(initial_epoch, epochs):
-                hooks.on_epoch_begin(epoch)
-                logs = self._train_epoch(x, y, sample_weight, batch_size, shuffle, hooks, epoch)
-                if validation_data is not None and not self.stop_training:
-                    logs.update({f"val_{k}": v for k, v in
-                                 self._evaluate_logs(*validation_data, batch_size=batch_size).items()})
-                hooks.on_epoch_end(epoch, logs)
-                if self.stop_training:
-                    break
+            with _deferred_interrupts(backup is not None) as interrupted:
+                self._epochs(x, y, sample_weight, batch_size, epochs, shuffle, validation_data, hooks, loop,
+                             backup, interrupted)
         finally:
             self._fit_variables = None  # callbacks may freeze layers between fits
         hooks.on_train_end()
         return history
 
-    def _train_epoch(self, x, y, sample_weight, batch_size, shuffle, hooks, epoch):
-        order = random.generator().permutation(len(x)) if shuffle else None
-        loss_mean, metrics = metrics_module.Mean(), self._new_metrics()
-        logs = {}
-        for batch, index in enumerate(data.batches(len(x), batch_size, order)):
+    def _resume(self, backup, loop, x, y, batch_size):
+        from backprop.models import resume
+        if not self.built:
+            with no_grad():
+                self(x[:1], training=False)
+        loop["fingerprint"] = resume.fingerprint(self, x, y, batch_size)
+        saved = backup.load()
+        if saved is not None:
+            resume.restore(self, *saved, loop["callbacks"], loop, loop["fingerprint"])
+
+    def _epochs(self, x, y, sample_weight, batch_size, epochs, shuffle, validation_data, hooks, loop, backup,
+                interrupted):
+        for epoch in range(loop["epoch"], epochs):
+            loop["epoch"] = epoch
+            hooks.on_epoch_begin(epoch)
+            if loop["batch"] == 0:  # a fresh epoch (a resumed one keeps its order and running metrics)
+                loop["order"] = random.generator().permutation(len(x)) if shuffle else None
+                loop["loss_mean"], loop["metrics"] = metrics_module.Mean(), self._new_metrics()
+            logs = self._train_epoch(x, y, sample_weight, batch_size, hooks, loop, backup, interrupted)
+            if validation_data is not None and not self.stop_training:
+                logs.update({f"val_{k}": v for k, v in
+                             self._evaluate_logs(*validation_data, batch_size=batch_size).items()})
+            hooks.on_epoch_end(epoch, logs)
+            loop.update(epoch=epoch + 1, batch=0, order=None)
+            if backup is not None and backup.save_freq == "epoch" and not self.nonfinite_at:
+                backup.save(loop)  # after every callback's on_epoch_end, so their state is current
+            if self.stop_training:
+                break
+
+    def _train_epoch(self, x, y, sample_weight, batch_size, hooks, loop, backup, interrupted):
+        loss_mean, metrics, epoch = loop["loss_mean"], loop["metrics"], loop["epoch"]
+        batches = list(data.batches(len(x), batch_size, loop["order"]))
+        for batch in range(loop["batch"], len(batches)):
+            index = batches[batch]
             hooks.on_train_batch_begin(batch)
             yb, wb = y[index], data.take(sample_weight, index)
             value, y_pred, applied = self._train_step(x[index], yb, wb)
@@ -158,14 +204,21 @@ class Model(Layer):
                 print(f"TerminateOnNaN: loss became {value} at epoch {epoch + 1}, batch {batch + 1}; "
                       "stopping before applying that update")
                 self.stop_training = True
-                logs["loss"] = value
-                return logs
+                return {"loss": value}
             loss_mean.update_state(value, None if wb is None else [wb.mean()])
             for metric in metrics:
                 metric.update_state(yb, y_pred.data, wb)
             logs = {"loss": loss_mean.result(), **{m.name: m.result() for m in metrics}}
             hooks.on_train_batch_end(batch, logs)
-        return logs
+            loop["batch"] = batch + 1
+            if backup is not None and (interrupted() or backup.save_freq != "epoch"
+                                       and self.optimizer.iterations % backup.save_freq == 0):
+                backup.save(loop)
+                if interrupted():
+                    self._interrupted = True
+                    raise KeyboardInterrupt(f"training interrupted at epoch {epoch + 1}, batch {batch + 1}; "
+                                            f"a backup is in {backup.directory}: run the same fit again to resume")
+        return {"loss": loss_mean.result(), **{m.name: m.result() for m in metrics}}
 
     # --- evaluate / predict ------------------------------------------------------------
     def evaluate(self, x=None, y=None, batch_size=32, verbose=0, sample_weight=None, return_dict=False):

@@ -28,7 +28,7 @@ def write(path, tensors, metadata=None):
     header, offset = {}, 0
     arrays = []
     for name, array in tensors.items():
-        array = numpy.ascontiguousarray(array)
+        array = numpy.asarray(array, order="C")  # (ascontiguousarray would turn 0-d into 1-d)
         if array.dtype not in CODES:
             raise TypeError(f"cannot save tensor {name!r} of dtype {array.dtype}")
         array = array.astype(array.dtype.newbyteorder("<"), copy=False)
