@@ -85,7 +85,10 @@ def build_parser():
     train.add_argument("--seed", type=int, help="random seed (default: 0)")
     train.add_argument("--config", help="TOML or YAML file with the same keys (command-line options win)")
     train.add_argument("--out", help="run folder to write (default: runs/DATA-TIMESTAMP)")
-    train.add_argument("--force", action="store_true", help="replace an existing run folder")
+    train.add_argument("--force", action="store_true", help="replace an existing run folder (or an interrupted "
+                                                            "run's backup)")
+    train.add_argument("--resume", action="store_true", help="continue the interrupted run with the same --out "
+                                                             "from its last backup, exactly where it stopped")
     train.add_argument("--no-plots", action="store_true", help="skip the pictures")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -156,7 +159,15 @@ def cmd_train(args):
     name = os.path.splitext(os.path.basename(config.data))[0]
     out = config.out or os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     out = run.prepare_output(out, args.force, create_parent=config.out is None)
-    metrics = run.train(config, out, verbose=0 if args.quiet else 1, force=args.force)
+    try:
+        run.check_backup(config, out, args.resume, args.force)
+    except ValueError as error:
+        raise BadInput(str(error)) from None
+    try:
+        metrics = run.train(config, out, verbose=0 if args.quiet else 1, force=args.force)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"training interrupted; a backup is in {run.backup_directory(out)}: continue "
+                                f"with the same command plus --out {os.path.relpath(out)} --resume") from None
     score = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith("test_"))
     print(f"{score} (epochs run: {metrics['epochs_run']}, best epoch: {metrics['best_epoch']})")
     print(f"run folder: {out}")
@@ -272,8 +283,8 @@ def main(argv=None):
     try:
         COMMANDS[args.command](args)
         return 0
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        print(f"\ninterrupted: {interrupt}" if interrupt.args else "\ninterrupted", file=sys.stderr)
         return 130
     except NonFiniteLoss as error:
         print(f"error: {error}", file=sys.stderr)

@@ -126,17 +126,50 @@ def prepare_output(out, force=False, create_parent=False):
     return out
 
 
+def backup_directory(out):
+    """Where an unfinished run keeps its backup: beside the run folder it will become."""
+    return out + ".backup"
+
+
+def check_backup(config, out, resume, force):
+    """Refuse to silently overwrite or wrongly continue an interrupted run."""
+    directory = backup_directory(out)
+    saved_config = os.path.join(directory, "config.json")
+    if not os.path.exists(directory):
+        if resume:
+            raise FileNotFoundError(f"nothing to resume: no backup in '{directory}'")
+        return
+    if force and not resume:
+        shutil.rmtree(directory)
+        return
+    if not resume:
+        raise FileExistsError(f"an interrupted run left a backup in '{directory}'; add --resume to continue it, "
+                              "or --force to start over")
+    if os.path.exists(saved_config):
+        with open(saved_config) as handle:
+            before = json.load(handle)
+        now = asdict(config)
+        changed = [f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in now if k not in ("out", "plots", "epochs")
+                   and before.get(k) != now[k]]
+        if changed:
+            raise ValueError(f"cannot resume: the settings changed ({'; '.join(changed)})")
+
+
 def train(config, out, verbose=1, force=False):
-    """Train and write the run folder; returns the metrics dict."""
+    """Train and write the run folder; returns the metrics dict. Backs up every epoch beside ``out``."""
     data = load_data(config)
     x_train, scaler = bp.datasets.standardize(data.x_train)
     x_test = scaler.transform(data.x_test)
     model = build_model(config, x_train.shape[1], data)
     stopper = bp.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
+    backup = bp.callbacks.BackupAndRestore(backup_directory(out))
+    os.makedirs(backup.directory, exist_ok=True)
+    _write_json(os.path.join(backup.directory, "config.json"), asdict(config))
     with numpy.errstate(all="ignore"):  # a diverging run is reported below, not as NumPy warnings
         history = model.fit(x_train, data.y_train, batch_size=config.batch_size, epochs=config.epochs,
                             validation_split=config.val_split, verbose=verbose,
-                            callbacks=[stopper, bp.callbacks.TerminateOnNaN()])
+                            callbacks=[stopper, bp.callbacks.TerminateOnNaN(), backup])
+    shutil.rmtree(backup.directory, ignore_errors=True)
     if model.nonfinite_at is not None:
         at = model.nonfinite_at
         raise NonFiniteLoss(f"the loss became {at['loss']} at epoch {at['epoch']}, batch {at['batch']}; nothing "

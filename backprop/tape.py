@@ -14,10 +14,13 @@ from backprop.xp import np
 _recording = []  # tapes currently recording, innermost last
 
 
-def record(result, inputs, backward):
+gradient_monitors = []  # functions called with (op name, input index, gradient) during backprop: backprop.debug
+
+
+def record(result, inputs, backward, name="op"):
     """Called by every op: let each recording tape decide whether to keep the node."""
     for tape in _recording:
-        tape._record(result, inputs, backward)
+        tape._record(result, inputs, backward, name)
 
 
 def unbroadcast(grad, shape):
@@ -81,7 +84,7 @@ class GradientTape:
     def reset(self):
         self._nodes, self._ids, self._keep_alive = [], set(), []
 
-    def _record(self, result, inputs, backward):
+    def _record(self, result, inputs, backward, name="op"):
         ids = self._ids
         needs = []
         for x in inputs:
@@ -96,7 +99,7 @@ class GradientTape:
                     continue
             needs.append(False)
         if True in needs:
-            self._nodes.append((result, inputs, backward, tuple(needs)))
+            self._nodes.append((result, inputs, backward, tuple(needs), name))
             ids.add(id(result))
 
     def gradient(self, target, sources, output_gradients=None, unconnected_gradients="none"):
@@ -133,14 +136,16 @@ class GradientTape:
         return grads
 
     def _backpropagate(self, grads, keep):
-        for result, inputs, backward, needs in reversed(self._nodes):
+        for result, inputs, backward, needs, name in reversed(self._nodes):
             key = id(result)
             g = grads.get(key) if key in keep else grads.pop(key, None)
             if g is None:
                 continue
-            for x, needed, gx in zip(inputs, needs, backward(g, needs)):
+            for position, (x, needed, gx) in enumerate(zip(inputs, needs, backward(g, needs))):
                 if not needed or gx is None:
                     continue
+                for monitor in gradient_monitors:
+                    monitor(name, position, gx, g)
                 data = x.data
                 if gx.shape != data.shape:
                     gx = unbroadcast(gx, data.shape)

@@ -174,3 +174,32 @@ def test_config_file(empty_dir):
     (empty_dir / "bad.toml").write_text('lerning_rate = 0.1\n')
     result = backprop("train", "--config", "bad.toml", "--out", "run2", cwd=empty_dir)
     assert result.returncode == 2 and "unknown keys lerning_rate" in result.stderr
+
+
+def test_ctrl_c_then_resume_matches_an_uninterrupted_run(tmp_path):
+    import signal
+    import time
+    args = ["train", "--data", "digits", "--layers", "64", "--epochs", "40", "--patience", "100", "--quiet",
+            "--no-plots"]
+    straight = backprop(*args, "--out", "straight", cwd=tmp_path)
+    assert straight.returncode == 0, straight.stderr
+    process = subprocess.Popen([sys.executable, "-m", "backprop", *args, "--out", "run"], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    backup = tmp_path / "run.backup" / "backup.bp"
+    deadline = time.time() + 60
+    while not backup.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "--resume" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "run").exists()
+    again = backprop(*args, "--out", "run", cwd=tmp_path)
+    assert again.returncode == 2 and "--resume" in again.stderr
+    resumed = backprop(*args, "--out", "run", "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    a = bp.models.load_model(tmp_path / "straight" / "model.bp").get_weights()
+    b = bp.models.load_model(tmp_path / "run" / "model.bp").get_weights()
+    assert all(np.array_equal(u, v) for u, v in zip(a, b))
+    assert (tmp_path / "straight" / "history.csv").read_text() == (tmp_path / "run" / "history.csv").read_text()
+    assert not (tmp_path / "run.backup").exists()

@@ -14,6 +14,7 @@ from backprop.tensor import Tensor, as_array
 from backprop.xp import np
 
 _recording = tape._recording  # the same list object, mutated in place by tapes and no_grad
+monitors = []  # functions called with (op name, result, input arrays) after every op: see backprop.debug
 _new_tensor = object.__new__
 _ndarray = np.ndarray
 
@@ -55,7 +56,9 @@ def differentiable(forward=None, *, arrays=None):
         result = _new_tensor(Tensor)
         result.data = out if type(out) is _ndarray else np.asarray(out)
         for recording_tape in _recording:
-            recording_tape._record(result, inputs, backward)
+            recording_tape._record(result, inputs, backward, name)
+        for monitor in monitors:  # empty unless bp.debug.check_numerics() is active
+            monitor(name, result, values[:len(inputs)])
         return result
 
     op.forward = forward

@@ -103,7 +103,7 @@ def _join(values, axis, join, name):
             backward = lambda g, needs: tuple(np.split(g, cuts, axis=axis))  # noqa: E731
         else:
             backward = lambda g, needs: tuple(np.moveaxis(g, axis, 0))  # noqa: E731
-        tape.record(result, values, backward)
+        tape.record(result, values, backward, name)
     return result
 
 

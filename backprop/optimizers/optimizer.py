@@ -179,7 +179,10 @@ class Optimizer:
     def _clip_scales(self, grads):
         """Per-gradient factors for clipnorm (each gradient's norm) or global_clipnorm (all together)."""
         if self.clipnorm is not None:
-            return [self.clipnorm / max(float(np.sqrt(np.sum(g * g))), self.clipnorm) for g in grads]
+            norms = [float(np.sqrt(np.sum(g * g))) for g in grads]
+            if not all(math.isfinite(n) for n in norms):
+                raise FloatingPointError(f"{self.name}: a gradient norm is {[n for n in norms if not math.isfinite(n)][0]}")
+            return [self.clipnorm / max(norm, self.clipnorm) for norm in norms]
         if self.global_clipnorm is not None:
             norm = math.sqrt(sum(float(np.sum(g * g)) for g in grads))
             if not math.isfinite(norm):

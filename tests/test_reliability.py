@@ -1,0 +1,82 @@
+"""Reliability: non-finite diagnostics, long-run memory, deep graphs (../shared/RELIABILITY.md F4, F5, M1-M4)."""
+import gc
+import tracemalloc
+import weakref
+
+import numpy as np
+import pytest
+
+import backprop as bp
+
+
+def test_check_numerics_names_the_first_bad_op():
+    x = bp.Variable([1.0, 0.0])
+    with bp.debug.check_numerics():
+        with pytest.raises(bp.debug.NonFiniteError, match=r"op 'log' produced NaN or Inf \(output shape \(2,\)"):
+            with bp.GradientTape():
+                bp.sum(bp.log(x * 2.0))
+        with bp.GradientTape() as tape:
+            y = bp.sum(bp.sqrt(x))  # finite value (1 + 0), infinite gradient at 0
+        with pytest.raises(bp.debug.NonFiniteError, match="gradient of op 'sqrt'"), np.errstate(divide="ignore"):
+            tape.gradient(y, x)
+    with bp.GradientTape() as tape:  # off again: no check, NumPy's inf comes through
+        y = bp.sum(bp.sqrt(x))
+    with np.errstate(divide="ignore"):
+        assert np.isinf(tape.gradient(y, x).numpy()[1])
+
+
+def test_double_where_keeps_the_gradient_finite():
+    x = bp.Variable([4.0, 0.0])
+    with bp.GradientTape() as tape:
+        safe = bp.where(x.numpy() > 0, x, 1.0)  # the inner where keeps log away from 0
+        y = bp.sum(bp.where(x.numpy() > 0, bp.log(safe), 0.0))
+    grad = tape.gradient(y, x).numpy()
+    assert np.isfinite(grad).all() and grad[0] == pytest.approx(0.25) and grad[1] == 0.0
+
+
+def test_clipnorm_refuses_a_non_finite_gradient():
+    variable = bp.Variable([1.0, 1.0])
+    for optimizer in (bp.optimizers.SGD(0.1, clipnorm=1.0), bp.optimizers.SGD(0.1, global_clipnorm=1.0)):
+        with pytest.raises(FloatingPointError, match="inf|nan"):
+            optimizer.apply_gradients([(np.array([np.inf, 1.0]), variable)])
+    assert np.array_equal(variable.numpy(), [1.0, 1.0])
+
+
+def live_tensors():
+    return sum(isinstance(o, bp.Tensor) for o in gc.get_objects())
+
+
+def test_ten_thousand_steps_do_not_grow_memory():
+    bp.random.set_seed(0)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 8)).astype(np.float32), rng.integers(0, 3, 32)
+    model = bp.Sequential([bp.layers.Dense(16, activation="relu"), bp.layers.Dense(3)])
+    model.compile(optimizer="adam", loss=bp.losses.SparseCategoricalCrossentropy(from_logits=True))
+    for _ in range(1000):
+        model.train_on_batch(x, y)
+    slots = [id(a) for a in model.optimizer._flat_slots.values()]
+    gc.collect()
+    tensors_before = live_tensors()
+    tracemalloc.start()
+    start = tracemalloc.get_traced_memory()[0]
+    for _ in range(9000):
+        model.train_on_batch(x, y)
+    growth = tracemalloc.get_traced_memory()[0] - start
+    tracemalloc.stop()
+    gc.collect()
+    assert growth < 1_000_000, f"memory grew by {growth} bytes"
+    assert live_tensors() == tensors_before
+    assert [id(a) for a in model.optimizer._flat_slots.values()] == slots
+
+
+def test_hundred_thousand_op_chain_differentiates_and_is_freed():
+    x = bp.Variable(1.0, dtype="float64")
+    with bp.GradientTape() as tape:
+        y = x
+        for _ in range(100_000):
+            y = y * 1.0
+        last = weakref.ref(y)
+    assert tape.gradient(y, x).numpy() == 1.0
+    del y, tape
+    gc.collect()
+    assert last() is None
