@@ -12,12 +12,16 @@ def train_test_split(x, y, test_size=0.2, seed=0, stratify=False):
     if not 0 < test_size < 1:
         raise ValueError(f"test_size must be in (0, 1), got {test_size!r}")
     rng = numpy.random.default_rng(seed)
+    n_test = int(numpy.ceil(test_size * len(x)))  # scikit-learn's rounding
     if stratify:
-        test = numpy.concatenate([rng.permutation(numpy.flatnonzero(y == c))[:int(round(test_size * (y == c).sum()))]
-                                  for c in numpy.unique(y)])
+        classes, counts = numpy.unique(y, return_counts=True)
+        share = counts * n_test / len(x)
+        per_class = numpy.floor(share).astype(int)
+        per_class[numpy.argsort(per_class - share)[:n_test - per_class.sum()]] += 1  # largest remainders
+        test = numpy.concatenate([rng.permutation(numpy.flatnonzero(y == c))[:k] for c, k in zip(classes, per_class)])
         test = rng.permutation(test)
     else:
-        test = rng.permutation(len(x))[:int(round(test_size * len(x)))]
+        test = rng.permutation(len(x))[:n_test]
     mask = numpy.zeros(len(x), bool)
     mask[test] = True
     train = rng.permutation(numpy.flatnonzero(~mask))
