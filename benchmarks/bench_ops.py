@@ -13,7 +13,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 import backprop as bp  # noqa: E402
-from common import machine  # noqa: E402
+from common import machine, write_section  # noqa: E402
 
 OPS = 200  # ops per timed block (one tape per block)
 
@@ -64,18 +64,8 @@ def main():
         lines.append(f"| {name} | " + " | ".join(f"{v:.2f} µs" for v in result.values()) + " |")
         print(lines[-1], flush=True)
     if args.write:
-        path = Path(__file__).parent / "RESULTS.md"
-        text = path.read_text() if path.exists() else ""
         info = machine()
-        block = "\n".join(["<!-- ops:begin -->", f"Machine: {info['cpu']}; {info['versions']}.", "", *lines,
-                           "<!-- ops:end -->"])
-        if "<!-- ops:begin -->" in text:
-            head, rest = text.split("<!-- ops:begin -->", 1)
-            text = head + block + rest.split("<!-- ops:end -->", 1)[1]
-        else:
-            text += "\n" + block + "\n"
-        path.write_text(text)
-
+        write_section("ops", [f"Machine: {info['cpu']}; {info['versions']}.", "", *lines], "Per-op overhead")
 
 if __name__ == "__main__":
     main()

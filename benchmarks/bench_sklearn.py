@@ -20,7 +20,7 @@ from sklearn.preprocessing import StandardScaler
 sys.path.insert(0, str(Path(__file__).parent))
 import backprop as bp  # noqa: E402
 from backprop.sklearn import MLPClassifier  # noqa: E402
-from common import machine, set_threads  # noqa: E402
+from common import machine, set_threads, write_section  # noqa: E402
 
 EPOCHS, BATCH, LAYERS, REPEATS = 30, 32, (128, 64), 3
 
@@ -67,20 +67,10 @@ def main():
                      f"{theirs:.2f} | {theirs / ours:.2f}x |")
         print(lines[-1], flush=True)
     if args.write:
-        path = Path(__file__).parent / "RESULTS.md"
-        text = path.read_text()
         info = machine()
-        block = "\n".join(["<!-- sklearn:begin -->",
-                           f"{LAYERS} hidden units, ReLU, Adam 1e-3, batch {BATCH}, {EPOCHS} epochs, alpha 1e-4, "
-                           f"2 threads, median of {REPEATS}; {info['cpu']}; {info['versions']}.", "", *lines,
-                           "<!-- sklearn:end -->"])
-        if "<!-- sklearn:begin -->" in text:
-            head, rest = text.split("<!-- sklearn:begin -->", 1)
-            text = head + block + rest.split("<!-- sklearn:end -->", 1)[1]
-        else:
-            text += "\n## scikit-learn estimators\n\n" + block + "\n"
-        path.write_text(text)
-
+        write_section("sklearn", [f"{LAYERS} hidden units, ReLU, Adam 1e-3, batch {BATCH}, {EPOCHS} epochs, alpha 1e-4, "
+                                  f"2 threads, median of {REPEATS}; {info['cpu']}; {info['versions']}.", "", *lines],
+                      "scikit-learn estimators")
 
 if __name__ == "__main__":
     main()

@@ -75,3 +75,18 @@ def mnist_like(n=5000, seed=0):
         rng = np.random.default_rng(seed)
         x, y = rng.uniform(size=(n, 784)).astype(np.float32), rng.integers(0, 10, n)
         return x[:4000], y[:4000], x[4000:], y[4000:]
+
+
+def write_section(marker, lines, heading):
+    """Replace the block between <!-- marker:begin --> and <!-- marker:end --> in RESULTS.md (or append it)."""
+    from pathlib import Path
+    path = Path(__file__).parent / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    block = "\n".join([f"<!-- {marker}:begin -->", *lines, f"<!-- {marker}:end -->"])
+    begin = f"<!-- {marker}:begin -->"
+    if begin in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(f"<!-- {marker}:end -->", 1)[1]
+    else:
+        text += f"\n## {heading}\n\n{block}\n"
+    path.write_text(text)

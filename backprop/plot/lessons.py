@@ -78,14 +78,7 @@ def learning_rates(loss_fn=landscape.bowl, rates=(0.01, 0.15, 0.205), start=(-4.
             for rate, label in zip(rates, labels)}
     figure, axes = new(ncols=2, width=6, height=4.6)
     curves, paths_ax = axes[0]
-    for color, (label, (points, losses)) in zip(COLORS, runs.items()):
-        curves.plot(numpy.arange(1, len(losses) + 1), losses, color=color, label=label)
-    curves.set_yscale("log")
-    curves.set_xlabel("step")
-    curves.set_ylabel("loss (log scale)")
-    curves.set_title("loss per gradient-descent step")
-    curves.grid(alpha=0.3)
-    curves.legend(fontsize=8)
+    _loss_curves(curves, runs, "loss per gradient-descent step")
     w1, w2, values = landscape.grid(loss_fn, w_range)
     paths_ax.contour(w1, w2, values, levels=25, cmap="viridis", linewidths=0.8)
     for color, (label, (points, _)) in zip(COLORS, runs.items()):
@@ -120,23 +113,29 @@ def optimizers(loss_fn=landscape.himmelblau, start=(-0.5, -4.5), steps=150, fact
     surface_ax, curves = axes[0]
     w1, w2, values = landscape.grid(loss_fn, w_range)
     surface_ax.contourf(w1, w2, numpy.log10(values + 1e-3), levels=30, cmap="Greys")
-    for color, (name, (points, losses)) in zip(COLORS, runs.items()):
+    for color, (name, (points, _)) in zip(COLORS, runs.items()):
         surface_ax.plot(points[:, 0], points[:, 1], "-", color=color, linewidth=1.8, label=name)
         surface_ax.scatter(points[-1:, 0], points[-1:, 1], color=color, edgecolors="black", s=40, zorder=5)
-        curves.plot(numpy.arange(1, len(losses) + 1), losses, color=color, label=name)
     surface_ax.scatter([start[0]], [start[1]], color="white", edgecolors="black", s=70, zorder=6, label="start")
     surface_ax.set_title("paths on Himmelblau's function (shade: log loss)")
     surface_ax.set_xlabel("w1")
     surface_ax.set_ylabel("w2")
     surface_ax.legend(fontsize=8, loc="upper left")
-    curves.set_yscale("log")
-    curves.set_xlabel("step")
-    curves.set_ylabel("loss (log scale)")
-    curves.set_title("loss per step")
-    curves.grid(alpha=0.3)
-    curves.legend(fontsize=8)
+    _loss_curves(curves, runs, "loss per step")
     figure.tight_layout()
     return figure, runs
+
+
+def _loss_curves(ax, runs, title):
+    """One log-scale loss curve per run ({label: (positions, losses)})."""
+    for color, (label, (_, losses)) in zip(COLORS, runs.items()):
+        ax.plot(numpy.arange(1, len(losses) + 1), losses, color=color, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (log scale)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
 
 
 def fits(x, y, models, x_plot=None, titles=None):
