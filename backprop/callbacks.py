@@ -151,10 +151,17 @@ class ModelCheckpoint(Callback):
 
 
 class TerminateOnNaN(Callback):
-    """Stop at the first batch whose loss is NaN or infinite, before its update is applied."""
+    """Stop at the first batch whose loss is NaN or infinite, before its update is applied.
+
+    By default training ends gracefully (``on_train_end`` runs, checkpoints stay); with
+    ``raise_error=True`` a FloatingPointError naming the epoch and batch is raised instead.
+    """
+
+    def __init__(self, raise_error=False):
+        self.raise_error = raise_error
 
     def on_train_begin(self, logs=None):
-        self.model._terminate_on_nan = True
+        self.model._terminate_on_nan = "raise" if self.raise_error else True
 
     def on_train_end(self, logs=None):
         self.model._terminate_on_nan = False

@@ -131,6 +131,8 @@ class GradientTape:
         seeds = _flatten(output_gradients) if output_gradients is not None else [None] * len(targets)
         grads = {}
         for t, seed in zip(targets, seeds):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"GradientTape.gradient: the target must be a Tensor, got {type(t).__name__}")
             g = np.ones_like(t.data) if seed is None else np.asarray(getattr(seed, "data", seed), dtype=t.dtype)
             grads[id(t)] = grads[id(t)] + g if id(t) in grads else g
         return grads

@@ -80,3 +80,43 @@ def test_hundred_thousand_op_chain_differentiates_and_is_freed():
     del y, tape
     gc.collect()
     assert last() is None
+
+
+def test_terminate_on_nan_can_raise():
+    x = np.ones((8, 2), dtype=np.float32)
+    x[3] = np.nan
+    model = bp.Sequential([bp.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    ended = []
+    with pytest.raises(FloatingPointError, match="epoch 1, batch 2"), np.errstate(invalid="ignore"):
+        model.fit(x, np.zeros(8), batch_size=2, shuffle=False, verbose=0,
+                  callbacks=[bp.callbacks.TerminateOnNaN(raise_error=True),
+                             bp.callbacks.LambdaCallback(on_train_end=lambda logs: ended.append(True))])
+    assert not ended  # raise_error skips the clean-up hooks
+
+
+def test_whole_model_directional_derivative():
+    """HIPS/JAX style: <grad f, u> against (f(theta + eps u) - f(theta - eps u)) / 2 eps, float64."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(6, 4)), rng.integers(0, 3, 6)
+    model = bp.Sequential([bp.layers.Dense(5, activation="tanh", dtype="float64"),
+                           bp.layers.Dense(5, activation="elu", dtype="float64"),
+                           bp.layers.Dense(3, dtype="float64")], dtype="float64")
+    model(x)
+    loss_fn = bp.losses.SparseCategoricalCrossentropy(from_logits=True)
+    variables = model.trainable_variables
+    with bp.GradientTape() as tape:
+        loss = loss_fn(y, model(x))
+    grads = tape.gradient(loss, variables)
+    direction = [rng.normal(size=v.shape) for v in variables]
+    analytic = sum(float(np.sum(g.numpy() * u)) for g, u in zip(grads, direction))
+    start = [v.numpy() for v in variables]
+
+    def loss_at(step):
+        for v, s, u in zip(variables, start, direction):
+            v.assign(s + step * u)
+        return float(loss_fn(y, model(x)).numpy())
+
+    eps = 1e-6
+    numeric = (loss_at(eps) - loss_at(-eps)) / (2 * eps)
+    assert abs(analytic - numeric) <= 1e-6 * max(abs(analytic), abs(numeric)) + 1e-9

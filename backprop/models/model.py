@@ -201,6 +201,9 @@ class Model(Layer):
                 self._fit_regularized = bool(self.losses)
             if not applied:
                 self.nonfinite_at = {"epoch": epoch + 1, "batch": batch + 1, "loss": value}
+                if self._terminate_on_nan == "raise":
+                    raise FloatingPointError(f"TerminateOnNaN: loss became {value} at epoch {epoch + 1}, "
+                                             f"batch {batch + 1}; the update was not applied")
                 print(f"TerminateOnNaN: loss became {value} at epoch {epoch + 1}, batch {batch + 1}; "
                       "stopping before applying that update")
                 self.stop_training = True
