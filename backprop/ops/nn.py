@@ -200,8 +200,11 @@ def binary_crossentropy_mean(labels, predictions, from_logits=False, epsilon=1e-
     out = -np.add.reduce((labels * np.log(p) + (1 - labels) * np.log(q)).ravel()) / n
 
     def backward(g, needs):
-        inside = (predictions >= epsilon) & (predictions <= 1 - epsilon)  # clipped values get no gradient
-        return None, ((1 - labels) / q - labels / p) * inside * (g / n)
+        grad = p - labels  # d/dp of the loss is (1 - y)/(1 - p) - y/p = (p - y) / (p (1 - p))
+        grad /= p * q
+        grad *= predictions == p  # clipped values (changed by the clip) get no gradient
+        grad *= g / n
+        return None, grad
 
     return out, backward
 
