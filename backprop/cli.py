@@ -297,6 +297,9 @@ def main(argv=None):
             and len(error.args) == 1 else str(error)
         print(f"error: {message}", file=sys.stderr)
         return 2
+    except ImportError as error:  # an optional dependency (matplotlib, scikit-learn) is missing
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except Exception as error:  # noqa: BLE001 - the last line of defence: one line, exit 1
         if args.debug:
             raise

@@ -56,6 +56,8 @@ def test_csv_reading_variants(tmp_path):
     assert headerless.feature_names == ["column_1", "column_2"]
     regression = bp.datasets.load_csv(write(tmp_path, "a,price\n1,2.5\n2,3.7\n", "r.csv"), target="price")
     assert regression.task == "regression" and regression.y.dtype == np.float32
+    by_index = bp.datasets.load_csv(tmp_path / "r.csv", target="0")
+    assert by_index.target == "a" and by_index.feature_names == ["price"]
     dropped = bp.datasets.load_csv(write(tmp_path, "a,b,label\n1,?,0\n3,4,1\n", "m.csv"), missing="drop")
     assert dropped.x.tolist() == [[3, 4]]
 

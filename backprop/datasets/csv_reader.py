@@ -105,6 +105,8 @@ def load_csv(path, target=None, delimiter=None, header="auto", missing="error", 
 def _target_index(target, names, path):
     if target is None:
         return len(names) - 1
+    if isinstance(target, str) and target not in names and target.lstrip("-").isdigit():
+        target = int(target)  # a column index given on the command line
     if isinstance(target, int):
         if not -len(names) <= target < len(names):
             raise DataError(f"{path}: target column {target} does not exist; the file has {len(names)} columns")
