@@ -104,7 +104,7 @@ DEFAULT_OPTIMIZERS = {
 }
 
 
-def optimizers(loss_fn=landscape.himmelblau, start=(-0.5, -4.5), steps=150, factories=None,
+def optimizers(loss_fn=landscape.himmelblau, start=(-0.3, -0.9), steps=150, factories=None,
                w_range=((-5.5, 5.5), (-5.5, 5.5))):
     """SGD, momentum, Adagrad, RMSprop, Adadelta and Adam racing across one non-convex surface."""
     factories = factories or DEFAULT_OPTIMIZERS
