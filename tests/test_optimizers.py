@@ -194,3 +194,21 @@ def test_bad_learning_rates(bad):
 def test_unknown_optimizer_lists_valid():
     with pytest.raises(ValueError, match="unknown optimizer 'adamm'; valid: sgd, adam, adamw, adagrad, rmsprop, adadelta"):
         bp.optimizers.get("adamm")
+
+
+@pytest.mark.parametrize("rule, cls, opts", CASES)
+def test_none_gradients_leave_variables_and_slots_alone(rule, cls, opts):
+    """After the flat buffer is adopted, a step with some None gradients updates only the others
+    (the per-variable path), with the same formula."""
+    optimizer = cls(**opts)
+    a, b = bp.Variable(np.array([2.0, -1.0])), bp.Variable(np.array([0.5]))
+    optimizer.apply_gradients([(quadratic_grad(a.numpy()), a), (np.array([0.3]), b)])
+    state_a = {}
+    reference_step(rule, np.array([2.0, -1.0]), quadratic_grad(np.array([2.0, -1.0])), state_a, 0,
+                   opts["learning_rate"], opts)
+    b_before, b_slots = b.numpy(), {k: v.copy() for k, v in optimizer.slots(b).items()}
+    expected = reference_step(rule, a.numpy(), quadratic_grad(a.numpy()), state_a, 1, opts["learning_rate"], opts)
+    optimizer.apply_gradients([(quadratic_grad(a.numpy()), a), (None, b)])
+    np.testing.assert_allclose(a.numpy(), expected, rtol=1e-10, atol=1e-12)
+    assert np.array_equal(b.numpy(), b_before)
+    assert all(np.array_equal(v, b_slots[k]) for k, v in optimizer.slots(b).items())
