@@ -80,7 +80,7 @@ def test_max_ties_share_the_gradient():
     lambda x: bp.transpose(bp.reshape(x, (1, 3, 4)), (2, 0, 1)), lambda x: bp.expand_dims(x, 1),
     lambda x: bp.squeeze(bp.reshape(x, (3, 1, 4)), 1), lambda x: x[1:, ::2], lambda x: x[:, 1],
     lambda x: x[[0, 0, 2]], lambda x: x[np.array([True, False, True])], lambda x: x[..., None],
-    lambda x: bp.broadcast_to(x[:1], (3, 4)),
+    lambda x: bp.broadcast_to(x[:1], (3, 4)), lambda x: bp.cast(x * 2, "float64"),
     lambda x: bp.softmax(x), lambda x: bp.softmax(x, axis=0), lambda x: bp.log_softmax(x),
     lambda x: bp.log_softmax(x, axis=0),
 ])

@@ -173,3 +173,10 @@ def test_layer_configs_round_trip():
         config = layer.get_config()
         clone = type(layer).from_config(config)
         assert clone.get_config() == config
+
+
+def test_model_dtype_reaches_layers_without_their_own():
+    model = bp.Sequential([bp.layers.Dense(4), bp.layers.Dense(1, dtype="float32")], dtype="float64")
+    model(np.ones((2, 3)))
+    assert [v.dtype for v in model.variables] == [np.float64, np.float64, np.float32, np.float32]
+    assert bp.Sequential([bp.layers.Dense(2)])(np.ones((1, 3))).dtype == np.float32

@@ -46,6 +46,7 @@ class Layer:
         self.name = name or unique_name(snake_case(type(self).__name__))
         self._trainable = trainable
         self.dtype = np.dtype(dtype or "float32")
+        self._dtype_given = dtype is not None
         self.built = False
         self._build_input_shape = None
         self.input_shape = tuple(input_shape) if input_shape is not None else (
@@ -68,7 +69,16 @@ class Layer:
         if layer is not self and not any(layer is known for known in layers):
             layers.append(layer)
             structure_version[0] += 1
+            if self.__dict__.get("_dtype_given"):
+                layer._inherit_dtype(self.dtype)
             self.__dict__.setdefault("_layer_keys", {})[id(layer)] = key or layer.name
+
+    def _inherit_dtype(self, dtype):
+        """A model built with dtype="float64" passes it to sublayers that were not given one."""
+        if not self._dtype_given and not self.built:
+            self.dtype = dtype
+            for layer in self._layers:
+                layer._inherit_dtype(dtype)
 
     def _key_of(self, layer):
         return self.__dict__.get("_layer_keys", {}).get(id(layer), layer.name)
