@@ -64,14 +64,21 @@ def binary_crossentropy(y_true, y_pred, from_logits=False):
     return _per_example(-(labels * ops.log(p) + (1 - labels) * ops.log(1 - p)))
 
 
+def one_hot_labels(y_true, y_pred, what="categorical_crossentropy"):
+    """Probability (one-hot) labels of exactly y_pred's shape, or an error that says what arrived."""
+    labels = y_true.data if isinstance(y_true, Tensor) else as_array(y_true)
+    if labels.shape == y_pred.shape:
+        return labels.astype(y_pred.dtype, copy=False)
+    if labels.shape == y_pred.shape[:-1] or labels.shape == y_pred.shape[:-1] + (1,):
+        raise ValueError(f"{what} expects one-hot labels of shape {y_pred.shape}, got class indices of shape "
+                         f"{labels.shape}; use sparse_categorical_crossentropy for class indices")
+    raise ValueError(f"{what}: one-hot labels of width {labels.shape[-1] if labels.ndim else 0} (shape {labels.shape}) "
+                     f"do not match the {y_pred.shape[-1]} outputs (shape {y_pred.shape})")
+
+
 def categorical_crossentropy(y_true, y_pred, from_logits=False):
     y_pred = _pred(y_pred)
-    labels = y_true.data if isinstance(y_true, Tensor) else as_array(y_true)
-    if labels.shape != y_pred.shape:
-        raise ValueError(f"categorical_crossentropy: one-hot labels of width {labels.shape[-1] if labels.ndim else 0} "
-                         f"(shape {labels.shape}) do not match the {y_pred.shape[-1]} outputs (shape {y_pred.shape}); "
-                         "for class indices use sparse_categorical_crossentropy")
-    labels = labels.astype(y_pred.dtype, copy=False)
+    labels = one_hot_labels(y_true, y_pred)
     if from_logits:
         return ops.softmax_cross_entropy_with_logits(labels, y_pred)
     p = y_pred / ops.sum(y_pred, axis=-1, keepdims=True)
@@ -95,12 +102,21 @@ def class_indices(y_true, n_classes, what="sparse_categorical_crossentropy"):
     return labels.astype(np.intp, copy=False)
 
 
+def sparse_labels(y_true, y_pred, what="sparse_categorical_crossentropy"):
+    """Integer class indices, one per example (a trailing axis of 1 is dropped), checked against y_pred."""
+    raw = y_true.data if isinstance(y_true, Tensor) else np.asarray(y_true)
+    if raw.shape == y_pred.shape and y_pred.shape[-1] > 1:
+        raise ValueError(f"{what} expects class indices of shape {y_pred.shape[:-1]}, got one-hot labels of "
+                         f"shape {raw.shape}; use categorical_crossentropy for one-hot labels")
+    labels = class_indices(raw, y_pred.shape[-1], what)
+    if labels.shape != y_pred.shape[:-1]:
+        raise ValueError(f"{what}: labels of shape {raw.shape} do not match predictions of shape {y_pred.shape}")
+    return labels
+
+
 def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False):
     y_pred = _pred(y_pred)
-    labels = class_indices(y_true, y_pred.shape[-1])
-    if labels.shape != y_pred.shape[:-1]:
-        raise ValueError(f"sparse_categorical_crossentropy: labels of shape {labels.shape} do not match "
-                         f"predictions of shape {y_pred.shape}")
+    labels = sparse_labels(y_true, y_pred)
     if from_logits:
         return ops.sparse_softmax_cross_entropy_with_logits(labels, y_pred)
     p = ops.clip(y_pred / ops.sum(y_pred, axis=-1, keepdims=True), EPSILON, 1 - EPSILON)
@@ -171,10 +187,7 @@ class BinaryCrossentropy(Loss):
 def _fused_categorical(y_true, y_pred, from_logits=False):
     if not from_logits:
         return reduce_mean(categorical_crossentropy(y_true, y_pred))
-    labels = y_true.data if isinstance(y_true, Tensor) else as_array(y_true)
-    if labels.shape != y_pred.shape:
-        return reduce_mean(categorical_crossentropy(y_true, y_pred, from_logits))  # raises the clear error
-    return ops.softmax_cross_entropy_mean(labels.astype(y_pred.dtype, copy=False), y_pred)
+    return ops.softmax_cross_entropy_mean(one_hot_labels(y_true, y_pred), y_pred)
 
 
 class CategoricalCrossentropy(Loss):
@@ -188,11 +201,7 @@ class CategoricalCrossentropy(Loss):
 def _fused_sparse(y_true, y_pred, from_logits=False):
     if not from_logits or y_pred.ndim != 2:
         return reduce_mean(sparse_categorical_crossentropy(y_true, y_pred, from_logits))
-    labels = class_indices(y_true, y_pred.shape[-1])
-    if labels.shape != y_pred.shape[:1]:
-        raise ValueError(f"sparse_categorical_crossentropy: labels of shape {labels.shape} do not match "
-                         f"predictions of shape {y_pred.shape}")
-    return ops.sparse_softmax_cross_entropy_mean(labels, y_pred)
+    return ops.sparse_softmax_cross_entropy_mean(sparse_labels(y_true, y_pred), y_pred)
 
 
 class SparseCategoricalCrossentropy(Loss):

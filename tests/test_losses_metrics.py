@@ -121,3 +121,11 @@ def test_metrics():
     y, s = rng.integers(0, 2, 200), rng.uniform(size=200).round(1)
     auc.reset_state(); auc.update_state(y, s)
     assert auc.result() == pytest.approx(sklearn_metrics.roc_auc_score(y, s))
+
+
+def test_label_kind_mistakes_say_which_loss_to_use():
+    logits = np.zeros((4, 3))
+    with pytest.raises(ValueError, match="got one-hot labels of shape \\(4, 3\\); use categorical_crossentropy"):
+        bp.losses.SparseCategoricalCrossentropy(from_logits=True)(np.eye(3)[[0, 1, 2, 0]], logits)
+    with pytest.raises(ValueError, match="got class indices of shape \\(4,\\); use sparse_categorical_crossentropy"):
+        bp.losses.CategoricalCrossentropy(from_logits=True)(np.array([0, 1, 2, 0]), logits)
