@@ -176,12 +176,17 @@ def test_closed_registry_refuses_dangerous_names(saved, tmp_path):
 
 
 def test_huge_header_and_shapes_are_refused_before_allocation(saved, tmp_path):
+    import tracemalloc
     model, _ = saved
     big = tmp_path / "big.bp"
+    tracemalloc.start()
     big.write_bytes(struct.pack("<Q", 2 ** 63) + b"{}")
     assert_refused(model, big, "header length")
     write_raw(big, {"w": {"dtype": "F32", "shape": [10 ** 6, 10 ** 6], "data_offsets": [0, 16]}}, b"\0" * 16)
     assert_refused(model, big, "needs")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50_000_000
 
 
 def test_overlapping_offsets_and_duplicates(saved, tmp_path):
