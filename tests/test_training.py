@@ -270,3 +270,8 @@ def test_digits_mlp_reaches_97_percent_quickly():
     elapsed = time.perf_counter() - start
     print(f"digits: test accuracy {accuracy:.4f} in {elapsed:.1f} s")
     assert accuracy >= 0.97
+
+
+def test_predict_on_no_examples_keeps_the_output_width():
+    model = small_model()
+    assert model.predict(np.zeros((0, 2))).shape == (0, 1)

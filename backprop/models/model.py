@@ -254,8 +254,10 @@ class Model(Layer):
         x = data.features(x, self.dtype)
         batch_size = data.check_batch_size(batch_size, len(x))
         with no_grad():
+            if len(x) == 0:
+                return self(x, training=False).data  # an empty batch keeps the output's shape: (0, units)
             outputs = [self(x[index], training=False).data for index in data.batches(len(x), batch_size)]
-        return numpy.concatenate(outputs) if outputs else numpy.zeros((0,), self.dtype)
+        return numpy.concatenate(outputs)
 
     # --- inspection and files -----------------------------------------------------------
     def summary(self, print_fn=print):
