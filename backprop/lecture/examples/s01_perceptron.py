@@ -18,9 +18,10 @@ def run(out="."):
         y = bp.sigmoid(z)
     dw, dw0 = tape.gradient(y, [w, w0])
     bp.plot.figure.save(bp.plot.perceptron(1.0, [3.0, -2.0], point=(-1, 2)), os.path.join(out, "perceptron.png"))
-    return {"z": z.numpy().item(), "y": y.numpy().item(), "dy/dw1": dw.numpy()[0, 0],
-            "dy/dw2": dw.numpy()[1, 0], "dy/dw0": dw0.numpy()[0], "figures": ["perceptron.png"]}
+    return {"z": z.numpy().item(), "y": y.numpy().item(), "dy/dw1": dw.numpy()[0, 0].item(),
+            "dy/dw2": dw.numpy()[1, 0].item(), "dy/dw0": dw0.numpy()[0].item(), "figures": ["perceptron.png"]}
 
 
 if __name__ == "__main__":
-    print(run())
+    from backprop.lecture.examples import show
+    show(run())

@@ -17,4 +17,5 @@ def run(out="."):
 
 
 if __name__ == "__main__":
-    print(run())
+    from backprop.lecture.examples import show
+    show(run())
