@@ -103,6 +103,16 @@ def build_model(config, n_features, data):
     return model
 
 
+def describe(config, data, model):
+    """One line saying what is about to be trained on what."""
+    kind = (f"{len(data.classes)} classes" if data.task == "classification" else "regression")
+    sizes = "-".join(str(n) for n in [data.x_train.shape[1], *config.layers, model.layers[-1].units])
+    return (f"{config.data}: {len(data.x_train):,} training / {len(data.x_test):,} test examples, "
+            f"{data.x_train.shape[1]} features, {kind}; MLP {sizes} ({config.activation}, dropout {config.dropout:g}, "
+            f"{model.count_params():,} parameters), {config.optimizer} lr {config.lr:g}, batch {config.batch_size}, "
+            f"up to {config.epochs} epochs with early stopping (patience {config.patience})")
+
+
 def check_config(config):
     """Refuse bad settings before any data is read or anything is written."""
     bp.optimizers.get(config.optimizer, learning_rate=config.lr)
@@ -161,6 +171,8 @@ def train(config, out, verbose=1, force=False):
     x_train, scaler = bp.datasets.standardize(data.x_train)
     x_test = scaler.transform(data.x_test)
     model = build_model(config, x_train.shape[1], data)
+    if verbose:
+        print(describe(config, data, model))
     stopper = bp.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
     backup = bp.callbacks.BackupAndRestore(backup_directory(out))
     os.makedirs(backup.directory, exist_ok=True)
