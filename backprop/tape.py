@@ -7,6 +7,7 @@ order, which is already a topological order, so ``gradient`` is a single reverse
 loop: no recursion, no depth limit.
 """
 import contextlib
+import warnings
 
 from backprop.tensor import Tensor
 from backprop.xp import np
@@ -118,6 +119,7 @@ class GradientTape:
         for s in flat_sources:
             if not isinstance(s, Tensor):
                 raise TypeError(f"GradientTape.gradient: sources must be Tensors, got {type(s).__name__}")
+        self._warn_if_nested(flat_sources)
         grads = self._seed(target, output_gradients)
         self._backpropagate(grads, {id(s) for s in flat_sources})
         results = [self._source_grad(grads, s, unconnected_gradients) for s in flat_sources]
@@ -125,6 +127,15 @@ class GradientTape:
             self._used = True
             self.reset()
         return results if simple else _unflatten(sources, iter(results))
+
+    def _warn_if_nested(self, sources):
+        """Gradients are computed on raw arrays, so an outer tape cannot differentiate them again."""
+        for outer in _recording:
+            if outer is not self and any(id(s) in outer._ids for s in sources):
+                warnings.warn("GradientTape.gradient inside another recording tape: second-order gradients are "
+                              "not supported, so the outer tape sees these gradients as constants",
+                              stacklevel=3)
+                return
 
     def _seed(self, target, output_gradients):
         targets = _flatten(target)

@@ -175,3 +175,14 @@ def test_random_is_seeded_and_leaves_numpy_alone():
     bp.random.set_seed(3)
     assert np.array_equal(a, bp.random.normal((4,)).numpy())
     assert np.array_equal(np.random.get_state()[1], state)
+
+
+def test_nested_tapes_warn_that_second_order_is_not_supported():
+    x = bp.Variable(3.0)
+    with bp.GradientTape() as outer:
+        with bp.GradientTape() as inner:
+            y = x * x * x
+        with pytest.warns(UserWarning, match="second-order gradients are not supported"):
+            dy = inner.gradient(y, x)
+    assert dy.numpy() == 27.0
+    assert outer.gradient(dy, x) is None
