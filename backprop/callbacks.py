@@ -189,13 +189,17 @@ class BackupAndRestore(Callback):
 
     def load(self):
         """(tensors, metadata) of the newest readable backup, or None when there is none."""
+        import json
         from backprop.saving import tensor_file
         for path in (self.latest, self.previous):
             if os.path.exists(path):
                 try:
-                    return tensor_file.read(path, allow_nonfinite=True)
-                except (tensor_file.FileFormatError, OSError):
-                    continue  # damaged: fall back to the previous backup
+                    tensors, metadata = tensor_file.read(path, allow_nonfinite=True)
+                    if metadata.get("format") == "backprop.backup" and isinstance(json.loads(metadata["state"]), dict):
+                        return tensors, metadata
+                except (tensor_file.FileFormatError, OSError, KeyError, ValueError):
+                    pass
+                # damaged or foreign: fall back to the previous backup
         return None
 
     def save(self, loop):

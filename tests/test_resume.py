@@ -85,3 +85,13 @@ def test_ctrl_c_saves_a_backup(tmp_path):
     assert (tmp_path / "b" / "backup.bp").exists()
     history = model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[backup])
     assert len(history.history["loss"]) == 3 and not (tmp_path / "b" / "backup.bp").exists()
+
+
+def test_a_foreign_file_as_latest_backup_is_skipped(tmp_path, uninterrupted):
+    import backprop as bp
+    killed, _ = train(tmp_path, "run", 2, kill_at=13)
+    assert killed.returncode == -signal.SIGKILL
+    bp.saving.tensor_file.write(tmp_path / "backup" / "backup.bp", {"w": np.zeros(2)}, {"format": "something.else"})
+    resumed, out = train(tmp_path, "run", 2)
+    assert resumed.returncode == 0, resumed.stderr
+    assert load(out)[1] == uninterrupted[1]

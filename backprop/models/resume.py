@@ -70,7 +70,7 @@ def capture(model, loop, callbacks, fit_fingerprint):
 def restore(model, tensors, metadata, callbacks, loop, fit_fingerprint):
     """Put the model, optimizer, generators, callbacks and loop back where ``capture`` saw them."""
     state = json.loads(metadata["state"])
-    if state["fingerprint"] != fit_fingerprint:
+    if state.get("fingerprint") != fit_fingerprint:
         raise ResumeError("the backup was made by a different run (the model, the data or the batch size "
                           "changed); delete the backup directory to start over")
     pairs = weight_paths(model)
