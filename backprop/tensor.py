@@ -1,5 +1,4 @@
 """Tensor and Variable: thin wrappers around an array that the tape can follow."""
-import numbers
 
 from backprop.xp import FLOATX, np
 

@@ -14,7 +14,7 @@ BACKEND = os.environ.get("BACKPROP_BACKEND", "numpy").lower()
 if BACKEND == "numpy":
     np = numpy
 elif BACKEND == "cupy":  # pragma: no cover - needs a GPU
-    import cupy as np
+    import cupy as np  # noqa: F401 - the module is the backend
 else:
     raise ImportError(f"BACKPROP_BACKEND={BACKEND!r} is not supported; valid: numpy, cupy")
 

@@ -11,7 +11,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier as SklearnMLP

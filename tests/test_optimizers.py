@@ -27,8 +27,7 @@ def reference_step(rule, w, g, state, t, lr, opts):
             v = state["vhat"]
         wd = opts.get("weight_decay", 0.0)
         w = w - w * wd * lr
-        m_hat, v_hat = m / (1 - b1 ** (t + 1)), v / (1 - b2 ** (t + 1))
-        # Keras folds the corrections into alpha and adds epsilon to sqrt(v) uncorrected:
+        # Keras folds the bias corrections into alpha and adds epsilon to sqrt(v) uncorrected:
         alpha = lr * math.sqrt(1 - b2 ** (t + 1)) / (1 - b1 ** (t + 1))
         return w - alpha * m / (np.sqrt(v) + eps)
     if rule == "adagrad":

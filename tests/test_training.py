@@ -59,7 +59,7 @@ def test_fit_equals_hand_written_loop():
     bp.random.set_seed(11)
     x32 = x.astype(np.float32)
     optimizer, loss_fn = manual.optimizer, manual.loss
-    for epoch in range(2):
+    for _ in range(2):  # epochs
         order = bp.random.generator().permutation(len(x))
         for start in range(0, len(x), 16):
             index = order[start:start + 16]
