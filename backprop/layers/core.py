@@ -41,11 +41,13 @@ class Dense(Layer):
                                     regularizer=self.bias_regularizer) if self.use_bias else None
 
     def call(self, inputs):
-        if inputs.ndim < 1 or inputs.shape[-1] != self.input_dim:
-            raise ValueError(f"Dense '{self.name}' expects last dim {self.input_dim}, got shape {inputs.shape}")
-        if self._fused is not None or self.activation_name == "linear":
-            return ops.dense(inputs, self.kernel, self.bias, self._fused)
-        return self.activation(ops.dense(inputs, self.kernel, self.bias, None))
+        try:  # the dense op checks the shapes; this only puts the layer's name in its message
+            z = ops.dense(inputs, self.kernel, self.bias, self._fused)
+        except ValueError as error:
+            if not str(error).startswith("dense: expects last dim"):
+                raise
+            raise ValueError(f"Dense '{self.name}' expects last dim {self.input_dim}, got shape {inputs.shape}") from None
+        return z if self._fused is not None or self.activation_name == "linear" else self.activation(z)
 
     def get_config(self):
         if self.activation_name is None:
