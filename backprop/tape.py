@@ -13,6 +13,7 @@ from backprop.tensor import Tensor
 from backprop.xp import np
 
 _recording = []  # tapes currently recording, innermost last
+_wrap = Tensor._wrap
 
 
 gradient_monitors = []  # functions called with (op name, input index, gradient) during backprop: backprop.debug
@@ -122,7 +123,8 @@ class GradientTape:
         self._warn_if_nested(flat_sources)
         grads = self._seed(target, output_gradients)
         self._backpropagate(grads, {id(s) for s in flat_sources})
-        results = [self._source_grad(grads, s, unconnected_gradients) for s in flat_sources]
+        results = [_wrap(grads[id(s)]) if id(s) in grads else self._unconnected(s, unconnected_gradients)
+                   for s in flat_sources]
         if not self.persistent:
             self._used = True
             self.reset()
@@ -138,7 +140,7 @@ class GradientTape:
                 return
 
     def _seed(self, target, output_gradients):
-        targets = _flatten(target)
+        targets = [target] if isinstance(target, Tensor) else _flatten(target)
         seeds = _flatten(output_gradients) if output_gradients is not None else [None] * len(targets)
         grads = {}
         for t, seed in zip(targets, seeds):
@@ -168,11 +170,8 @@ class GradientTape:
                 grads[k] = grads[k] + gx if k in grads else gx
 
     @staticmethod
-    def _source_grad(grads, source, unconnected):
-        g = grads.get(id(source))
-        if g is None:
-            return Tensor._wrap(np.zeros_like(source.data)) if unconnected == "zero" else None
-        return Tensor._wrap(g)
+    def _unconnected(source, unconnected):
+        return Tensor._wrap(np.zeros_like(source.data)) if unconnected == "zero" else None
 
 
 def _flatten(structure):

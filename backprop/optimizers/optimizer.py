@@ -105,16 +105,19 @@ class Optimizer:
     # --- the step ------------------------------------------------------------------------
     def apply_gradients(self, grads_and_vars):
         """Apply one update to each variable; ``None`` gradients are skipped (those variables do not move)."""
-        pairs = [(g, v) for g, v in grads_and_vars if g is not None]
-        if not pairs:
-            return self.iterations
-        variables = [v for _, v in pairs]
-        self.build(variables)
-        grads = [g.data if isinstance(g, Tensor) else np.asarray(g) for g, _ in pairs]
-        for grad, variable in zip(grads, variables):
-            if grad.shape != variable.shape:
+        grads, variables = [], []
+        for grad, variable in grads_and_vars:
+            if grad is None:
+                continue
+            grad = grad.data if isinstance(grad, Tensor) else np.asarray(grad)
+            if grad.shape != variable.data.shape:
                 raise ValueError(f"{self.name}: gradient of shape {grad.shape} for variable "
                                  f"{variable.name!r} of shape {variable.shape}")
+            grads.append(grad)
+            variables.append(variable)
+        if not variables:
+            return self.iterations
+        self.build(variables)
         lr = self.learning_rate
         if self._flat is not None and len(variables) == len(self._variables) and all(
                 a is b for a, b in zip(variables, self._variables)):
