@@ -164,7 +164,7 @@ def cmd_train(args):
     except ValueError as error:
         raise BadInput(str(error)) from None
     try:
-        metrics = run.train(config, out, verbose=0 if args.quiet else 1, force=args.force)
+        metrics = run.train(config, out, verbose=0 if args.quiet else 1)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"training interrupted; a backup is in {run.backup_directory(out)}: continue "
                                 f"with the same command plus --out {os.path.relpath(out)} --resume") from None
@@ -173,48 +173,24 @@ def cmd_train(args):
     print(f"run folder: {out}")
 
 
-def features_for(model_inputs, preprocessing, path, target=None):
-    """Read a CSV of features in the training columns' order, scaled like the training data."""
-    from backprop.datasets import csv_reader
-    from backprop.datasets.preprocessing import Scaler
-    names = preprocessing["feature_names"]
-    rows = csv_reader.read_rows(path)
-    if not rows:
-        raise csv_reader.DataError(f"{path}: no data rows (the file is empty)")
-    header = rows[0][1]
-    has_header = any(not csv_reader.NUMBER.match(c) for c in header)
-    columns = header if has_header else None
-    rows = rows[1:] if has_header else rows
-    if not rows:
-        raise csv_reader.DataError(f"{path}: no data rows (only a header)")
-    if columns is not None and all(n in columns for n in names):
-        indices = [columns.index(n) for n in names]
-    else:
-        width = len(rows[0][1])
-        drop_target = columns is not None and preprocessing.get("target") in columns
-        indices = [i for i in range(width) if not (drop_target and columns[i] == preprocessing["target"])]
-        if len(indices) != len(names):
-            raise csv_reader.DataError(f"{path}: {len(indices)} feature columns, but the model was trained on "
-                                       f"{len(names)} ({', '.join(names[:6])}{', ...' if len(names) > 6 else ''})")
-    import numpy
-    x = numpy.empty((len(rows), len(indices)), dtype=numpy.float32)
-    for r, (line, cells) in enumerate(rows):
-        if len(cells) != len(rows[0][1]):
-            raise csv_reader.DataError(f"{path}:{line}: {len(cells)} fields, expected {len(rows[0][1])}")
-        for c, i in enumerate(indices):
-            label = columns[i] if columns else f"column_{i + 1}"
-            x[r, c] = csv_reader.parse_number(cells[i], path, line, label, i + 1)
-    return Scaler.from_dict(preprocessing["scaler"]).transform(x)
+def load_run_folder(path):
+    """(model, preprocessing) of a run folder; predict and evaluate need its scaling statistics."""
+    from backprop.run import PREPROCESSING_FILE, load_run
+    model, preprocessing = load_run(path)
+    if preprocessing is None:
+        raise BadInput(f"{path}: no {PREPROCESSING_FILE} beside the model; give the run folder written by "
+                       "backprop train")
+    return model, preprocessing
 
 
 def cmd_predict(args):
-    from backprop.run import load_run, predict_labels
-    model, preprocessing = load_run(args.model)
-    if preprocessing is None:
-        raise BadInput(f"{args.model}: no {'preprocessing.json'} beside the model; predict needs a run folder")
-    from backprop.datasets.csv_reader import check_readable
+    from backprop.datasets.csv_reader import check_readable, load_features
+    from backprop.datasets.preprocessing import Scaler
+    from backprop.run import predict_labels
+    model, preprocessing = load_run_folder(args.model)
     check_readable(args.input, "input file")
-    x = features_for(model, preprocessing, args.input)
+    x = load_features(args.input, preprocessing["feature_names"], ignore=(preprocessing.get("target"),))
+    x = Scaler.from_dict(preprocessing["scaler"]).transform(x)
     labels, scores = predict_labels(model, x, preprocessing["task"])
     classes = preprocessing.get("classes")
     header = ["prediction"] + ([f"p_{c}" for c in classes] if classes else [])
@@ -233,11 +209,8 @@ def cmd_predict(args):
 
 
 def cmd_evaluate(args):
-    import numpy
     from backprop import run
-    model, preprocessing = run.load_run(args.model)
-    if preprocessing is None:
-        raise BadInput(f"{args.model}: no preprocessing.json beside the model; evaluate needs a run folder")
+    model, preprocessing = load_run_folder(args.model)
     config = run.RunConfig(data=args.data, target=args.target or preprocessing.get("target"), task=preprocessing["task"])
     if args.data in run.bp.datasets.BUNDLED or args.data in run.bp.datasets.TOYS:
         data = run.load_data(config)
@@ -253,7 +226,6 @@ def cmd_evaluate(args):
     from backprop.datasets.preprocessing import Scaler
     metrics = run.evaluate(model, Scaler.from_dict(preprocessing["scaler"]).transform(x), y, preprocessing["task"])
     print(json.dumps({k: round(v, 6) for k, v in metrics.items()}, indent=2))
-    del numpy
 
 
 def cmd_info(args):

@@ -165,7 +165,7 @@ def check_backup(config, out, resume, force):
             raise ValueError(f"cannot resume: the settings changed ({'; '.join(changed)})")
 
 
-def train(config, out, verbose=1, force=False):
+def train(config, out, verbose=1):
     """Train and write the run folder; returns the metrics dict. Backs up every epoch beside ``out``."""
     data = load_data(config)
     x_train, scaler = bp.datasets.standardize(data.x_train)

@@ -143,3 +143,35 @@ def _target(rows, index, name, path, task, classes):
     if task != "regression":
         raise ValueError(f"task must be 'auto', 'classification' or 'regression', got {task!r}")
     return values.astype(numpy.float32), None, task
+
+
+def load_features(path, feature_names, ignore=()):
+    """Feature rows for prediction, in the order of ``feature_names``.
+
+    With a header naming every feature, columns are picked by name (others are ignored);
+    otherwise all columns except those named in ``ignore`` (a target column) are used, in order.
+    """
+    path = os.fspath(path)
+    rows = read_rows(path)
+    if not rows:
+        raise DataError(f"{path}: no data rows (the file is empty)")
+    columns = rows[0][1] if _has_header(rows[0][1]) else None
+    rows = rows[1:] if columns is not None else rows
+    if not rows:
+        raise DataError(f"{path}: no data rows (only a header)")
+    width = len(columns) if columns is not None else len(rows[0][1])
+    if columns is not None and all(name in columns for name in feature_names):
+        indices = [columns.index(name) for name in feature_names]
+    else:
+        indices = [i for i in range(width) if columns is None or columns[i] not in ignore]
+        if len(indices) != len(feature_names):
+            shown = ", ".join(feature_names[:6]) + (", ..." if len(feature_names) > 6 else "")
+            raise DataError(f"{path}: {len(indices)} feature columns, but the model was trained on "
+                            f"{len(feature_names)} ({shown})")
+    x = numpy.empty((len(rows), len(indices)), dtype=numpy.float32)
+    for r, (line, cells) in enumerate(rows):
+        if len(cells) != width:
+            raise DataError(f"{path}:{line}: {len(cells)} fields, expected {width}")
+        for c, i in enumerate(indices):
+            x[r, c] = parse_number(cells[i], path, line, columns[i] if columns else f"column_{i + 1}", i + 1)
+    return x
