@@ -37,10 +37,10 @@ def _check_gradient(name, position, gradient, incoming):
 @contextlib.contextmanager
 def check_numerics():
     """Raise NonFiniteError at the first op (forward or backward) that creates a NaN or Inf."""
-    op_module.monitors.append(_check_value)
-    tape.gradient_monitors.append(_check_gradient)
+    value_token = op_module.monitors.set(op_module.monitors.get() + (_check_value,))
+    gradient_token = tape.gradient_monitors.set(tape.gradient_monitors.get() + (_check_gradient,))
     try:
         yield
     finally:
-        op_module.monitors.remove(_check_value)
-        tape.gradient_monitors.remove(_check_gradient)
+        tape.gradient_monitors.reset(gradient_token)
+        op_module.monitors.reset(value_token)

@@ -1,7 +1,9 @@
 """Names for layers, losses and metrics, following Keras' conventions."""
 import re
+import threading
 
 _counts = {}
+_lock = threading.Lock()  # two threads creating layers never get the same name
 
 
 def snake_case(name):
@@ -11,6 +13,7 @@ def snake_case(name):
 
 def unique_name(base):
     """'dense', 'dense_1', 'dense_2', ... within this process."""
-    count = _counts.get(base, 0)
-    _counts[base] = count + 1
+    with _lock:
+        count = _counts.get(base, 0)
+        _counts[base] = count + 1
     return base if count == 0 else f"{base}_{count}"

@@ -7,22 +7,39 @@ order, which is already a topological order, so ``gradient`` is a single reverse
 loop: no recursion, no depth limit.
 """
 import contextlib
+import contextvars
 import warnings
 
 from backprop.tensor import Tensor
 from backprop.xp import np
 
-_recording = []  # tapes currently recording, innermost last
+# The tapes recording in this thread (or asyncio task), innermost last. A context variable, not a
+# module global, so two threads training two models never record onto each other's tapes.
+recording_tapes = contextvars.ContextVar("backprop_recording_tapes", default=())
+# Functions called with (op name, input index, gradient, incoming) during backprop: see backprop.debug.
+gradient_monitors = contextvars.ContextVar("backprop_gradient_monitors", default=())
 _wrap = Tensor._wrap
 
 
-gradient_monitors = []  # functions called with (op name, input index, gradient) during backprop: backprop.debug
+def recording():
+    """The tapes recording in the current context (a tuple, empty when none)."""
+    return recording_tapes.get()
 
 
 def record(result, inputs, backward, name="op"):
     """Called by every op: let each recording tape decide whether to keep the node."""
-    for tape in _recording:
+    for tape in recording_tapes.get():
         tape._record(result, inputs, backward, name)
+
+
+@contextlib.contextmanager
+def _swapped(variable, value):
+    """Set a context variable for the duration of a block, restoring what it held before."""
+    token = variable.set(value)
+    try:
+        yield
+    finally:
+        variable.reset(token)
 
 
 def unbroadcast(grad, shape):
@@ -55,12 +72,11 @@ class GradientTape:
         self._used = False
 
     def __enter__(self):
-        _recording.append(self)
+        recording_tapes.set(recording_tapes.get() + (self,))
         return self
 
     def __exit__(self, *exc):
-        if self in _recording:
-            _recording.remove(self)
+        recording_tapes.set(tuple(t for t in recording_tapes.get() if t is not self))
 
     def watch(self, tensor):
         """Watch a tensor (or a list/tuple/dict of them) so gradients with respect to it can be taken."""
@@ -74,14 +90,11 @@ class GradientTape:
     @contextlib.contextmanager
     def stop_recording(self):
         """Temporarily stop this tape from recording."""
-        if self not in _recording:
+        tapes = recording_tapes.get()
+        if self not in tapes:
             raise RuntimeError("GradientTape.stop_recording: the tape is not recording")
-        index = _recording.index(self)
-        _recording.remove(self)
-        try:
+        with _swapped(recording_tapes, tuple(t for t in tapes if t is not self)):
             yield
-        finally:
-            _recording.insert(index, self)
 
     def reset(self):
         self._nodes, self._ids, self._keep_alive = [], set(), []
@@ -132,7 +145,7 @@ class GradientTape:
 
     def _warn_if_nested(self, sources):
         """Gradients are computed on raw arrays, so an outer tape cannot differentiate them again."""
-        for outer in _recording:
+        for outer in recording_tapes.get():
             if outer is not self and any(id(s) in outer._ids for s in sources):
                 warnings.warn("GradientTape.gradient inside another recording tape: second-order gradients are "
                               "not supported, so the outer tape sees these gradients as constants",
@@ -151,6 +164,7 @@ class GradientTape:
         return grads
 
     def _backpropagate(self, grads, keep):
+        monitors = gradient_monitors.get()
         for result, inputs, backward, needs, name in reversed(self._nodes):
             key = id(result)
             g = grads.get(key) if key in keep else grads.pop(key, None)
@@ -159,7 +173,7 @@ class GradientTape:
             for position, (x, needed, gx) in enumerate(zip(inputs, needs, backward(g, needs))):
                 if not needed or gx is None:
                     continue
-                for monitor in gradient_monitors:
+                for monitor in monitors:
                     monitor(name, position, gx, g)
                 data = x.data
                 if gx.shape != data.shape:
@@ -194,12 +208,8 @@ def _unflatten(structure, leaves):
 @contextlib.contextmanager
 def no_grad():
     """Nothing computed inside is recorded on any tape (inference, metric computation)."""
-    saved = _recording[:]
-    _recording.clear()
-    try:
+    with _swapped(recording_tapes, ()):
         yield
-    finally:
-        _recording[:] = saved
 
 
 def stop_gradient(value):

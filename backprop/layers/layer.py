@@ -91,6 +91,7 @@ class Layer:
         value = initializers.get(initializer)(shape, dtype=dtype)
         variable = Variable(value, dtype=dtype, trainable=trainable and self._trainable,
                             name=name or f"weight_{len(self._weights)}")
+        variable.path = f"{self.name}/{variable.name}"
         self._weights.append(variable)
         structure_version[0] += 1
         regularizer = regularizers.get(regularizer)

@@ -6,6 +6,7 @@ An op is written as ``forward(*arrays, **params) -> (out, backward)`` where
 broadcast shape of ``out``: the tape sums them back to each input's shape.
 ``backward`` must never modify ``g`` in place: several inputs may share it.
 """
+import contextvars
 import functools
 import numbers
 
@@ -13,8 +14,10 @@ from backprop import tape
 from backprop.tensor import Tensor, as_array
 from backprop.xp import np
 
-_recording = tape._recording  # the same list object, mutated in place by tapes and no_grad
-monitors = []  # functions called with (op name, result, input arrays) after every op: see backprop.debug
+_recording = tape.recording_tapes.get
+# Functions called with (op name, result, input arrays) after every op, per context: see backprop.debug.
+monitors = contextvars.ContextVar("backprop_op_monitors", default=())
+_monitors = monitors.get
 _new_tensor = object.__new__
 _ndarray = np.ndarray
 
@@ -55,9 +58,9 @@ def differentiable(forward=None, *, arrays=None):
             raise ValueError(f"{name}: shapes {shapes} cannot be broadcast together") from None
         result = _new_tensor(Tensor)
         result.data = out if type(out) is _ndarray else np.asarray(out)
-        for recording_tape in _recording:
+        for recording_tape in _recording():
             recording_tape._record(result, inputs, backward, name)
-        for monitor in monitors:  # empty unless bp.debug.check_numerics() is active
+        for monitor in _monitors():  # empty unless bp.debug.check_numerics() is active
             monitor(name, result, values[:len(inputs)])
         return result
 

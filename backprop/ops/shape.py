@@ -97,7 +97,7 @@ def _join(values, axis, join, name):
         shapes = ", ".join(str(np.shape(a)) for a in arrays)
         raise ValueError(f"{name}: cannot join shapes {shapes} along axis {axis} ({error})") from None
     result = Tensor._wrap(out)
-    if tape._recording:
+    if tape.recording():
         if join is np.concatenate:
             cuts = np.cumsum([np.shape(a)[axis] for a in arrays])[:-1]
             backward = lambda g, needs: tuple(np.split(g, cuts, axis=axis))  # noqa: E731

@@ -1,11 +1,14 @@
 """The optimizer base class: learning rate (or schedule), gradient clipping, weight decay, slots.
 
-A subclass names its slots and writes ``update(variable, gradient, slots, lr)``: the
-update rule of one variable, in place on preallocated arrays. Everything common to all
-rules (Keras 3's semantics) lives here.
+A subclass names its slots and writes ``update(values, gradients, slots, lr)``: the update
+rule, in place, over one flat buffer of parameters (see backprop.parameters) and its slots.
+Everything common to all rules (Keras 3's semantics) lives here. Slots are keyed by the
+variables' names, so state survives reordering, restarts and variables without gradients.
 """
 import math
+import warnings
 
+from backprop.parameters import FlatParameters
 from backprop.tensor import Tensor
 from backprop.xp import np
 
@@ -14,6 +17,22 @@ def _check_positive(name, value):
     if not callable(value) and (not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0):
         raise ValueError(f"{name} must be a positive finite number or a schedule, got {value!r}")
     return value
+
+
+def _check_finite(optimizer, what, values):
+    if not np.isfinite(values).all():
+        bad = np.asarray(values).reshape(-1)
+        raise FloatingPointError(f"{optimizer}: {what} is {bad[~np.isfinite(bad)][0]}; nothing was updated")
+
+
+def no_gradients_message(variables):
+    names = ", ".join(v.path for v in variables[:4]) + (", ..." if len(variables) > 4 else "")
+    return (f"No gradients provided for any variable ({names}): the loss does not depend on them. If the "
+            "forward pass ran before the tape, move it inside:\n"
+            "    with bp.GradientTape() as tape:\n"
+            "        prediction = model(x)\n"
+            "        loss = loss_fn(y, prediction)\n"
+            "    grads = tape.gradient(loss, model.trainable_variables)")
 
 
 class Optimizer:
@@ -28,10 +47,11 @@ class Optimizer:
         self.weight_decay = weight_decay
         self.name = name or type(self).__name__.lower()
         self.iterations = 0
-        self._slots = {}  # id(variable) -> {slot name: array (a view of the flat slot when adopted)}
-        self._variables = []
-        self._flat = None
+        self._params = None   # the FlatParameters being updated
+        self._slots = {}      # dtype -> {slot name: flat array laid out like params' dtype group}
+        self._parked = {}     # name -> {slot name: array}: state of variables not in the current params
         self._scratch = {}
+        self._warned = set()
 
     # --- learning rate ------------------------------------------------------------------
     @property
@@ -44,49 +64,51 @@ class Optimizer:
     def learning_rate(self, value):
         self._learning_rate = _check_positive("learning_rate", value)
 
-    # --- slots and the flat buffer --------------------------------------------------------
+    # --- slots, kept per dtype group of a FlatParameters, by name ---------------------------
     def build(self, variables):
-        """Allocate every slot once; later steps update them in place.
+        """Allocate every slot once (Keras' ``optimizer.build(var_list)``); later steps update them in place."""
+        self._use(self._parameters_for(list(variables)))
 
-        The first variables an optimizer sees are adopted into one flat buffer: their arrays become
-        views of it, and so do their gradients and slots, so a step is a handful of NumPy calls over
-        one array however many variables the model has.
-        """
-        new = [v for v in variables if id(v) not in self._slots]
-        if not new:
+    def _parameters_for(self, variables):
+        """A FlatParameters holding exactly ``variables``: the current one when it does, else a new one."""
+        if isinstance(variables, FlatParameters):
+            return variables
+        current = self._params
+        if current is not None and current.covers(variables):
+            current.attach()
+            return current
+        return FlatParameters([(v.path, v) for v in variables])
+
+    def _use(self, params):
+        """Make ``params`` the buffer this optimizer updates, carrying every slot over: by variable where the
+        same variable was seen before, else by name; slots of names no longer present are kept aside."""
+        if params is self._params:
+            params.attach()
             return
-        if not self._variables and len({v.dtype for v in new}) == 1:
-            self._adopt(new)
-            return
-        for variable in new:
-            self._slots[id(variable)] = {name: self.initial_slot(name, variable.data) for name in self.slot_names}
-            self._variables.append(variable)
+        previous = self._slot_views_by_variable()
+        parked = self._parked
+        if self._params is not None:
+            for name, variable in zip(self._params.names, self._params.variables):
+                parked[name] = {slot: array.copy() for slot, array in previous[id(variable)].items()}
+        params.attach()
+        self._slots = {dtype: {name: self.initial_slot(name, values) for name in self.slot_names}
+                       for dtype, (values, _) in params.groups.items()}
+        self._params = params
+        for position, (name, variable) in enumerate(zip(params.names, params.variables)):
+            saved = previous.get(id(variable)) or parked.get(name)
+            if saved is not None:
+                for slot, view in self._slot_views(position).items():
+                    view[...] = saved[slot]
+            parked.pop(name, None)
 
-    def _adopt(self, variables):
-        sizes = [v.size for v in variables]
-        offsets = [0]
-        for size in sizes:
-            offsets.append(offsets[-1] + size)
-        dtype = variables[0].dtype
-        self._flat = np.empty(offsets[-1], dtype=dtype)
-        self._flat_grad = np.zeros(offsets[-1], dtype=dtype)
-        self._flat_slots = {name: self.initial_slot(name, self._flat) for name in self.slot_names}
-        self._views = []
-        for variable, start, stop in zip(variables, offsets, offsets[1:]):
-            view = self._flat[start:stop].reshape(variable.shape)
-            view[...] = variable.data
-            variable.data = view
-            self._views.append((view, self._flat_grad[start:stop].reshape(variable.shape)))
-            self._slots[id(variable)] = {name: flat[start:stop].reshape(variable.shape)
-                                         for name, flat in self._flat_slots.items()}
-            self._variables.append(variable)
+    def _slot_views(self, position):
+        dtype = self._params.entries[position][2]
+        return {slot: self._params.view(flat, position) for slot, flat in self._slots[dtype].items()}
 
-    def _readopt(self):
-        """Someone rebound a variable's array (another optimizer adopted it): copy it back in."""
-        for variable, (view, _) in zip(self._variables, self._views):
-            if variable.data is not view:
-                view[...] = variable.data
-                variable.data = view
+    def _slot_views_by_variable(self):
+        if self._params is None:
+            return {}
+        return {id(v): self._slot_views(position) for position, v in enumerate(self._params.variables)}
 
     def initial_slot(self, name, value):
         return np.zeros_like(value)
@@ -100,30 +122,49 @@ class Optimizer:
         return buffer
 
     def slots(self, variable):
-        return self._slots[id(variable)]
+        """This variable's slot arrays by slot name (views of the optimizer's flat slots)."""
+        return self._slot_views_by_variable()[id(variable)]
 
     # --- the step ------------------------------------------------------------------------
     def apply_gradients(self, grads_and_vars):
-        """Apply one update to each variable; ``None`` gradients are skipped (those variables do not move)."""
+        """One update of every variable. A ``None`` gradient counts as zero (the variable still takes the
+        step its slots and weight decay give), with a warning; all ``None`` is an error."""
         grads, variables = [], []
         for grad, variable in grads_and_vars:
-            if grad is None:
-                continue
-            grad = grad.data if isinstance(grad, Tensor) else np.asarray(grad)
-            if grad.shape != variable.data.shape:
-                raise ValueError(f"{self.name}: gradient of shape {grad.shape} for variable "
-                                 f"{variable.name!r} of shape {variable.shape}")
+            if grad is not None:
+                grad = grad.data if isinstance(grad, Tensor) else np.asarray(grad)
+                if grad.shape != variable.shape:
+                    raise ValueError(f"{self.name}: gradient of shape {grad.shape} for variable "
+                                     f"{variable.path!r} of shape {variable.shape}")
             grads.append(grad)
             variables.append(variable)
         if not variables:
-            return self.iterations
-        self.build(variables)
+            raise ValueError(f"{self.name}.apply_gradients: no (gradient, variable) pairs were given")
+        if all(grad is None for grad in grads):
+            raise ValueError(no_gradients_message(variables))
+        params = self._parameters_for(variables)
+        self._use(params)
+        missing = params.load_gradients(grads, variables)
+        if missing:
+            self._warn_missing([params.names[position] for position in missing])
+        return self.apply_to(params)
+
+    def _warn_missing(self, names):
+        key = tuple(names)
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(f"{self.name}: no gradient for {', '.join(names)} (the loss does not depend on them); "
+                          "they are updated with a zero gradient", stacklevel=3)
+
+    def apply_to(self, params):
+        """One update from the gradients already in ``params``' gradient buffers (the training loop's path)."""
+        self._use(params)
         lr = self.learning_rate
-        if self._flat is not None and len(variables) == len(self._variables) and all(
-                a is b for a, b in zip(variables, self._variables)):
-            self._apply_flat(grads, lr)
-        else:
-            self._apply_each(grads, variables, lr)
+        self._clip(params)
+        for dtype, (values, grads) in params.groups.items():
+            if self.weight_decay:
+                values -= np.multiply(values, self.weight_decay * lr, out=self.scratch(values))
+            self.update(values, grads, self._slots[dtype], lr)
         self.iterations += 1
         if self.iterations % 64 == 0:
             self._flush_subnormals()
@@ -133,40 +174,33 @@ class Optimizer:
         """Set subnormal slot values to zero. Moments of weights whose gradient became exactly zero (dead
         units) decay geometrically into the subnormal range, where x86 arithmetic is many times slower;
         values below 1e-38 change no update measurably."""
-        arrays = list(self._flat_slots.values()) if self._flat is not None else []
-        arrays += [a for v in self._variables[len(self._views) if self._flat is not None else 0:]
-                   for a in self._slots[id(v)].values()]
-        for array in arrays:
-            if array.dtype.kind == "f":
-                tiny = np.finfo(array.dtype).tiny
-                np.copyto(array, 0, where=np.abs(array) < tiny)
+        for slots in self._slots.values():
+            for array in slots.values():
+                if array.dtype.kind == "f":
+                    np.copyto(array, 0, where=np.abs(array) < np.finfo(array.dtype).tiny)
 
-    def _apply_flat(self, grads, lr):
-        self._readopt()
-        for grad, (_, grad_view) in zip(grads, self._views):
-            np.copyto(grad_view, grad, casting="same_kind")
-        grad = self._flat_grad
-        if self.clipnorm is not None or self.global_clipnorm is not None:
-            scales = self._clip_scales([g for _, g in self._views])
-            for (_, grad_view), scale in zip(self._views, scales):
-                if scale != 1.0:
-                    grad_view *= scale
-        elif self.clipvalue is not None:
-            np.clip(grad, -self.clipvalue, self.clipvalue, out=grad)
-        if self.weight_decay:
-            self._flat -= np.multiply(self._flat, self.weight_decay * lr, out=self.scratch(self._flat))
-        self.update(self._flat, grad, self._flat_slots, lr)
-
-    def _apply_each(self, grads, variables, lr):
-        grads = [g.astype(v.dtype) if g.dtype != v.dtype else g for g, v in zip(grads, variables)]
+    def _clip(self, params):
+        """clipvalue elementwise; clipnorm per variable; global_clipnorm over all of them (Keras' rules).
+        A non-finite norm is refused before anything changes."""
         if self.clipvalue is not None:
-            grads = [np.clip(g, -self.clipvalue, self.clipvalue) for g in grads]
-        else:
-            grads = [g * scale if scale != 1.0 else g for g, scale in zip(grads, self._clip_scales(grads))]
-        for grad, variable in zip(grads, variables):
-            if self.weight_decay:
-                variable.data -= variable.data * (self.weight_decay * lr)
-            self.update(variable.data, grad, self._slots[id(variable)], lr)
+            for _, grads in params.groups.values():
+                np.clip(grads, -self.clipvalue, self.clipvalue, out=grads)
+            return
+        if self.clipnorm is None and self.global_clipnorm is None:
+            return
+        views = params.gradient_views()
+        squares = [np.sum(g * g) for g in views]
+        if self.clipnorm is not None:
+            norms = np.sqrt(np.asarray(squares, dtype=np.float64))
+            _check_finite(self.name, "a gradient norm", norms)
+            for view, norm in zip(views, norms):
+                view *= view.dtype.type(self.clipnorm / max(norm, self.clipnorm))
+            return
+        norm = np.sqrt(np.sum(np.asarray(squares, dtype=np.float64)))
+        _check_finite(self.name, "the global gradient norm", norm)
+        scale = self.global_clipnorm / max(norm, self.global_clipnorm)
+        for _, grads in params.groups.values():
+            grads *= grads.dtype.type(scale)
 
     def apply(self, grads, variables):
         return self.apply_gradients(zip(grads, variables))
@@ -179,40 +213,42 @@ class Optimizer:
         self.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 
-    def _clip_scales(self, grads):
-        """Per-gradient factors for clipnorm (each gradient's norm) or global_clipnorm (all together)."""
-        if self.clipnorm is not None:
-            norms = [float(np.sqrt(np.sum(g * g))) for g in grads]
-            if not all(math.isfinite(n) for n in norms):
-                raise FloatingPointError(f"{self.name}: a gradient norm is {[n for n in norms if not math.isfinite(n)][0]}")
-            return [self.clipnorm / max(norm, self.clipnorm) for norm in norms]
-        if self.global_clipnorm is not None:
-            norm = math.sqrt(sum(float(np.sum(g * g)) for g in grads))
-            if not math.isfinite(norm):
-                raise FloatingPointError(f"{self.name}: the global gradient norm is {norm}")
-            return [self.global_clipnorm / max(norm, self.global_clipnorm)] * len(grads)
-        return [1.0] * len(grads)
-
     def update(self, value, grad, slots, lr):
         """Update ``value`` in place from ``grad``; ``slots`` holds this variable's state arrays."""
         raise NotImplementedError
 
     # --- state -----------------------------------------------------------------------------
     def get_state(self):
-        """Iterations and every slot, keyed by the variable's position: enough to resume exactly."""
+        """Iterations and every slot as ``"{variable name}/{slot}"``: enough to resume exactly, in any order."""
         state = {"iterations": np.asarray(self.iterations, dtype=np.int64)}
-        for index, variable in enumerate(self._variables):
-            for name, array in self._slots[id(variable)].items():
-                state[f"{index}/{name}"] = array
+        if self._params is not None:
+            for position, name in enumerate(self._params.names):
+                for slot, view in self._slot_views(position).items():
+                    state[f"{name}/{slot}"] = view.copy()
         return state
 
     def set_state(self, state, variables):
-        """Restore what get_state returned, for ``variables`` in the same order."""
-        self.build(variables)
+        """Restore what get_state returned onto ``variables`` (a list or a FlatParameters), matched by name.
+        Every slot must be there with its shape, and nothing else: otherwise nothing changes."""
+        params = self._parameters_for(variables if isinstance(variables, FlatParameters) else list(variables))
+        if "iterations" not in state:
+            raise ValueError(f"{self.name}.set_state: the state has no 'iterations'")
+        expected = {f"{name}/{slot}": (variable.shape, position)
+                    for position, (name, variable) in enumerate(zip(params.names, params.variables))
+                    for slot in self.slot_names}
+        given = set(state) - {"iterations"}
+        fresh = not given and int(state["iterations"]) == 0  # saved before the first step: no slots yet
+        problems = [] if fresh else [f"missing {key}" for key in expected if key not in state]
+        problems += [f"unexpected {key}" for key in sorted(given - set(expected))]
+        problems += [f"{key}: shape {np.shape(state[key])} instead of {shape}" for key, (shape, _) in expected.items()
+                     if key in state and tuple(np.shape(state[key])) != tuple(shape)]
+        if problems:
+            raise ValueError(f"{self.name}.set_state: the state does not fit these variables: {'; '.join(problems)}")
+        self._use(params)
         self.iterations = int(state["iterations"])
-        for index, variable in enumerate(variables):
-            for name, array in self._slots[id(variable)].items():
-                array[...] = state[f"{index}/{name}"]
+        if not fresh:
+            for key, (_, position) in expected.items():
+                self._slot_views(position)[key.rsplit("/", 1)[1]][...] = state[key]
 
     def get_config(self):
         """The constructor's keyword arguments (a schedule is not serializable: it raises)."""
