@@ -106,7 +106,7 @@ class EarlyStopping(Callback):
                 "best": float(self.best), "best_weights": self.best_weights}
 
     def set_state(self, state):
-        from backprop.models.resume import join_arrays
+        from backprop.training.resume import join_arrays
         self.wait, self.stopped_epoch, self.best_epoch = state["wait"], state["stopped_epoch"], state["best_epoch"]
         self.best = state["best"]
         self.best_weights = join_arrays(state, "best_weights") if isinstance(state["best_weights"], dict) else None
@@ -155,16 +155,32 @@ class TerminateOnNaN(Callback):
 
     By default training ends gracefully (``on_train_end`` runs, checkpoints stay); with
     ``raise_error=True`` a FloatingPointError naming the epoch and batch is raised instead.
+    ``stopped_at`` says where it stopped (epoch, batch, loss), or is None.
     """
+
+    guards_updates = True  # the training loop checks each batch's loss before applying its update
 
     def __init__(self, raise_error=False):
         self.raise_error = raise_error
+        self.stopped_at = None
+        self.epoch = 0
 
     def on_train_begin(self, logs=None):
-        self.model._terminate_on_nan = "raise" if self.raise_error else True
+        self.stopped_at = None
 
-    def on_train_end(self, logs=None):
-        self.model._terminate_on_nan = False
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None or math.isfinite(loss):
+            return
+        self.stopped_at = {"epoch": self.epoch + 1, "batch": batch + 1, "loss": loss}
+        message = f"TerminateOnNaN: loss became {loss} at epoch {self.epoch + 1}, batch {batch + 1}"
+        if self.raise_error:
+            raise FloatingPointError(f"{message}; the update was not applied")
+        print(f"{message}; stopping before applying that update")
+        self.model.stop_training = True
 
 
 class BackupAndRestore(Callback):
@@ -174,7 +190,8 @@ class BackupAndRestore(Callback):
     ``fit`` again with the same callback and it continues from the last backup: same weights,
     optimizer state, random state, batch order and history as if it had never stopped. A
     successful finish deletes the backup; Ctrl-C during fit saves one and raises KeyboardInterrupt.
-    The previous backup is kept too, and used if the latest one is damaged.
+    The previous backup is kept too, and used if the latest one is damaged. The training loop
+    decides when to save and what (backprop.training.resume); this object stores it.
     """
 
     def __init__(self, directory, save_freq="epoch", delete_checkpoint=True):
@@ -183,9 +200,6 @@ class BackupAndRestore(Callback):
         self.directory, self.save_freq, self.delete_checkpoint = os.fspath(directory), save_freq, delete_checkpoint
         self.latest = os.path.join(self.directory, "backup.bp")
         self.previous = os.path.join(self.directory, "backup.prev.bp")
-
-    def on_train_begin(self, logs=None):
-        self.model._restore_from = self
 
     def load(self):
         """(tensors, metadata) of the newest readable backup, or None when there is none."""
@@ -202,18 +216,17 @@ class BackupAndRestore(Callback):
                 # damaged or foreign: fall back to the previous backup
         return None
 
-    def save(self, loop):
-        from backprop.models import resume
+    def save(self, tensors, metadata):
+        """Write a backup atomically, keeping the one before as the previous backup."""
         from backprop.saving import tensor_file
         os.makedirs(self.directory, exist_ok=True)
-        tensors, metadata = resume.capture(self.model, loop, loop["callbacks"], loop["fingerprint"])
         if os.path.exists(self.latest):
             os.replace(self.latest, self.previous)
         tensor_file.write(self.latest, tensors, metadata)
 
-    def on_train_end(self, logs=None):
-        self.model._restore_from = None
-        if self.delete_checkpoint and not getattr(self.model, "_interrupted", False):
+    def finish(self):
+        """The run completed: delete the backups (unless ``delete_checkpoint=False``)."""
+        if self.delete_checkpoint:
             for path in (self.latest, self.previous):
                 if os.path.exists(path):
                     os.remove(path)

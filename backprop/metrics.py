@@ -1,4 +1,9 @@
-"""Metrics: stateful objects (``update_state``, ``result``, ``reset_state``) computed on arrays, never taped."""
+"""Metrics: stateful objects (``update_state``, ``result``, ``reset_state``) computed on arrays, never taped.
+
+``update_state`` keeps its running totals as float64 arrays and never converts them to Python
+numbers, so a training loop can update metrics every batch without waiting for the device;
+``result()`` converts once, when the value is shown or logged.
+"""
 import numpy
 
 from backprop.naming import snake_case
@@ -6,7 +11,24 @@ from backprop.tensor import Tensor
 
 
 def _array(value):
-    return value.data if isinstance(value, Tensor) else numpy.asarray(value)
+    return value.data if isinstance(value, Tensor) else value if hasattr(value, "__array_namespace__") else \
+        numpy.asarray(value)
+
+
+def _weights(sample_weight, values):
+    """Per-example float64 weights shaped like ``values`` (ones when there are none)."""
+    if sample_weight is None:
+        return None
+    return _array(sample_weight).astype(numpy.float64).reshape(-1)
+
+
+def _weighted_sum(values, weights):
+    values = values.astype(numpy.float64, copy=False)
+    return values.sum() if weights is None else (values * weights).sum()
+
+
+def _count(values, weights):
+    return values.size if weights is None else weights.sum()
 
 
 class Metric:
@@ -19,16 +41,16 @@ class Metric:
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         values = self.values(_array(y_true), _array(y_pred))
-        weights = numpy.ones(len(values)) if sample_weight is None else numpy.asarray(sample_weight, float).reshape(-1)
-        self.total += float(numpy.sum(values * weights))
-        self.count += float(numpy.sum(weights))
+        weights = _weights(sample_weight, values)
+        self.total = self.total + _weighted_sum(values, weights)
+        self.count = self.count + _count(values, weights)
 
     def values(self, y_true, y_pred):
         """One value per example."""
         raise NotImplementedError
 
     def result(self):
-        return self.total / self.count if self.count else 0.0
+        return float(self.total / self.count) if self.count else 0.0
 
     def get_state(self):
         """The running state (for resuming a run exactly)."""
@@ -43,10 +65,10 @@ class Mean(Metric):
     """The running (weighted) mean of the values given to update_state(values)."""
 
     def update_state(self, values, sample_weight=None):
-        values = numpy.asarray(_array(values), dtype=float).reshape(-1)
-        weights = numpy.ones(len(values)) if sample_weight is None else numpy.asarray(sample_weight, float).reshape(-1)
-        self.total += float(numpy.sum(values * weights))
-        self.count += float(numpy.sum(weights))
+        values = _array(values).reshape(-1)
+        weights = _weights(sample_weight, values)
+        self.total = self.total + _weighted_sum(values, weights)
+        self.count = self.count + _count(values, weights)
 
 
 def _column(y_true, y_pred):
@@ -113,53 +135,59 @@ class _Confusion(Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         truth = _array(y_true).reshape(-1) > 0.5
         guess = _array(y_pred).reshape(-1) > self.threshold
-        w = numpy.ones(len(truth)) if sample_weight is None else numpy.asarray(sample_weight, float).reshape(-1)
-        self.tp += float(numpy.sum(w * (truth & guess)))
-        self.fp += float(numpy.sum(w * (~truth & guess)))
-        self.fn += float(numpy.sum(w * (truth & ~guess)))
+        weights = _weights(sample_weight, truth)
+        self.tp = self.tp + _weighted_sum(truth & guess, weights)
+        self.fp = self.fp + _weighted_sum(~truth & guess, weights)
+        self.fn = self.fn + _weighted_sum(truth & ~guess, weights)
 
 
 class Precision(_Confusion):
     def result(self):
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+        return float(self.tp / (self.tp + self.fp)) if self.tp + self.fp else 0.0
 
 
 class Recall(_Confusion):
     def result(self):
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+        return float(self.tp / (self.tp + self.fn)) if self.tp + self.fn else 0.0
 
 
 class AUC(Metric):
-    """Exact area under the ROC curve over everything seen since the last reset (ties count half)."""
+    """Exact area under the ROC curve over everything seen since the last reset: the (weighted) fraction of
+    positive-negative pairs ranked correctly, ties counting half. Keras approximates it with 200
+    thresholds; this is the value those approximations converge to."""
 
     def reset_state(self):
-        self.scores, self.labels = [], []
+        self.scores, self.labels, self.weights = [], [], []
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        scores = _array(y_pred).reshape(-1).astype(numpy.float64)
         self.labels.append(_array(y_true).reshape(-1) > 0.5)
-        self.scores.append(_array(y_pred).reshape(-1).astype(float))
+        self.scores.append(scores)
+        weights = _weights(sample_weight, scores)
+        self.weights.append(numpy.ones_like(scores) if weights is None else weights)
 
     def get_state(self):
-        return {"scores": numpy.concatenate(self.scores) if self.scores else numpy.zeros(0),
-                "labels": numpy.concatenate(self.labels) if self.labels else numpy.zeros(0, bool)}
+        joined = [numpy.concatenate(parts) if parts else numpy.zeros(0, dtype)
+                  for parts, dtype in ((self.scores, float), (self.labels, bool), (self.weights, float))]
+        return dict(zip(("scores", "labels", "weights"), joined))
 
     def set_state(self, state):
         self.scores, self.labels = [numpy.asarray(state["scores"])], [numpy.asarray(state["labels"], bool)]
+        self.weights = [numpy.asarray(state.get("weights", numpy.ones(len(self.scores[0]))))]
 
     def result(self):
-        if not self.scores:
-            return 0.0
-        scores, labels = numpy.concatenate(self.scores), numpy.concatenate(self.labels)
-        positives, negatives = labels.sum(), (~labels).sum()
-        if not positives or not negatives:
+        state = self.get_state()
+        scores, labels, weights = (numpy.asarray(state[k]) for k in ("scores", "labels", "weights"))
+        positive, negative = numpy.where(labels, weights, 0.0), numpy.where(labels, 0.0, weights)
+        if not positive.sum() or not negative.sum():
             return 0.0
         order = numpy.argsort(scores, kind="mergesort")
-        ranks = numpy.empty(len(scores))
-        sorted_scores = scores[order]
-        _, first, counts = numpy.unique(sorted_scores, return_index=True, return_counts=True)
-        average_rank = first + (counts + 1) / 2  # 1-based mean rank of each tie group
-        ranks[order] = numpy.repeat(average_rank, counts)
-        return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+        _, first = numpy.unique(scores[order], return_index=True)
+        positive_per_score = numpy.add.reduceat(positive[order], first)
+        negative_per_score = numpy.add.reduceat(negative[order], first)
+        negatives_below = numpy.cumsum(negative_per_score) - negative_per_score
+        pairs = numpy.sum(positive_per_score * (negatives_below + 0.5 * negative_per_score))
+        return float(pairs / (positive.sum() * negative.sum()))
 
 
 METRICS = {"mse": MeanSquaredError, "mean_squared_error": MeanSquaredError, "mae": MeanAbsoluteError,

@@ -177,13 +177,14 @@ def train(config, out, verbose=1):
     backup = bp.callbacks.BackupAndRestore(backup_directory(out))
     os.makedirs(backup.directory, exist_ok=True)
     _write_json(os.path.join(backup.directory, "config.json"), asdict(config))
+    nan_guard = bp.callbacks.TerminateOnNaN()
     with numpy.errstate(all="ignore"):  # a diverging run is reported below, not as NumPy warnings
         history = model.fit(x_train, data.y_train, batch_size=config.batch_size, epochs=config.epochs,
                             validation_split=config.val_split, verbose=verbose,
-                            callbacks=[stopper, bp.callbacks.TerminateOnNaN(), backup])
+                            callbacks=[stopper, nan_guard, backup])
     shutil.rmtree(backup.directory, ignore_errors=True)
-    if model.nonfinite_at is not None:
-        at = model.nonfinite_at
+    if nan_guard.stopped_at is not None:
+        at = nan_guard.stopped_at
         raise NonFiniteLoss(f"the loss became {at['loss']} at epoch {at['epoch']}, batch {at['batch']}; nothing "
                             f"was written (try a smaller --lr than {config.lr:g})")
     losses = history.history.get("loss", [])
@@ -204,7 +205,7 @@ def train(config, out, verbose=1):
 
 
 def evaluate(model, x, y, task):
-    loss, *rest = model.evaluate(x, y, batch_size=256) if model._metric_specs else [model.evaluate(x, y)]
+    loss, *rest = model.evaluate(x, y, batch_size=256) if model.compiled_metrics else [model.evaluate(x, y)]
     key = "test_mae" if task == "regression" else "test_accuracy"
     return {"test_loss": float(loss), key: float(rest[0])} if rest else {"test_loss": float(loss)}
 

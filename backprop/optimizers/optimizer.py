@@ -64,6 +64,11 @@ class Optimizer:
     def learning_rate(self, value):
         self._learning_rate = _check_positive("learning_rate", value)
 
+    @property
+    def learning_rate_schedule(self):
+        """The schedule the learning rate follows, or None for a constant rate."""
+        return self._learning_rate if callable(self._learning_rate) else None
+
     # --- slots, kept per dtype group of a FlatParameters, by name ---------------------------
     def build(self, variables):
         """Allocate every slot once (Keras' ``optimizer.build(var_list)``); later steps update them in place."""
@@ -140,21 +145,25 @@ class Optimizer:
             variables.append(variable)
         if not variables:
             raise ValueError(f"{self.name}.apply_gradients: no (gradient, variable) pairs were given")
-        if all(grad is None for grad in grads):
-            raise ValueError(no_gradients_message(variables))
         params = self._parameters_for(variables)
-        self._use(params)
+        self.load_gradients(params, grads, variables)
+        return self.apply_to(params)
+
+    def load_gradients(self, params, grads, variables=None):
+        """Copy ``grads`` into ``params``' gradient buffer; ``None`` counts as zero (with a warning), all
+        ``None`` is an error that shows the usual cause."""
+        if all(grad is None for grad in grads):
+            raise ValueError(no_gradients_message(variables or params.variables))
         missing = params.load_gradients(grads, variables)
         if missing:
             self._warn_missing([params.names[position] for position in missing])
-        return self.apply_to(params)
 
     def _warn_missing(self, names):
         key = tuple(names)
         if key not in self._warned:
             self._warned.add(key)
             warnings.warn(f"{self.name}: no gradient for {', '.join(names)} (the loss does not depend on them); "
-                          "they are updated with a zero gradient", stacklevel=3)
+                          "they are updated with a zero gradient", stacklevel=4)
 
     def apply_to(self, params):
         """One update from the gradients already in ``params``' gradient buffers (the training loop's path)."""

@@ -15,9 +15,10 @@ MODEL_FORMAT = "backprop.model"
 WEIGHTS_FORMAT = "backprop.weights"
 
 
-def weight_paths(layer, prefix=""):
+def weight_paths(layer, prefix="", unique=True):
     """(path, variable) pairs in the order of ``layer.variables``: 'dense/kernel' in a Sequential (layer
-    names, which the config keeps), 'block/hidden/bias' in a subclassed model (attribute names)."""
+    names, which the config keeps), 'block/hidden/bias' in a subclassed model (attribute names).
+    A name used twice is an error unless ``unique`` is False."""
     pairs, seen = [], set()
 
     def walk(current, path):
@@ -30,7 +31,7 @@ def weight_paths(layer, prefix=""):
 
     walk(layer, prefix)
     names = [name for name, _ in pairs]
-    if len(set(names)) != len(names):
+    if unique and len(set(names)) != len(names):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         raise ValueError(f"cannot save: several weights are named {', '.join(duplicates)}; give layers unique names")
     return pairs

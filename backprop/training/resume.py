@@ -45,59 +45,59 @@ def _generators(model):
     return found
 
 
-def capture(model, loop, callbacks, fit_fingerprint):
-    """(tensors, metadata) describing the run at ``loop`` (the fit loop's position)."""
+def capture(trainer):
+    """(tensors, metadata) describing the run at the trainer's position (after a completed batch or epoch)."""
+    model, optimizer = trainer.model, trainer.model.optimizer
     tensors = {f"weights/{name}": v.numpy() for name, v in weight_paths(model)}
-    tensors.update({f"optimizer/{k}": numpy.asarray(v) for k, v in model.optimizer.get_state().items()})
-    if loop["order"] is not None:
-        tensors["loop/order"] = numpy.asarray(loop["order"], dtype=numpy.int64)
-    state = {"fingerprint": fit_fingerprint, "epoch": loop["epoch"], "batch": loop["batch"],
-             "history": model.history.history, "history_epochs": model.history.epoch,
+    tensors.update({f"optimizer/{k}": numpy.asarray(v) for k, v in optimizer.get_state().items()})
+    if trainer.order is not None:
+        tensors["loop/order"] = numpy.asarray(trainer.order, dtype=numpy.int64)
+    schedule = optimizer.learning_rate_schedule
+    state = {"fingerprint": trainer.fingerprint, "epoch": trainer.epoch, "batch": trainer.batch,
+             "history": trainer.history.history, "history_epochs": trainer.history.epoch,
              "generators": {path: g.bit_generator.state for path, g in _generators(model)},
-             "metrics": [], "callbacks": {}, "learning_rate": _plain(model.optimizer._learning_rate)}
-    for index, metric in enumerate([loop["loss_mean"]] + loop["metrics"]):
+             "metrics": [], "callbacks": {}, "learning_rate": None if schedule else optimizer.learning_rate}
+    for index, metric in enumerate(trainer.accumulators.all()):
         values, arrays = _split(metric.get_state())
         state["metrics"].append(values)
         tensors.update({f"metric/{index}/{k}": a for k, a in arrays.items()})
-    for index, callback in enumerate(callbacks):
+    for index, callback in enumerate(trainer.callbacks):
         if hasattr(callback, "get_state"):
             values, arrays = _split(callback.get_state())
             state["callbacks"][str(index)] = {"class": type(callback).__name__, "state": values}
             tensors.update({f"callback/{index}/{k}": a for k, a in arrays.items()})
-    return tensors, {"format": "backprop.backup", "format_version": "1", "state": json.dumps(state)}
+    return tensors, {"format": "backprop.backup", "format_version": "2", "state": json.dumps(state)}
 
 
-def restore(model, tensors, metadata, callbacks, loop, fit_fingerprint):
+def restore(trainer, tensors, metadata):
     """Put the model, optimizer, generators, callbacks and loop back where ``capture`` saw them."""
+    from backprop.training.logs import Accumulators
+    model = trainer.model
     state = json.loads(metadata["state"])
-    if state.get("fingerprint") != fit_fingerprint:
+    if state.get("fingerprint") != trainer.fingerprint:
         raise ResumeError("the backup was made by a different run (the model, the data or the batch size "
                           "changed); delete the backup directory to start over")
-    pairs = weight_paths(model)
-    for name, variable in pairs:
+    for name, variable in weight_paths(model):
         variable.assign(tensors[f"weights/{name}"])
     optimizer_state = {k[len("optimizer/"):]: v for k, v in tensors.items() if k.startswith("optimizer/")}
-    model.optimizer.set_state(optimizer_state, model.trainable_variables)
+    model.optimizer.set_state(optimizer_state, model.parameters)
     if state["learning_rate"] is not None:
-        model.optimizer._learning_rate = state["learning_rate"]
+        model.optimizer.learning_rate = state["learning_rate"]
     generators = dict(_generators(model))
     for path, generator_state in state["generators"].items():
         generators[path].bit_generator.state = generator_state
-    model.history.history = {k: list(v) for k, v in state["history"].items()}
-    model.history.epoch = list(state["history_epochs"])
-    for index, metric in enumerate([loop["loss_mean"]] + loop["metrics"]):
+    trainer.history.history = {k: list(v) for k, v in state["history"].items()}
+    trainer.history.epoch = list(state["history_epochs"])
+    trainer.accumulators = Accumulators(model)
+    for index, metric in enumerate(trainer.accumulators.all()):
         arrays = {k.split("/", 2)[2]: v for k, v in tensors.items() if k.startswith(f"metric/{index}/")}
         metric.set_state({**state["metrics"][index], **arrays})
-    for index, callback in enumerate(callbacks):
+    for index, callback in enumerate(trainer.callbacks):
         saved = state["callbacks"].get(str(index))
         if saved is not None and saved["class"] == type(callback).__name__:
             arrays = {k.split("/", 2)[2]: v for k, v in tensors.items() if k.startswith(f"callback/{index}/")}
             callback.set_state({**saved["state"], **arrays})
-    loop.update(epoch=state["epoch"], batch=state["batch"], order=tensors.get("loop/order"))
-
-
-def _plain(value):
-    return value if isinstance(value, (int, float)) else None
+    trainer.epoch, trainer.batch, trainer.order = state["epoch"], state["batch"], tensors.get("loop/order")
 
 
 def _split(state):

@@ -1,0 +1,55 @@
+"""Running loss and metrics of an epoch, kept as arrays and turned into numbers only when read."""
+from collections.abc import MutableMapping
+
+from backprop import metrics as metrics_module
+
+
+class Accumulators:
+    """The epoch's loss (weighted by each batch's number of examples, as Keras does) and metrics."""
+
+    def __init__(self, model):
+        self.loss = metrics_module.Mean(name="loss")
+        self.metrics = model.new_metrics()
+
+    def update(self, loss, y, y_pred, sample_weight):
+        self.loss.update_state(loss, [len(y_pred)])
+        for metric in self.metrics:
+            metric.update_state(y, y_pred, sample_weight)
+
+    def all(self):
+        """The loss tracker first, then the metrics (the order resume files use)."""
+        return [self.loss] + self.metrics
+
+    def results(self):
+        return {"loss": self.loss.result(), **{m.name: m.result() for m in self.metrics}}
+
+
+class LazyLogs(MutableMapping):
+    """Batch logs whose values are computed on first access, so a batch no callback reads costs no
+    conversion (and, on a GPU, no wait)."""
+
+    def __init__(self, compute):
+        self._compute, self._values = compute, None
+
+    def _materialized(self):
+        if self._values is None:
+            self._values = self._compute()
+        return self._values
+
+    def __getitem__(self, key):
+        return self._materialized()[key]
+
+    def __setitem__(self, key, value):
+        self._materialized()[key] = value
+
+    def __delitem__(self, key):
+        del self._materialized()[key]
+
+    def __iter__(self):
+        return iter(self._materialized())
+
+    def __len__(self):
+        return len(self._materialized())
+
+    def __repr__(self):
+        return repr(self._materialized())

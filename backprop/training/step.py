@@ -1,0 +1,52 @@
+"""One training step and one evaluation step, the units every training loop is made of.
+
+A step reads the batch and the training state (the model's FlatParameters, the optimizer's
+slots keyed by name, its iteration count) and writes the new state in place; what it returns
+stays arrays, so nothing waits for the device. Wrappers work on the state's flat buffers:
+``reduce_gradients`` runs between the gradients and the update (an allreduce across workers),
+and a compiled step can replay the same array calls.
+"""
+from backprop.tape import GradientTape, no_grad
+from backprop.xp import np
+
+
+class StepResult:
+    """What a step returns: the batch's loss and predictions (arrays) and whether the update was applied."""
+
+    __slots__ = ("loss", "y_pred", "applied")
+
+    def __init__(self, loss, y_pred, applied):
+        self.loss, self.y_pred, self.applied = loss, y_pred, applied
+
+
+class TrainStep:
+    """Forward pass and loss on a tape, gradients into the model's gradient buffer, optimizer update.
+
+    With ``guard_nonfinite`` a batch whose loss is NaN or infinite is not applied (that check reads
+    the loss, so it waits for the device: only TerminateOnNaN asks for it).
+    """
+
+    def __init__(self, model, guard_nonfinite=False, reduce_gradients=None):
+        self.model, self.guard_nonfinite, self.reduce_gradients = model, guard_nonfinite, reduce_gradients
+
+    def __call__(self, x, y, sample_weight=None):
+        model = self.model
+        with GradientTape() as tape:
+            y_pred = model(x, training=True)
+            loss = model.compute_loss(y, y_pred, sample_weight)
+        params = model.parameters  # after the call: layers built lazily on it exist now
+        optimizer = model.optimizer
+        optimizer.load_gradients(params, tape.gradient(loss, params.variables))
+        if self.reduce_gradients is not None:
+            self.reduce_gradients(params)
+        if self.guard_nonfinite and not np.isfinite(loss.data):
+            return StepResult(loss.data, y_pred.data, False)
+        optimizer.apply_to(params)
+        return StepResult(loss.data, y_pred.data, True)
+
+
+def test_step(model, x, y, sample_weight=None):
+    """(loss, predictions) of one batch in inference mode, nothing recorded."""
+    with no_grad():
+        y_pred = model(x, training=False)
+        return model.compute_loss(y, y_pred, sample_weight).data, y_pred.data

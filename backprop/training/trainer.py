@@ -1,0 +1,159 @@
+"""The training loop: epochs of shuffled batches through a TrainStep, with logs, callbacks and backups.
+
+A Trainer lives for one ``fit`` and keeps nothing on the model but what Keras keeps
+(``model.history``, ``model.stop_training``). Callbacks steer it only through that public
+contract: the logs, ``model.stop_training``, the model's weights and the optimizer's
+attributes. A TerminateOnNaN in the list asks the step to refuse non-finite updates; a
+BackupAndRestore is the loop's backup store. ``on_train_end`` runs whatever happens.
+"""
+import math
+
+import numpy
+
+from backprop import callbacks as callbacks_module, random
+from backprop.training import data
+from backprop.training.interrupts import deferred_interrupts
+from backprop.training.logs import Accumulators, LazyLogs
+from backprop.training.step import TrainStep, test_step
+
+
+class Trainer:
+    """Runs ``fit`` for one model: ``Trainer(model).fit(x, y, ...)`` is what ``model.fit`` does."""
+
+    def __init__(self, model, step=None):
+        self.model = model
+        self.step = step
+        self.epoch = self.batch = 0
+        self.order = None          # this epoch's shuffled example order (None without shuffling)
+        self.accumulators = None
+        self.fingerprint = None    # of model, data and batch size, when backing up
+        self.callbacks = []        # the user's callbacks (their states go into backups)
+        self.history = None
+        self.completed = False
+        self.logs = None           # the last epoch's logs
+
+    def fit(self, x, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True, initial_epoch=0, sample_weight=None):
+        model = self.model
+        model.check_compiled("fit")
+        x, y = data.features(x, model.dtype), data.labels(y)
+        sample_weight = None if sample_weight is None else numpy.asarray(sample_weight, dtype=model.dtype)
+        data.check_lengths(x, y, sample_weight)
+        if int(epochs) != epochs or epochs < 0:
+            raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+        if validation_data is None and validation_split:
+            (x, y, sample_weight), validation = data.split_validation([x, y, sample_weight], validation_split)
+            validation_data = tuple(v for v in validation if v is not None)
+        batch_size = data.check_batch_size(batch_size, len(x))
+        self.callbacks = list(callbacks or [])
+        self.history = model.history = callbacks_module.History()
+        hooks = self._hooks(epochs, math.ceil(len(x) / batch_size), verbose)
+        backup = next((c for c in self.callbacks if isinstance(c, callbacks_module.BackupAndRestore)), None)
+        if self.step is None:
+            guard = any(getattr(c, "guards_updates", False) for c in self.callbacks)
+            self.step = TrainStep(model, guard_nonfinite=guard)
+        model.stop_training = False
+        self.epoch, self.batch = initial_epoch, 0
+        try:
+            hooks.on_train_begin()
+            if backup is not None:
+                self._resume(backup, x, y, batch_size)
+            with deferred_interrupts(backup is not None) as interrupted:
+                self._epochs(x, y, sample_weight, batch_size, epochs, shuffle, validation_data, hooks, backup,
+                             interrupted)
+            self.completed = True
+        finally:
+            hooks.on_train_end(self.logs)
+            if backup is not None and self.completed:
+                backup.finish()
+        return self.history
+
+    def _hooks(self, epochs, steps, verbose):
+        hooks = self.callbacks + [self.history]  # History after the user's: it records what they add to logs
+        verbose = 1 if verbose == "auto" else verbose
+        if verbose:
+            hooks.append(callbacks_module.ProgressBar(epochs, steps, verbose))
+        return callbacks_module.CallbackList(hooks, self.model)
+
+    def _resume(self, backup, x, y, batch_size):
+        from backprop.training import resume
+        model = self.model
+        if not model.built:
+            model.predict(x[:1])
+        self.fingerprint = resume.fingerprint(model, x, y, batch_size)
+        saved = backup.load()
+        if saved is not None:
+            resume.restore(self, *saved)
+
+    def _epochs(self, x, y, sample_weight, batch_size, epochs, shuffle, validation_data, hooks, backup, interrupted):
+        model = self.model
+        while self.epoch < epochs:
+            hooks.on_epoch_begin(self.epoch)
+            if self.batch == 0:  # a fresh epoch (a resumed one keeps its order and running metrics)
+                self.order = random.generator().permutation(len(x)) if shuffle else None
+                self.accumulators = Accumulators(model)
+            all_applied = self._train_epoch(x, y, sample_weight, batch_size, hooks, backup, interrupted)
+            logs = self.accumulators.results()
+            if validation_data is not None:
+                logs.update({f"val_{k}": v for k, v in
+                             evaluate_logs(model, *validation_data, batch_size=batch_size).items()})
+            hooks.on_epoch_end(self.epoch, logs)
+            self.logs = logs
+            self.epoch, self.batch, self.order = self.epoch + 1, 0, None
+            if backup is not None and backup.save_freq == "epoch" and all_applied:
+                self._save(backup)  # after every callback's on_epoch_end, so their state is current
+            if model.stop_training:
+                break
+
+    def _train_epoch(self, x, y, sample_weight, batch_size, hooks, backup, interrupted):
+        """Batches from ``self.batch`` on; False when a non-finite update was refused."""
+        model, accumulators = self.model, self.accumulators
+        batches = list(data.batches(len(x), batch_size, self.order))
+        while self.batch < len(batches):
+            index = batches[self.batch]
+            hooks.on_train_batch_begin(self.batch)
+            yb, wb = y[index], data.take(sample_weight, index)
+            result = self.step(x[index], yb, wb)
+            accumulators.update(result.loss, yb, result.y_pred, wb)
+            hooks.on_train_batch_end(self.batch, LazyLogs(accumulators.results))
+            self.batch += 1
+            if not result.applied:
+                return False
+            if backup is not None and (interrupted() or backup.save_freq != "epoch"
+                                       and model.optimizer.iterations % backup.save_freq == 0):
+                self._save(backup)
+                if interrupted():
+                    raise KeyboardInterrupt(f"training interrupted at epoch {self.epoch + 1}, batch {self.batch}; a "
+                                            f"backup is in {backup.directory}: run the same fit again to resume")
+            if model.stop_training:
+                break
+        return True
+
+    def _save(self, backup):
+        from backprop.training import resume
+        backup.save(*resume.capture(self))
+
+
+def evaluate_logs(model, x, y, sample_weight=None, batch_size=32, what="validation"):
+    """Loss and metrics over (x, y) in inference mode, as Python floats."""
+    x, y = data.features(x, model.dtype, f"{what} x".strip()), data.labels(y, f"{what} y".strip())
+    sample_weight = None if sample_weight is None else numpy.asarray(sample_weight, dtype=model.dtype)
+    data.check_lengths(x, y, sample_weight)
+    batch_size = data.check_batch_size(batch_size, len(x))
+    accumulators = Accumulators(model)
+    for index in data.batches(len(x), batch_size):
+        wb = data.take(sample_weight, index)
+        loss, y_pred = test_step(model, x[index], y[index], wb)
+        accumulators.update(loss, y[index], y_pred, wb)
+    return accumulators.results()
+
+
+def predict(model, x, batch_size=32):
+    """Model outputs as a NumPy array, batch by batch, in inference mode."""
+    from backprop.tape import no_grad
+    x = data.features(x, model.dtype)
+    batch_size = data.check_batch_size(batch_size, len(x))
+    with no_grad():
+        if len(x) == 0:
+            return model(x, training=False).data  # an empty batch keeps the output's shape: (0, units)
+        return numpy.concatenate([model(x[index], training=False).data for index in data.batches(len(x), batch_size)])
