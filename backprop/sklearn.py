@@ -101,52 +101,22 @@ class _MLP(BaseEstimator):
             self.loss_curve_, self.validation_scores_ = [], [] if self.early_stopping else None
             self.best_loss_, self.best_validation_score_, self.n_iter_ = math.inf, None, 0
             self._no_improvement = 0
-        if incremental:
-            self._epoch(x, targets, sample_weight)
-            return self
-        self._train(x, targets, sample_weight)
+        self._train(x, targets, sample_weight, epochs=1 if incremental else None)
         return self
 
-    def _train(self, x, targets, sample_weight):
+    def _train(self, x, targets, sample_weight, epochs=None):
+        """Train with backprop's own loop; scikit-learn's stopping rule is a callback (_Stopping)."""
         validation = None
-        if self.early_stopping:
+        if self.early_stopping and epochs is None:
             n_val = max(1, int(round(self.validation_fraction * len(x))))
             order = check_random_state(self.random_state).permutation(len(x))
             train, held = order[n_val:], order[:n_val]
             validation = (x[held], targets[held])
             x, targets = x[train], targets[train]
             sample_weight = None if sample_weight is None else sample_weight[train]
-        best_weights = None
-        self._no_improvement = 0
-        for _ in range(int(self.max_epochs)):
-            loss = self._epoch(x, targets, sample_weight)
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"the training loss became {loss} at epoch {self.n_iter_}; "
-                                         "try a smaller learning_rate")
-            if validation is not None:
-                score = self._validation_score(*validation)
-                self.validation_scores_.append(score)
-                improved = self.best_validation_score_ is None or score > self.best_validation_score_ + self.tol
-                if self.best_validation_score_ is None or score > self.best_validation_score_:
-                    self.best_validation_score_, best_weights = score, self.model_.get_weights()
-            else:
-                improved = loss < self.best_loss_ - self.tol
-            self.best_loss_ = min(self.best_loss_, loss)
-            self._no_improvement = 0 if improved else self._no_improvement + 1
-            if self.verbose:
-                print(f"Epoch {self.n_iter_}, loss = {loss:.6f}")
-            if self._no_improvement > self.n_iter_no_change:
-                break
-        if best_weights is not None:
-            self.model_.set_weights(best_weights)
-
-    def _epoch(self, x, targets, sample_weight):
-        history = self.model_.fit(x, targets, batch_size=self._batch(len(x)), epochs=1, verbose=0,
-                                  sample_weight=sample_weight)
-        loss = history.history["loss"][0]
-        self.loss_curve_.append(loss)
-        self.n_iter_ += 1
-        return loss
+        stopping = _Stopping(self, validation, stop=epochs is None)
+        self.model_.fit(x, targets, batch_size=self._batch(len(x)), epochs=int(epochs or self.max_epochs),
+                        verbose=0, sample_weight=sample_weight, callbacks=[stopping])
 
     def _scores(self, x):
         check_is_fitted(self, "model_")
@@ -157,6 +127,46 @@ class _MLP(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = self.random_state is None
         return tags
+
+
+class _Stopping(bp.callbacks.Callback):
+    """scikit-learn's rule, checked after each epoch: stop after ``n_iter_no_change`` epochs without the
+    training loss falling by ``tol`` (or, with early_stopping, the validation score rising by ``tol``,
+    keeping the best weights). Also records ``loss_curve_`` and ``n_iter_`` on the estimator."""
+
+    def __init__(self, estimator, validation, stop=True):
+        self.estimator, self.validation, self.stop = estimator, validation, stop
+        self.best_weights = None
+
+    def on_train_begin(self, logs=None):
+        self.estimator._no_improvement = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        estimator, loss = self.estimator, logs["loss"]
+        estimator.loss_curve_.append(loss)
+        estimator.n_iter_ += 1
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"the training loss became {loss} at epoch {estimator.n_iter_}; "
+                                     "try a smaller learning_rate")
+        if self.validation is not None:
+            score = estimator._validation_score(*self.validation)
+            estimator.validation_scores_.append(score)
+            best = estimator.best_validation_score_
+            improved = best is None or score > best + estimator.tol
+            if best is None or score > best:
+                estimator.best_validation_score_, self.best_weights = score, self.model.get_weights()
+        else:
+            improved = loss < estimator.best_loss_ - estimator.tol
+        estimator.best_loss_ = min(estimator.best_loss_, loss)
+        estimator._no_improvement = 0 if improved else estimator._no_improvement + 1
+        if estimator.verbose:
+            print(f"Epoch {estimator.n_iter_}, loss = {loss:.6f}")
+        if self.stop and estimator._no_improvement > estimator.n_iter_no_change:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
 
 
 class MLPClassifier(ClassifierMixin, _MLP):
