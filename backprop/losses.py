@@ -1,16 +1,17 @@
 """Losses: the mean over examples of a per-example loss (the lecture's empirical loss).
 
 Each loss is a function ``f(y_true, y_pred) -> per-example tensor`` and a class whose
-``__call__(y_true, y_pred, sample_weight=None)`` reduces it to the (weighted) mean.
+``__call__(y_true, y_pred, sample_weight=None)`` gives the (weighted) mean; both come from one
+kernel in backprop.ops.loss_kernels, which also holds the gradient.
 Probabilities (``from_logits=False``) are clipped to [1e-7, 1 - 1e-7] before the log,
 as Keras does, so p in {0, 1} stays finite.
 """
 from backprop import ops
+from backprop.ops import loss_kernels as loss_ops
 from backprop.naming import snake_case
 from backprop.tensor import Tensor, as_array
 from backprop.xp import np
 
-EPSILON = 1e-7
 
 
 def _labels(y_true, y_pred, what):
@@ -33,35 +34,33 @@ def _pred(y_pred):
     return y_pred if isinstance(y_pred, Tensor) else Tensor(y_pred)
 
 
-def _per_example(elementwise):
-    """Mean over the last axis: one value per example (Keras' reduction for elementwise losses)."""
-    return ops.mean(elementwise, axis=-1) if elementwise.ndim > 1 else elementwise
+def _labels_for(kernel, y_true, y_pred):
+    """Labels validated the way the kernel needs them: class indices, one-hot rows or y_pred's shape."""
+    if kernel == "sparse_categorical_crossentropy":
+        return sparse_labels(y_true, y_pred)
+    if kernel == "categorical_crossentropy":
+        return one_hot_labels(y_true, y_pred)
+    return _labels(y_true, y_pred, kernel)
 
 
-def mean_squared_error(y_true, y_pred):
-    y_pred = _pred(y_pred)
-    return _per_example(ops.square(y_pred - _labels(y_true, y_pred, "mean_squared_error")))
+def _per_example(kernel):
+    op = loss_ops.PER_EXAMPLE_OPS[kernel]
+
+    def loss(y_true, y_pred, **options):
+        y_pred = _pred(y_pred)
+        return op(_labels_for(kernel, y_true, y_pred), y_pred, **options)
+
+    loss.__name__ = kernel
+    loss.__doc__ = f"Per-example {kernel.replace('_', ' ')} (elementwise losses: mean over the last axis)."
+    return loss
 
 
-def mean_absolute_error(y_true, y_pred):
-    y_pred = _pred(y_pred)
-    return _per_example(ops.abs(y_pred - _labels(y_true, y_pred, "mean_absolute_error")))
-
-
-def huber(y_true, y_pred, delta=1.0):
-    y_pred = _pred(y_pred)
-    error = ops.abs(y_pred - _labels(y_true, y_pred, "huber"))
-    quadratic = ops.minimum(error, delta)
-    return _per_example(0.5 * quadratic * quadratic + delta * (error - quadratic))
-
-
-def binary_crossentropy(y_true, y_pred, from_logits=False):
-    y_pred = _pred(y_pred)
-    labels = _labels(y_true, y_pred, "binary_crossentropy")
-    if from_logits:
-        return _per_example(ops.sigmoid_cross_entropy_with_logits(labels, y_pred))
-    p = ops.clip(y_pred, EPSILON, 1 - EPSILON)
-    return _per_example(-(labels * ops.log(p) + (1 - labels) * ops.log(1 - p)))
+mean_squared_error = _per_example("mean_squared_error")
+mean_absolute_error = _per_example("mean_absolute_error")
+huber = _per_example("huber")
+binary_crossentropy = _per_example("binary_crossentropy")
+categorical_crossentropy = _per_example("categorical_crossentropy")
+sparse_categorical_crossentropy = _per_example("sparse_categorical_crossentropy")
 
 
 def one_hot_labels(y_true, y_pred, what="categorical_crossentropy"):
@@ -74,15 +73,6 @@ def one_hot_labels(y_true, y_pred, what="categorical_crossentropy"):
                          f"{labels.shape}; use sparse_categorical_crossentropy for class indices")
     raise ValueError(f"{what}: one-hot labels of width {labels.shape[-1] if labels.ndim else 0} (shape {labels.shape}) "
                      f"do not match the {y_pred.shape[-1]} outputs (shape {y_pred.shape})")
-
-
-def categorical_crossentropy(y_true, y_pred, from_logits=False):
-    y_pred = _pred(y_pred)
-    labels = one_hot_labels(y_true, y_pred)
-    if from_logits:
-        return ops.softmax_cross_entropy_with_logits(labels, y_pred)
-    p = y_pred / ops.sum(y_pred, axis=-1, keepdims=True)
-    return -ops.sum(labels * ops.log(ops.clip(p, EPSILON, 1 - EPSILON)), axis=-1)
 
 
 def class_indices(y_true, n_classes, what="sparse_categorical_crossentropy"):
@@ -114,99 +104,73 @@ def sparse_labels(y_true, y_pred, what="sparse_categorical_crossentropy"):
     return labels
 
 
-def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False):
-    y_pred = _pred(y_pred)
-    labels = sparse_labels(y_true, y_pred)
-    if from_logits:
-        return ops.sparse_softmax_cross_entropy_with_logits(labels, y_pred)
-    p = ops.clip(y_pred / ops.sum(y_pred, axis=-1, keepdims=True), EPSILON, 1 - EPSILON)
-    picked = ops.getitem(p, (np.arange(len(labels)), labels)) if labels.ndim == 1 else \
-        ops.sum(p * np.eye(y_pred.shape[-1], dtype=y_pred.dtype)[labels], axis=-1)
-    return -ops.log(picked)
-
-
 def reduce_mean(per_example, sample_weight=None):
-    """Mean over examples; with weights, sum(w * loss) / number of examples (Keras' rule)."""
+    """Mean of a user loss function's values; with weights, sum(w * loss) / number of values (Keras' rule)."""
     if per_example.size == 0:
         raise ValueError("loss: the batch is empty")
     if sample_weight is None:
         return ops.mean(per_example)
-    weights = np.asarray(sample_weight, dtype=per_example.dtype).reshape(per_example.shape[:1] + (1,) * (per_example.ndim - 1))
+    weights = loss_ops.align_weights(np.asarray(sample_weight, dtype=per_example.dtype), per_example.shape)
     return ops.sum(per_example * weights) / per_example.size
 
 
 class Loss:
     """Callable loss object: ``loss(y_true, y_pred, sample_weight=None)`` -> scalar tensor.
 
-    ``fn`` gives the per-example loss; ``fused``, where a subclass has one, computes the
-    unweighted mean as a single op with a single gradient (the common, fast case).
+    ``kernel`` names the loss in backprop.ops.loss_kernels, whose one definition gives both the
+    per-example values and the (weighted) mean computed here as a single op.
     """
 
-    fn = None
-    fused = None
+    kernel = None
 
     def __init__(self, name=None, **options):
         self.name = name or snake_case(type(self).__name__)
         self.options = options
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        if sample_weight is None and type(self).fused is not None:
-            return type(self).fused(y_true, _pred(y_pred), **self.options)
-        return reduce_mean(type(self).fn(y_true, y_pred, **self.options), sample_weight)
+        y_pred = _pred(y_pred)
+        if y_pred.size == 0:
+            raise ValueError(f"{self.name}: the batch is empty")
+        labels = _labels_for(self.kernel, y_true, y_pred)
+        weights = None if sample_weight is None else np.asarray(getattr(sample_weight, "data", sample_weight),
+                                                                 dtype=y_pred.dtype)
+        return loss_ops.MEAN_OPS[self.kernel](labels, y_pred, weights, **self.options)
 
     def get_config(self):
         return {"name": self.name, **self.options}
 
 
 class MeanSquaredError(Loss):
-    fn = staticmethod(mean_squared_error)
-    fused = staticmethod(lambda y_true, y_pred: ops.mean_squared_error_mean(
-        _labels(y_true, y_pred, "mean_squared_error"), y_pred))
+    kernel = "mean_squared_error"
 
 
 class MeanAbsoluteError(Loss):
-    fn = staticmethod(mean_absolute_error)
+    kernel = "mean_absolute_error"
 
 
 class Huber(Loss):
-    fn = staticmethod(huber)
+    kernel = "huber"
 
     def __init__(self, delta=1.0, name=None):
         super().__init__(name, delta=delta)
 
 
 class BinaryCrossentropy(Loss):
-    fn = staticmethod(binary_crossentropy)
-    fused = staticmethod(lambda y_true, y_pred, from_logits=False: ops.binary_crossentropy_mean(
-        _labels(y_true, y_pred, "binary_crossentropy"), y_pred, from_logits, EPSILON))
+    kernel = "binary_crossentropy"
 
     def __init__(self, from_logits=False, name=None):
         super().__init__(name, from_logits=from_logits)
-
-
-def _fused_categorical(y_true, y_pred, from_logits=False):
-    if not from_logits:
-        return reduce_mean(categorical_crossentropy(y_true, y_pred))
-    return ops.softmax_cross_entropy_mean(one_hot_labels(y_true, y_pred), y_pred)
 
 
 class CategoricalCrossentropy(Loss):
-    fn = staticmethod(categorical_crossentropy)
-    fused = staticmethod(_fused_categorical)
+    kernel = "categorical_crossentropy"
 
     def __init__(self, from_logits=False, name=None):
         super().__init__(name, from_logits=from_logits)
 
 
-def _fused_sparse(y_true, y_pred, from_logits=False):
-    if not from_logits or y_pred.ndim != 2:
-        return reduce_mean(sparse_categorical_crossentropy(y_true, y_pred, from_logits))
-    return ops.sparse_softmax_cross_entropy_mean(sparse_labels(y_true, y_pred), y_pred)
-
-
 class SparseCategoricalCrossentropy(Loss):
-    fn = staticmethod(sparse_categorical_crossentropy)
-    fused = staticmethod(_fused_sparse)
+    kernel = "sparse_categorical_crossentropy"
 
     def __init__(self, from_logits=False, name=None):
         super().__init__(name, from_logits=from_logits)

@@ -136,11 +136,29 @@ def test_float32_gradient_matches_float64(op):
     np.testing.assert_allclose(grads[0].numpy(), grads[1].numpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_fused_mean_losses():
-    labels01 = (rng.uniform(size=(4, 3)) > 0.5).astype(float)
-    check_gradients(lambda z: bp.binary_crossentropy_mean(labels01, z, from_logits=True), rng.uniform(-3, 3, (4, 3)))
-    check_gradients(lambda p: bp.binary_crossentropy_mean(labels01, p), rng.uniform(0.05, 0.95, (4, 3)))
-    check_gradients(lambda p: bp.mean_squared_error_mean(np.ones((4, 3)), p), rng.uniform(-2, 2, (4, 3)))
-    check_gradients(lambda z: bp.sparse_softmax_cross_entropy_mean(np.array([0, 2, 1, 2]), z), rng.uniform(-2, 2, (4, 3)))
-    soft_labels = rng.dirichlet(np.ones(3), 4)
-    check_gradients(lambda z: bp.softmax_cross_entropy_mean(soft_labels, z), rng.uniform(-2, 2, (4, 3)))
+LOSS_CASES = [  # (kernel, labels, predictions, options): every loss kernel in each of its modes
+    ("mean_squared_error", rng.normal(size=(4, 3)), rng.uniform(-2, 2, (4, 3)), {}),
+    ("mean_absolute_error", rng.normal(size=(4, 3)), away_from_zero((4, 3)), {}),
+    ("huber", np.zeros((4, 3)), rng.choice([-1, 1], (4, 3)) * rng.uniform(0.2, 0.8, (4, 3)) * [[1, 2, 3]], {}),
+    ("binary_crossentropy", (rng.uniform(size=(4, 3)) > 0.5).astype(float), rng.uniform(-3, 3, (4, 3)),
+     {"from_logits": True}),
+    ("binary_crossentropy", (rng.uniform(size=(4, 3)) > 0.5).astype(float), rng.uniform(0.05, 0.95, (4, 3)), {}),
+    ("categorical_crossentropy", rng.dirichlet(np.ones(3), 4), rng.uniform(-2, 2, (4, 3)), {"from_logits": True}),
+    ("categorical_crossentropy", np.eye(3)[[0, 2, 1, 2]], rng.uniform(0.1, 0.9, (4, 3)), {}),
+    ("sparse_categorical_crossentropy", np.array([0, 2, 1, 2]), rng.uniform(-2, 2, (4, 3)), {"from_logits": True}),
+    ("sparse_categorical_crossentropy", np.array([0, 2, 1, 2]), rng.uniform(0.1, 0.9, (4, 3)), {}),
+]
+
+
+@pytest.mark.parametrize("kernel, labels, predictions, options", LOSS_CASES)
+def test_loss_ops_per_example_and_mean(kernel, labels, predictions, options):
+    from backprop.ops import loss_kernels as losses
+    per_example, mean = losses.PER_EXAMPLE_OPS[kernel], losses.MEAN_OPS[kernel]
+    weights = rng.uniform(0.5, 2.0, len(predictions))
+    check_gradients(lambda p: per_example(labels, p, **options), predictions)
+    check_gradients(lambda p: mean(labels, p, **options), predictions)
+    check_gradients(lambda p: mean(labels, p, weights, **options), predictions)
+    values = per_example(labels, predictions, **options).numpy()
+    assert values.shape == (4,)
+    np.testing.assert_allclose(mean(labels, predictions, weights, **options).numpy(), np.mean(values * weights),
+                               rtol=1e-12)

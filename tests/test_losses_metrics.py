@@ -129,3 +129,67 @@ def test_label_kind_mistakes_say_which_loss_to_use():
         bp.losses.SparseCategoricalCrossentropy(from_logits=True)(np.eye(3)[[0, 1, 2, 0]], logits)
     with pytest.raises(ValueError, match="got class indices of shape \\(4,\\); use sparse_categorical_crossentropy"):
         bp.losses.CategoricalCrossentropy(from_logits=True)(np.array([0, 1, 2, 0]), logits)
+
+
+LOSS_OBJECTS = [
+    (bp.losses.MeanSquaredError(), lambda: rng.normal(size=(5, 3)), lambda: rng.normal(size=(5, 3))),
+    (bp.losses.MeanAbsoluteError(), lambda: rng.normal(size=(5, 3)), lambda: rng.normal(size=(5, 3))),
+    (bp.losses.Huber(), lambda: rng.normal(size=(5, 3)), lambda: 2 * rng.normal(size=(5, 3))),
+    (bp.losses.BinaryCrossentropy(from_logits=True), lambda: rng.integers(0, 2, (5, 1)), lambda: rng.normal(size=(5, 1))),
+    (bp.losses.BinaryCrossentropy(), lambda: rng.integers(0, 2, (5, 1)), lambda: rng.uniform(size=(5, 1))),
+    (bp.losses.CategoricalCrossentropy(from_logits=True), lambda: np.eye(4)[rng.integers(0, 4, 5)],
+     lambda: rng.normal(size=(5, 4))),
+    (bp.losses.CategoricalCrossentropy(), lambda: np.eye(4)[rng.integers(0, 4, 5)], lambda: softmax(rng.normal(size=(5, 4)))),
+    (bp.losses.SparseCategoricalCrossentropy(from_logits=True), lambda: rng.integers(0, 4, 5), lambda: rng.normal(size=(5, 4))),
+    (bp.losses.SparseCategoricalCrossentropy(), lambda: rng.integers(0, 4, 5), lambda: softmax(rng.normal(size=(5, 4)))),
+]
+
+
+def loss_and_gradient(loss, y, p, **kwargs):
+    prediction = bp.tensor(p.astype(np.float32))
+    with bp.GradientTape() as tape:
+        tape.watch(prediction)
+        value = loss(y, prediction, **kwargs)
+    return value.numpy(), tape.gradient(value, prediction).numpy()
+
+
+@pytest.mark.parametrize("loss, make_y, make_p", LOSS_OBJECTS, ids=lambda v: getattr(v, "name", ""))
+def test_weighted_with_ones_equals_unweighted_to_the_last_bit(loss, make_y, make_p):
+    y, p = make_y(), make_p()
+    plain = loss_and_gradient(loss, y, p)
+    weighted = loss_and_gradient(loss, y, p, sample_weight=np.ones(len(p)))
+    assert plain[0].tobytes() == weighted[0].tobytes() and plain[1].tobytes() == weighted[1].tobytes()
+
+
+@pytest.mark.parametrize("loss, make_y, make_p", LOSS_OBJECTS, ids=lambda v: getattr(v, "name", ""))
+def test_scalar_and_per_example_weights_follow_keras(loss, make_y, make_p):
+    """A scalar weight multiplies the loss; per-example weights give sum(w * loss_i) / n (Keras 3)."""
+    y, p = make_y(), make_p()
+    per_example = loss.kernel and getattr(bp.losses, loss.kernel)(y, p.astype(np.float32), **loss.options).numpy()
+    unweighted = loss(y, p.astype(np.float32)).numpy()
+    assert loss(y, p.astype(np.float32), sample_weight=2.3).numpy() == pytest.approx(2.3 * unweighted, rel=1e-6)
+    w = rng.uniform(0, 2, len(p))
+    assert loss(y, p.astype(np.float32), sample_weight=w).numpy() == pytest.approx(np.sum(w * per_example) / len(p),
+                                                                                   rel=1e-5)
+    assert per_example.mean() == pytest.approx(unweighted, rel=1e-6)
+
+
+def test_weights_that_fit_nothing_are_refused():
+    with pytest.raises(ValueError, match=r"sample_weight of shape \(3,\) does not fit loss values of shape \(5, 2\)"):
+        bp.losses.MeanSquaredError()(np.zeros((5, 2)), np.ones((5, 2)), sample_weight=np.ones(3))
+
+
+def test_auc_is_the_weighted_fraction_of_correctly_ranked_pairs():
+    y = rng.integers(0, 2, 40)
+    scores = np.round(rng.uniform(size=40), 1)  # ties on purpose
+    w = rng.uniform(0.1, 3, 40)
+    pairs = [(w[i] * w[j], 1.0 if scores[i] > scores[j] else 0.5 if scores[i] == scores[j] else 0.0)
+             for i in range(40) for j in range(40) if y[i] == 1 and y[j] == 0]
+    expected = sum(weight * credit for weight, credit in pairs) / sum(weight for weight, _ in pairs)
+    auc = bp.metrics.AUC()
+    auc.update_state(y[:25], scores[:25], sample_weight=w[:25])
+    auc.update_state(y[25:], scores[25:], sample_weight=w[25:])
+    assert auc.result() == pytest.approx(expected, rel=1e-12)
+    unweighted = bp.metrics.AUC()
+    unweighted.update_state(y, scores)
+    assert unweighted.result() != pytest.approx(expected, rel=1e-6)

@@ -1,16 +1,18 @@
 """Every op of backprop, as top-level functions (also re-exported as ``bp.<name>``)."""
 from backprop.ops.arithmetic import (abs, add, clip, divide, exp, log, matmul, maximum, minimum, multiply,
                                      negative, power, sqrt, square, subtract, where)
-from backprop.ops.nn import (binary_crossentropy_mean, dense, elu, gelu, leaky_relu, log_softmax, relu, sigmoid,
-                             sigmoid_cross_entropy_with_logits, silu, softmax, softmax_cross_entropy_with_logits,
-                             softplus, sparse_softmax_cross_entropy_with_logits, swish, tanh,
-                             mean_squared_error_mean, softmax_cross_entropy_mean, sparse_softmax_cross_entropy_mean)
+from backprop.ops.nn import dense, elu, gelu, leaky_relu, log_softmax, relu, sigmoid, silu, softmax, softplus, swish, tanh
+from backprop.ops import loss_kernels as _losses
+from backprop.ops.loss_kernels import (sigmoid_cross_entropy_with_logits, softmax_cross_entropy_with_logits,
+                                 sparse_softmax_cross_entropy_with_logits)
 from backprop.ops.reductions import (argmax, argmin, logsumexp, max, mean, min, reduce_logsumexp, reduce_max,
                                      reduce_mean, reduce_min, reduce_sum, sum)
 from backprop.ops.shape import (broadcast_to, cast, concat, expand_dims, getitem, one_hot, reshape, squeeze,
                                 stack, transpose)
 from backprop.xp import np as _np
 
+binary_crossentropy_mean = _losses.MEAN_OPS["binary_crossentropy"]
+mean_squared_error_mean = _losses.MEAN_OPS["mean_squared_error"]
 clip_by_value = clip
 concatenate = concat
 pow = power  # noqa: A001

@@ -1,4 +1,4 @@
-"""Neural-network ops: activations, softmax family, fused cross-entropies and the fused dense layer.
+"""Neural-network ops: activations, the softmax family and the fused dense layer (losses: ops/loss_kernels.py).
 
 All of them are numerically stable for logits of any finite size: no ``exp`` of a
 large positive number is ever evaluated.
@@ -114,43 +114,6 @@ def log_softmax(a, axis=-1):
     return out, lambda g, needs: (g - np.exp(out) * np.sum(g, axis=axis, keepdims=True),)
 
 
-@differentiable(arrays=2)
-def softmax_cross_entropy_with_logits(labels, logits, axis=-1):
-    """Per-example -sum(labels * log_softmax(logits)); labels are probabilities (e.g. one-hot)."""
-    log_p = _log_softmax(logits, axis)
-    with np.errstate(invalid="ignore"):  # 0 * -inf for impossible classes counts as 0
-        out = -np.sum(np.where(labels != 0, labels * log_p, 0), axis=axis)
-
-    def backward(g, needs):
-        g = np.expand_dims(g, axis)
-        d_logits = g * (np.exp(log_p) * np.sum(labels, axis=axis, keepdims=True) - labels) if needs[1] else None
-        return (-g * log_p if needs[0] else None), d_logits
-
-    return out, backward
-
-
-@differentiable(arrays=2)
-def sparse_softmax_cross_entropy_with_logits(labels, logits):
-    """Per-example -log_softmax(logits)[label] for integer class indices along the last axis."""
-    labels = np.asarray(labels).astype(np.intp, copy=False)
-    log_p = _log_softmax(logits, -1)
-    picked = np.take_along_axis(log_p, labels[..., None], axis=-1)[..., 0]
-
-    def backward(g, needs):
-        d_logits = np.exp(log_p)
-        np.put_along_axis(d_logits, labels[..., None], np.take_along_axis(d_logits, labels[..., None], -1) - 1, -1)
-        return None, d_logits * g[..., None]
-
-    return -picked, backward
-
-
-@differentiable
-def sigmoid_cross_entropy_with_logits(labels, logits):
-    """Elementwise -[z log s(x) + (1 - z) log(1 - s(x))] = max(x, 0) - x z + log(1 + exp(-|x|))."""
-    out = np.maximum(logits, 0) - logits * labels + _log1p_exp_neg_abs(logits)
-    return out, lambda g, needs: ((-g * logits) if needs[0] else None, g * (_sigmoid(logits) - labels))
-
-
 # --- the fused dense layer ------------------------------------------------------------
 # Activations whose derivative is a function of the output alone can be fused into
 # matmul + bias: the backward pass then needs no extra tape node and no saved input.
@@ -183,59 +146,3 @@ def dense(x, kernel, bias, activation=None):
         return gx, gk, gb
 
     return out, backward
-
-
-# --- fused mean losses: the whole "loss = mean over examples" as one op --------------------------
-@differentiable(arrays=2)
-def binary_crossentropy_mean(labels, predictions, from_logits=False, epsilon=1e-7):
-    """mean(-[y log p + (1 - y) log(1 - p)]) over all elements; p = sigmoid(logits) when ``from_logits``,
-    else the probabilities clipped to [epsilon, 1 - epsilon] (Keras' rule)."""
-    n = predictions.size
-    if from_logits:
-        x = predictions
-        out = np.add.reduce((np.maximum(x, 0) - x * labels + _log1p_exp_neg_abs(x)).ravel()) / n
-        return out, lambda g, needs: (None, (_sigmoid(x) - labels) * (g / n))
-    p = np.clip(predictions, epsilon, 1 - epsilon)
-    q = 1 - p
-    out = -np.add.reduce((labels * np.log(p) + (1 - labels) * np.log(q)).ravel()) / n
-
-    def backward(g, needs):
-        grad = p - labels  # d/dp of the loss is (1 - y)/(1 - p) - y/p = (p - y) / (p (1 - p))
-        grad /= p * q
-        grad *= predictions == p  # clipped values (changed by the clip) get no gradient
-        grad *= g / n
-        return None, grad
-
-    return out, backward
-
-
-@differentiable(arrays=2)
-def mean_squared_error_mean(labels, predictions):
-    diff = predictions - labels
-    n = diff.size
-    return np.add.reduce((diff * diff).ravel()) / n, lambda g, needs: (None, diff * (2 * g / n))
-
-
-@differentiable(arrays=2)
-def sparse_softmax_cross_entropy_mean(labels, logits):
-    """mean over examples of -log_softmax(logits)[label] (integer labels, classes on the last axis)."""
-    rows = np.arange(len(labels))
-    log_p = _log_softmax(logits, -1)
-    out = -np.mean(log_p[rows, labels])
-
-    def backward(g, needs):
-        d_logits = np.exp(log_p)
-        d_logits[rows, labels] -= 1
-        d_logits *= g / len(labels)
-        return None, d_logits
-
-    return out, backward
-
-
-@differentiable(arrays=2)
-def softmax_cross_entropy_mean(labels, logits):
-    """mean over examples of -sum(labels * log_softmax(logits)) for probability labels (one-hot)."""
-    log_p = _log_softmax(logits, -1)
-    with np.errstate(invalid="ignore"):
-        out = -np.sum(np.where(labels != 0, labels * log_p, 0)) / len(logits)
-    return out, lambda g, needs: (None, (np.exp(log_p) * np.sum(labels, -1, keepdims=True) - labels) * (g / len(logits)))
