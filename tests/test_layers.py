@@ -180,3 +180,26 @@ def test_model_dtype_reaches_layers_without_their_own():
     model(np.ones((2, 3)))
     assert [v.dtype for v in model.variables] == [np.float64, np.float64, np.float32, np.float32]
     assert bp.Sequential([bp.layers.Dense(2)])(np.ones((1, 3))).dtype == np.float32
+
+
+ACTIVATION_FORMULAS = {  # written out independently of bp.ops
+    "linear": lambda z: z, "relu": lambda z: np.maximum(z, 0), "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
+    "tanh": np.tanh, "leaky_relu": lambda z: np.where(z > 0, z, 0.2 * z),
+    "elu": lambda z: np.where(z > 0, z, np.exp(z) - 1), "softplus": lambda z: np.log1p(np.exp(z)),
+    "gelu": lambda z: 0.5 * z * (1 + np.tanh(np.sqrt(2 / np.pi) * (z + 0.044715 * z ** 3))),
+    "swish": lambda z: z / (1 + np.exp(-z)), "silu": lambda z: z / (1 + np.exp(-z)),
+    "softmax": lambda z: np.exp(z) / np.exp(z).sum(-1, keepdims=True),
+    "log_softmax": lambda z: z - np.log(np.exp(z).sum(-1, keepdims=True)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(bp.activations.ACTIVATIONS))
+def test_dense_applies_every_activation(name):
+    """Fused or not, Dense computes activation(x @ kernel + bias)."""
+    assert set(ACTIVATION_FORMULAS) == set(bp.activations.ACTIVATIONS)
+    rng = np.random.default_rng(1)
+    layer = bp.layers.Dense(4, activation=name, bias_initializer="glorot_uniform", dtype="float64")
+    x = rng.normal(size=(6, 3))
+    out = layer(x).numpy()
+    expected = ACTIVATION_FORMULAS[name](x @ layer.kernel.numpy() + layer.bias.numpy())
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
