@@ -60,13 +60,20 @@ def test_lesson_plots():
     assert bp.plot.fits(x, np.sin(3 * x), {"linear": model}).axes
 
 
-def test_lecture_report(tmp_path):
-    path = bp.lecture.build_report(str(tmp_path / "lecture"), seed=0)
-    page = open(path).read()
-    for figure in re.findall(r"<img src='([^']+)'", page):
-        assert os.path.getsize(tmp_path / "lecture" / figure) > 5000, figure
-    assert len(re.findall(r"<h2 id=", page)) == 10
-    numbers = dict(re.findall(r"<td>([^<]+)</td><td class='value'>([^<]+)</td>", page))
+def section_numbers(name, out):
+    module = __import__(f"backprop.lecture.examples.{name}", fromlist=["run"])
+    return bp.lecture.report.run_section(module, str(out), seed=0)["numbers"]
+
+
+def test_lecture_numbers_match_independent_formulas(tmp_path):
+    """The quick sections' numbers, without building the whole report (that is the slow test below)."""
+    numbers = {}
+    for name in ("s01_perceptron", "s03_dense_by_hand", "s05_losses", "s07_learning_rates"):
+        numbers.update(section_numbers(name, tmp_path))
+    check_numbers({k: str(v) for k, v in numbers.items()})
+
+
+def check_numbers(numbers):
     sigma = 1 / (1 + math.exp(6))  # independent: z = 1 + 3 * -1 + -2 * 2 = -6
     assert float(numbers["z"]) == -6.0
     assert float(numbers["y"]) == pytest.approx(sigma, rel=1e-5)
@@ -77,8 +84,19 @@ def test_lecture_report(tmp_path):
     assert float(numbers["binary cross-entropy"]) == pytest.approx(
         -np.mean(y_true * np.log(p) + (1 - y_true) * np.log(1 - p)), rel=1e-5)
     assert float(numbers["mean squared error"]) == pytest.approx(np.mean((y_true - p) ** 2), rel=1e-5)
+    assert float(numbers["final loss, lr=0.205 (too large)"]) > float(numbers["final loss, lr=0.15 (good)"]) * 1e6
+
+
+@pytest.mark.slow
+def test_lecture_report(tmp_path):
+    path = bp.lecture.build_report(str(tmp_path / "lecture"), seed=0)
+    page = open(path).read()
+    for figure in re.findall(r"<img src='([^']+)'", page):
+        assert os.path.getsize(tmp_path / "lecture" / figure) > 5000, figure
+    assert len(re.findall(r"<h2 id=", page)) == 10
+    numbers = dict(re.findall(r"<td>([^<]+)</td><td class='value'>([^<]+)</td>", page))
+    check_numbers(numbers)
     assert float(numbers["trained P(pass | 4 lectures, 5 hours)"]) < 0.5  # (4+1)(5+1) = 30 < 40: fails
     assert float(numbers["training accuracy"]) >= 0.95
     assert float(numbers["ReLU network accuracy"]) > float(numbers["linear network accuracy"]) + 0.2
-    assert float(numbers["final loss, lr=0.205 (too large)"]) > float(numbers["final loss, lr=0.15 (good)"]) * 1e6
     assert "def run(" in page and "bp.sigmoid" in page

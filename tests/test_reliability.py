@@ -46,6 +46,7 @@ def live_tensors():
     return sum(isinstance(o, bp.Tensor) for o in gc.get_objects())
 
 
+@pytest.mark.slow
 def test_ten_thousand_steps_do_not_grow_memory():
     bp.random.set_seed(0)
     rng = np.random.default_rng(0)

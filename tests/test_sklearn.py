@@ -68,6 +68,7 @@ def test_multilabel_multioutput_and_warm_start():
     assert warm.n_iter_ == 6
 
 
+@pytest.mark.slow
 def test_grid_search_in_parallel_and_cross_validation():
     x, y = load_breast_cancer(return_X_y=True)
     pipeline = make_pipeline(StandardScaler(), MLPClassifier(max_epochs=20, random_state=0))

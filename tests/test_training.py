@@ -283,6 +283,7 @@ def test_pass_fail_reaches_95_percent():
     assert history.history["accuracy"][-1] >= 0.95
 
 
+@pytest.mark.slow
 def test_digits_mlp_reaches_97_percent_quickly():
     (x_train, y_train), (x_test, y_test) = bp.datasets.digits()
     x_train, scaler = bp.datasets.standardize(x_train)

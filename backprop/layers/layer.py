@@ -7,6 +7,21 @@ from backprop.naming import snake_case, unique_name
 from backprop.tensor import Tensor, Variable, as_array, structure_version
 from backprop.xp import np
 
+FLOAT_DTYPES = ("float16", "float32", "float64")
+
+
+def float_dtype(dtype, what="layer"):
+    """A layer's dtype: one of FLOAT_DTYPES, given as a name, a NumPy type or a dtype (float32 for None).
+    Names are checked before NumPy parses them, so a hostile string never reaches NumPy's parser."""
+    if dtype is None:
+        return np.dtype("float32")
+    name = dtype if isinstance(dtype, str) else getattr(np.dtype(dtype), "name", None) \
+        if isinstance(dtype, (np.dtype, type)) else None
+    if name not in FLOAT_DTYPES:
+        raise ValueError(f"{what}: dtype must be one of {', '.join(FLOAT_DTYPES)}, got {dtype!r}")
+    return np.dtype(name)
+
+
 def to_input(value, dtype):
     """Layer inputs: tensors pass through; arrays and lists become tensors of the layer's dtype."""
     if isinstance(value, Tensor):
@@ -45,7 +60,7 @@ class Layer:
         self._regularized = []
         self.name = name or unique_name(snake_case(type(self).__name__))
         self._trainable = trainable
-        self.dtype = np.dtype(dtype or "float32")
+        self.dtype = float_dtype(dtype, f"{type(self).__name__} '{self.name}'")
         self._dtype_given = dtype is not None
         self.built = False
         self._build_input_shape = None
