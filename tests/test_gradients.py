@@ -12,7 +12,7 @@ rng = np.random.default_rng(0)
 def away_from_zero(shape, low=-2.0, high=2.0, gap=1e-2):
     """Uniform samples that keep clear of the kink at 0 (relu, abs, leaky_relu, elu)."""
     x = rng.uniform(low, high, size=shape)
-    return np.where(np.abs(x) < gap, gap * np.sign(x) + gap, x)
+    return np.where(np.abs(x) < gap, np.copysign(gap, x), x)  # never exactly 0: that is the kink
 
 
 def positive(shape):
