@@ -4,6 +4,7 @@ import math
 import os
 import sys
 import time
+import warnings
 
 import numpy
 
@@ -56,6 +57,22 @@ class History(Callback):
             self.history.setdefault(key, []).append(float(value))
 
 
+def _monitored(callback, logs, strict=False):
+    """The monitored value from an epoch's logs; a missing one is warned about (or, ``strict``, an error)
+    naming what the logs do hold, so a misspelt monitor never silently disables the callback."""
+    logs = logs or {}
+    value = logs.get(callback.monitor)
+    if value is None:
+        hint = " (there is no validation data: pass validation_data or validation_split)" \
+            if callback.monitor.startswith("val_") and not any(k.startswith("val_") for k in logs) else ""
+        message = (f"{type(callback).__name__}: monitor={callback.monitor!r} is not in the logs{hint}; "
+                   f"available: {', '.join(logs) or 'none'}")
+        if strict:
+            raise ValueError(message)
+        warnings.warn(message, stacklevel=3)
+    return value
+
+
 def _monitor_op(monitor, mode):
     if mode not in ("auto", "min", "max"):
         raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
@@ -84,9 +101,9 @@ class EarlyStopping(Callback):
         return bool(self.monitor_op(value - self.min_delta, reference))
 
     def on_epoch_end(self, epoch, logs=None):
-        current = (logs or {}).get(self.monitor)
-        if current is None or epoch < self.start_from_epoch:
+        if epoch < self.start_from_epoch:
             return
+        current = _monitored(self, logs, strict=True)
         if self.restore_best_weights and self.best_weights is None:
             self.best_weights = self.model.get_weights()
         self.wait += 1
@@ -132,7 +149,7 @@ class ModelCheckpoint(Callback):
         logs = logs or {}
         path = self.filepath.format(epoch=epoch + 1, **logs)
         if self.save_best_only:
-            current = logs.get(self.monitor)
+            current = _monitored(self, logs)
             if current is None or not math.isfinite(current) or not self.monitor_op(current, self.best):
                 return
             self.best = current
@@ -266,7 +283,7 @@ class ReduceLROnPlateau(Callback):
         self.best = math.inf if self.monitor_op is numpy.less else -math.inf
 
     def on_epoch_end(self, epoch, logs=None):
-        current = (logs or {}).get(self.monitor)
+        current = _monitored(self, logs)
         if current is None:
             return
         delta = -self.min_delta if self.monitor_op is numpy.less else self.min_delta

@@ -30,6 +30,10 @@ def _labels(y_true, y_pred, what):
     return labels.astype(y_pred.dtype, copy=False)
 
 
+def _raw(value):
+    return value.data if isinstance(value, Tensor) else value
+
+
 def _pred(y_pred):
     return y_pred if isinstance(y_pred, Tensor) else Tensor(y_pred)
 
@@ -118,26 +122,38 @@ class Loss:
     """Callable loss object: ``loss(y_true, y_pred, sample_weight=None)`` -> scalar tensor.
 
     ``kernel`` names the loss in backprop.ops.loss_kernels, whose one definition gives both the
-    per-example values and the (weighted) mean computed here as a single op.
+    per-example values and the (weighted) mean computed here as a single op. ``reduction`` is
+    Keras': "sum_over_batch_size" (the mean), "sum", "mean_with_sample_weight", or None for the
+    per-example (weighted) values.
     """
 
     kernel = None
 
-    def __init__(self, name=None, **options):
+    def __init__(self, name=None, reduction="sum_over_batch_size"):
+        if reduction is not None and reduction not in loss_ops.REDUCTIONS:
+            raise ValueError(f"{type(self).__name__}: reduction must be one of "
+                             f"{', '.join(map(repr, loss_ops.REDUCTIONS))} or None, got {reduction!r}")
         self.name = name or snake_case(type(self).__name__)
-        self.options = options
+        self.reduction = reduction
+        self.options = {}
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         y_pred = _pred(y_pred)
         if y_pred.size == 0:
             raise ValueError(f"{self.name}: the batch is empty")
-        labels = _labels_for(self.kernel, y_true, y_pred)
-        weights = None if sample_weight is None else np.asarray(getattr(sample_weight, "data", sample_weight),
-                                                                 dtype=y_pred.dtype)
-        return loss_ops.MEAN_OPS[self.kernel](labels, y_pred, weights, **self.options)
+        labels = self.prepare_labels(_labels_for(self.kernel, y_true, y_pred), y_pred)
+        weights = None if sample_weight is None else np.asarray(_raw(sample_weight), dtype=y_pred.dtype)
+        if self.reduction is None:
+            values = loss_ops.PER_EXAMPLE_OPS[self.kernel](labels, y_pred, **self.options)
+            return values if weights is None else values * loss_ops.align_weights(weights, values.shape)
+        return loss_ops.MEAN_OPS[self.kernel](labels, y_pred, weights, self.reduction, **self.options)
+
+    def prepare_labels(self, labels, y_pred):
+        """Labels as the kernel sees them (label smoothing, ignored classes); checked labels by default."""
+        return labels
 
     def get_config(self):
-        return {"name": self.name, **self.options}
+        return {"name": self.name, "reduction": self.reduction, **self.options}
 
 
 class MeanSquaredError(Loss):
@@ -151,29 +167,80 @@ class MeanAbsoluteError(Loss):
 class Huber(Loss):
     kernel = "huber"
 
-    def __init__(self, delta=1.0, name=None):
-        super().__init__(name, delta=delta)
+    def __init__(self, delta=1.0, reduction="sum_over_batch_size", name=None):
+        super().__init__(name, reduction)
+        self.options = {"delta": delta}
+
+
+def _check_smoothing(label_smoothing):
+    if not 0 <= label_smoothing <= 1:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    return float(label_smoothing)
 
 
 class BinaryCrossentropy(Loss):
+    """``label_smoothing`` s moves labels towards 0.5: y (1 - s) + s / 2 (Keras)."""
+
     kernel = "binary_crossentropy"
 
-    def __init__(self, from_logits=False, name=None):
-        super().__init__(name, from_logits=from_logits)
+    def __init__(self, from_logits=False, label_smoothing=0.0, reduction="sum_over_batch_size", name=None):
+        super().__init__(name, reduction)
+        self.options = {"from_logits": from_logits}
+        self.label_smoothing = _check_smoothing(label_smoothing)
+
+    def prepare_labels(self, labels, y_pred):
+        s = self.label_smoothing
+        return labels * (1 - s) + 0.5 * s if s else labels
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
 class CategoricalCrossentropy(Loss):
+    """``label_smoothing`` s mixes one-hot labels with the uniform distribution: y (1 - s) + s / classes (Keras)."""
+
     kernel = "categorical_crossentropy"
 
-    def __init__(self, from_logits=False, name=None):
-        super().__init__(name, from_logits=from_logits)
+    def __init__(self, from_logits=False, label_smoothing=0.0, reduction="sum_over_batch_size", name=None):
+        super().__init__(name, reduction)
+        self.options = {"from_logits": from_logits}
+        self.label_smoothing = _check_smoothing(label_smoothing)
+
+    def prepare_labels(self, labels, y_pred):
+        s = self.label_smoothing
+        return labels * (1 - s) + s / y_pred.shape[-1] if s else labels
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
 class SparseCategoricalCrossentropy(Loss):
+    """``ignore_class``: examples with that label add nothing to the loss and are not counted (Keras)."""
+
     kernel = "sparse_categorical_crossentropy"
 
-    def __init__(self, from_logits=False, name=None):
-        super().__init__(name, from_logits=from_logits)
+    def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size", name=None):
+        super().__init__(name, reduction)
+        self.options = {"from_logits": from_logits}
+        self.ignore_class = ignore_class
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if self.ignore_class is None:
+            return super().__call__(y_true, y_pred, sample_weight)
+        y_pred, raw = _pred(y_pred), np.asarray(_raw(y_true))
+        if raw.ndim == y_pred.ndim and raw.shape[-1] == 1:
+            raw = raw[..., 0]
+        keep = raw != self.ignore_class
+        weights = keep.astype(y_pred.dtype)
+        if sample_weight is not None:
+            weights = weights * np.asarray(_raw(sample_weight), dtype=weights.dtype)
+        labels = np.where(keep, raw, 0)
+        loss = super().__call__(labels, y_pred, weights)
+        return loss if self.reduction != "sum_over_batch_size" or keep.all() else \
+            loss * (len(keep) / max(int(keep.sum()), 1))
+
+    def get_config(self):
+        return {**super().get_config(), "ignore_class": self.ignore_class}
 
 
 mse, mae = mean_squared_error, mean_absolute_error
@@ -191,9 +258,11 @@ def get(identifier):
     if isinstance(identifier, Loss):
         return identifier
     if isinstance(identifier, str):
-        if identifier not in LOSSES:
-            raise ValueError(f"unknown loss {identifier!r}; valid: {', '.join(LOSSES)}")
-        return LOSSES[identifier]()
+        cls = LOSSES.get(identifier) or {cls.__name__: cls for cls in LOSSES.values()}.get(identifier)
+        if cls is None:
+            raise ValueError(f"unknown loss {identifier!r}; valid: {', '.join(LOSSES)} (or the class names, "
+                             "e.g. 'SparseCategoricalCrossentropy')")
+        return cls()
     if callable(identifier):
         return _FunctionLoss(identifier)
     raise ValueError(f"a loss must be a name, a Loss or a function, got {identifier!r}")

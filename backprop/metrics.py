@@ -54,7 +54,7 @@ class Metric:
 
     def get_state(self):
         """The running state (for resuming a run exactly)."""
-        return {k: v for k, v in vars(self).items() if k not in ("name", "threshold")}
+        return {k: v for k, v in vars(self).items() if k not in ("name", "threshold", "k")}
 
     def set_state(self, state):
         for key, value in state.items():
@@ -190,10 +190,51 @@ class AUC(Metric):
         return float(pairs / (positive.sum() * negative.sum()))
 
 
+class Accuracy(Metric):
+    """Exact match: the fraction of predictions equal to their labels (Keras' ``Accuracy``)."""
+
+    def __init__(self, name="accuracy"):
+        super().__init__(name)
+
+    def values(self, y_true, y_pred):
+        y_true, y_pred = _column(y_true, y_pred)
+        return numpy.mean(y_true == y_pred, axis=1)
+
+
+class TopKCategoricalAccuracy(Metric):
+    """Whether the true class (one-hot labels) is among the ``k`` highest scores."""
+
+    def __init__(self, k=5, name="top_k_categorical_accuracy"):
+        self.k = k
+        super().__init__(name)
+
+    def values(self, y_true, y_pred):
+        return _in_top_k(numpy.argmax(y_true, -1), y_pred, self.k)
+
+
+class SparseTopKCategoricalAccuracy(TopKCategoricalAccuracy):
+    """Whether the true class (an index) is among the ``k`` highest scores."""
+
+    def __init__(self, k=5, name="sparse_top_k_categorical_accuracy"):
+        super().__init__(k, name)
+
+    def values(self, y_true, y_pred):
+        return _in_top_k(y_true.reshape(len(y_pred)).astype(numpy.intp), y_pred, self.k)
+
+
+def _in_top_k(labels, scores, k):
+    """1.0 where the label's score is beaten by fewer than k others (ties count for the label, as in Keras)."""
+    own = numpy.take_along_axis(scores, labels[:, None], axis=-1)
+    return (numpy.sum(scores > own, axis=-1) < k).astype(numpy.float64)
+
+
 METRICS = {"mse": MeanSquaredError, "mean_squared_error": MeanSquaredError, "mae": MeanAbsoluteError,
            "mean_absolute_error": MeanAbsoluteError, "precision": Precision, "recall": Recall, "auc": AUC,
            "binary_accuracy": BinaryAccuracy, "categorical_accuracy": CategoricalAccuracy,
-           "sparse_categorical_accuracy": SparseCategoricalAccuracy}
+           "sparse_categorical_accuracy": SparseCategoricalAccuracy,
+           "top_k_categorical_accuracy": TopKCategoricalAccuracy,
+           "sparse_top_k_categorical_accuracy": SparseTopKCategoricalAccuracy}
+CLASSES = {cls.__name__: cls for cls in (*METRICS.values(), Accuracy)}
 
 
 def get(identifier, loss=None):
@@ -201,13 +242,17 @@ def get(identifier, loss=None):
     if isinstance(identifier, Metric):
         return identifier
     if identifier in ("accuracy", "acc"):
-        return accuracy_for(loss)
-    if identifier in METRICS:
-        metric = METRICS[identifier]()
-        if isinstance(metric, _Confusion) and getattr(loss, "options", {}).get("from_logits"):
-            metric.threshold = 0.0
+        metric = accuracy_for(loss)
+        metric.name = identifier  # Keras logs "acc" / "val_acc" when asked for "acc"
         return metric
-    raise ValueError(f"unknown metric {identifier!r}; valid: accuracy, {', '.join(METRICS)}")
+    cls = METRICS.get(identifier) or CLASSES.get(identifier) if isinstance(identifier, str) else None
+    if cls is None:
+        raise ValueError(f"unknown metric {identifier!r}; valid: accuracy, acc, {', '.join(METRICS)}, "
+                         f"or a class name such as {', '.join(sorted(CLASSES)[:4])}")
+    metric = cls()
+    if isinstance(metric, _Confusion) and getattr(loss, "options", {}).get("from_logits"):
+        metric.threshold = 0.0
+    return metric
 
 
 def accuracy_for(loss):

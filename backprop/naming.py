@@ -7,8 +7,11 @@ _lock = threading.Lock()  # two threads creating layers never get the same name
 
 
 def snake_case(name):
-    """'SparseCategoricalCrossentropy' -> 'sparse_categorical_crossentropy'."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    """Keras' rule: 'SparseCategoricalCrossentropy' -> 'sparse_categorical_crossentropy', 'AUC' -> 'auc',
+    'MLP' -> 'mlp', 'MyHTTPLayer' -> 'my_http_layer'."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def unique_name(base):

@@ -56,6 +56,7 @@ class Model(Layer):
             raise ValueError("compile: a loss is required, e.g. loss='mse' or bp.losses.BinaryCrossentropy()")
         self.loss = losses.get(loss)
         self._metric_specs = list(metrics or [])
+        self.new_metrics()  # resolve every name now, as Keras does: an unknown one fails here, not in fit
 
     def get_compile_config(self):
         """What compile() was given, for model files; None when it holds something unsaveable."""
@@ -64,7 +65,7 @@ class Model(Layer):
         if not all(isinstance(m, str) for m in self._metric_specs) or callable(self.optimizer._learning_rate):
             return None
         optimizer_config = self.optimizer.get_config()
-        return {"loss": {"class_name": type(self.loss).__name__, "config": self.loss.options},
+        return {"loss": {"class_name": type(self.loss).__name__, "config": self.loss.get_config()},
                 "metrics": list(self._metric_specs),
                 "optimizer": {"class_name": type(self.optimizer).__name__, "config": optimizer_config}}
 
@@ -85,8 +86,19 @@ class Model(Layer):
             raise RuntimeError(f"{what}: call model.compile(optimizer=..., loss=...) first")
 
     def new_metrics(self):
-        """Fresh metric objects for what compile() asked for."""
-        return [metrics_module.get(spec, self.loss) for spec in self._metric_specs]
+        """Metric objects for what compile() asked for, reset: names make new ones (a repeated name gets '_1',
+        '_2', as in Keras); a Metric object given to compile is reset and reused, so it can be read after fit."""
+        metrics, seen = [], {}
+        for spec in self._metric_specs:
+            metric = metrics_module.get(spec, self.loss)
+            count = seen.get(metric.name, 0)
+            seen[metric.name] = count + 1
+            if isinstance(spec, metrics_module.Metric):
+                metric.reset_state()
+            elif count:
+                metric.name = f"{metric.name}_{count}"
+            metrics.append(metric)
+        return metrics
 
     def compute_loss(self, y, y_pred, sample_weight=None):
         """The compiled loss plus the regularization penalties of every layer (a tensor)."""

@@ -153,27 +153,43 @@ def per_example_op(kernel):
     return differentiable(arrays=2)(forward)
 
 
+REDUCTIONS = ("sum_over_batch_size", "sum", "mean_with_sample_weight")
+
+
 def mean_op(kernel):
-    """The op sum(weights * values) / values.size, weights broadcast from the start (examples first)."""
+    """The op sum(weights * values) / divisor, weights broadcast from the start (examples first). Keras'
+    reductions choose the divisor: the number of values ("sum_over_batch_size"), the number of values per
+    example ("sum": the sum of per-example losses) or the sum of the weights ("mean_with_sample_weight")."""
     kernel = _kernel(kernel)
 
-    def forward(labels, predictions, weights=None, **params):
+    def forward(labels, predictions, weights=None, reduction="sum_over_batch_size", **params):
         values, backward = kernel(labels, predictions, **params)
-        n = values.size
         if weights is not None:
             weights = align_weights(weights, values.shape)
             total = np.add.reduce((values * weights).ravel())
         else:
             total = np.add.reduce(values.ravel())
+        divisor = _divisor(reduction, kernel, values, weights)
 
         def mean_backward(g, needs):
-            scale = g / n
+            scale = g / divisor
             return None, backward(scale if weights is None else scale * weights, (False, True))[1], None
 
-        return total / n, mean_backward
+        return total / divisor, mean_backward
 
     forward.__name__ = f"{kernel.__name__}_mean"
     return differentiable(arrays=3)(forward)
+
+
+def _divisor(reduction, kernel, values, weights):
+    if reduction == "sum_over_batch_size" or reduction == "mean_with_sample_weight" and weights is None:
+        return values.size
+    if reduction == "sum":
+        return values.shape[-1] if kernel in ELEMENTWISE and values.ndim > 1 else 1
+    if reduction == "mean_with_sample_weight":
+        total = np.sum(np.broadcast_to(weights, values.shape))
+        return total if total else 1  # all weights zero: the loss is 0, not NaN (Keras' divide_no_nan)
+    raise ValueError(f"reduction must be one of {', '.join(map(repr, REDUCTIONS))} or None, got {reduction!r}")
 
 
 def align_weights(weights, shape):
