@@ -36,7 +36,10 @@ class CallbackList:
             callback.set_model(model)
 
     def __getattr__(self, hook):
+        arity = 1 if hook in ("on_train_begin", "on_train_end", "on_test_begin", "on_test_end") else 2
+
         def call_all(*args):
+            args = args + (None,) * (arity - len(args))  # hooks always get their logs argument (Keras)
             for callback in self.callbacks:
                 getattr(callback, hook)(*args)
         return call_all

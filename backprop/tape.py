@@ -130,9 +130,11 @@ class GradientTape:
                                "create the tape with GradientTape(persistent=True) to call it several times")
         simple = type(sources) is list and all(isinstance(s, Tensor) for s in sources)  # the common case
         flat_sources = sources if simple else _flatten(sources)
-        for s in flat_sources:
+        for position, s in enumerate(flat_sources):
             if not isinstance(s, Tensor):
                 raise TypeError(f"GradientTape.gradient: sources must be Tensors, got {type(s).__name__}")
+            if type(s) is Tensor and id(s) not in self._ids:
+                raise ValueError(_unwatched_message(position, s))
         self._warn_if_nested(flat_sources)
         grads = self._seed(target, output_gradients)
         self._backpropagate(grads, {id(s) for s in flat_sources})
@@ -186,6 +188,13 @@ class GradientTape:
     @staticmethod
     def _unconnected(source, unconnected):
         return Tensor._wrap(np.zeros_like(source.data)) if unconnected == "zero" else None
+
+
+def _unwatched_message(position, source):
+    return (f"GradientTape.gradient: source {position} is a Tensor of shape {source.shape} that this tape neither "
+            "watched nor computed, so it has no gradient. If it was a Variable that became a Tensor through "
+            "`w = w - lr * g`, keep it a Variable and update it in place: `w.assign_sub(lr * g)` (or `w -= lr * g`). "
+            "To differentiate with respect to a constant tensor, call tape.watch(t) before using it.")
 
 
 def _flatten(structure):

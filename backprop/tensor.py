@@ -192,8 +192,22 @@ class Variable(Tensor):
         self.data -= _raw(delta)
         return self
 
+    # In-place operators update the variable itself, as in PyTorch (`w -= lr * g`). Without them Python
+    # would rebind the name to a new Tensor and the model's variable would silently never change.
+    def __iadd__(self, other): return self.assign_add(other)
+    def __isub__(self, other): return self.assign_sub(other)
+
+    def __imul__(self, other):
+        self.data *= _raw(other)
+        return self
+
+    def __itruediv__(self, other):
+        self.data /= _raw(other)
+        return self
+
     def __repr__(self):
-        return f"<Variable {self.name or ''} shape={self.shape} dtype={self.dtype.name}>"
+        body = np.array2string(self.data, separator=", ")
+        return f"<Variable '{self.path}' shape={self.shape} dtype={self.dtype.name}, numpy=\n{body}>"
 
 
 def tensor(value, dtype=None):

@@ -33,6 +33,13 @@ class Model(Layer):
         """Sublayers build themselves lazily: nothing to do at the model level."""
 
     @property
+    def example_shape(self):
+        """The shape of one input example, once known (from an Input layer or the first call), else None."""
+        if self._build_input_shape is not None:
+            return tuple(self._build_input_shape[1:])
+        return tuple(self.input_shape) if self.input_shape is not None else None
+
+    @property
     def parameters(self):
         """The trainable variables as one FlatParameters keyed by their weight paths (the names model files
         use); rebuilt only when the set of trainable variables changes."""
@@ -86,17 +93,18 @@ class Model(Layer):
             raise RuntimeError(f"{what}: call model.compile(optimizer=..., loss=...) first")
 
     def new_metrics(self):
-        """Metric objects for what compile() asked for, reset: names make new ones (a repeated name gets '_1',
-        '_2', as in Keras); a Metric object given to compile is reset and reused, so it can be read after fit."""
-        metrics, seen = [], {}
+        """Metric objects for what compile() asked for, reset: names make new ones, a Metric object given to
+        compile is reset and reused (so it can be read after fit); a repeated name gets '_1', '_2' (Keras)."""
+        metrics, taken = [], set()
         for spec in self._metric_specs:
             metric = metrics_module.get(spec, self.loss)
-            count = seen.get(metric.name, 0)
-            seen[metric.name] = count + 1
             if isinstance(spec, metrics_module.Metric):
                 metric.reset_state()
-            elif count:
-                metric.name = f"{metric.name}_{count}"
+            name, count = metric.name, 0
+            while metric.name in taken:
+                count += 1
+                metric.name = f"{name}_{count}"
+            taken.add(metric.name)
             metrics.append(metric)
         return metrics
 

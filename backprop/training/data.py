@@ -8,14 +8,18 @@ from backprop.tensor import Tensor
 _BAD = {"U": "string", "S": "bytes", "O": "object", "c": "complex", "M": "datetime", "m": "timedelta", "V": "void"}
 
 
-def features(x, dtype, what="x"):
+def features(x, dtype, what="x", example_shape=None):
     """Inputs as an array of the model's float dtype. Ints and bools are cast (documented); strings,
-    objects and complex numbers are refused. The user's array is never modified."""
+    objects and complex numbers are refused. The user's array is never modified. ``example_shape``
+    (the model's, when known) turns one example passed without its batch axis into a clear error."""
     array = x.data if isinstance(x, Tensor) else numpy.asarray(x)
     if array.dtype.kind in _BAD:
         raise TypeError(f"{what}: unsupported dtype {array.dtype} ({_BAD[array.dtype.kind]}); expected numbers")
     if array.ndim == 0:
         raise ValueError(f"{what}: expected an array of examples, got a scalar")
+    if example_shape is not None and array.shape == tuple(example_shape) and len(example_shape) >= 1:
+        raise ValueError(f"{what}: got one example of shape {array.shape} without its batch axis; the model takes "
+                         f"batches of shape (n, {', '.join(map(str, example_shape))}): use x[None] for a batch of one")
     return array if array.dtype == dtype else array.astype(dtype)
 
 

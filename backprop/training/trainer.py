@@ -36,7 +36,7 @@ class Trainer:
             validation_data=None, shuffle=True, initial_epoch=0, sample_weight=None):
         model = self.model
         model.check_compiled("fit")
-        x, y = data.features(x, model.dtype), data.labels(y)
+        x, y = data.features(x, model.dtype, example_shape=model.example_shape), data.labels(y)
         sample_weight = None if sample_weight is None else numpy.asarray(sample_weight, dtype=model.dtype)
         data.check_lengths(x, y, sample_weight)
         if int(epochs) != epochs or epochs < 0:
@@ -136,7 +136,8 @@ class Trainer:
 
 def evaluate_logs(model, x, y, sample_weight=None, batch_size=32, what="validation"):
     """Loss and metrics over (x, y) in inference mode, as Python floats."""
-    x, y = data.features(x, model.dtype, f"{what} x".strip()), data.labels(y, f"{what} y".strip())
+    x = data.features(x, model.dtype, f"{what} x".strip(), model.example_shape)
+    y = data.labels(y, f"{what} y".strip())
     sample_weight = None if sample_weight is None else numpy.asarray(sample_weight, dtype=model.dtype)
     data.check_lengths(x, y, sample_weight)
     batch_size = data.check_batch_size(batch_size, len(x))
@@ -151,7 +152,7 @@ def evaluate_logs(model, x, y, sample_weight=None, batch_size=32, what="validati
 def predict(model, x, batch_size=32):
     """Model outputs as a NumPy array, batch by batch, in inference mode."""
     from backprop.tape import no_grad
-    x = data.features(x, model.dtype)
+    x = data.features(x, model.dtype, example_shape=model.example_shape)
     batch_size = data.check_batch_size(batch_size, len(x))
     with no_grad():
         if len(x) == 0:
