@@ -11,6 +11,9 @@ ACTIVATIONS = {
     "gelu": ops.gelu,
     "swish": ops.swish,
     "silu": ops.swish,
+    "selu": ops.selu,
+    "softsign": ops.softsign,
+    "relu6": ops.relu6,
     "softmax": ops.softmax,
     "log_softmax": ops.log_softmax,
     "linear": lambda x: x,
@@ -18,6 +21,7 @@ ACTIVATIONS = {
 
 sigmoid, tanh, relu, leaky_relu, elu = ops.sigmoid, ops.tanh, ops.relu, ops.leaky_relu, ops.elu
 softplus, gelu, swish, silu, softmax = ops.softplus, ops.gelu, ops.swish, ops.swish, ops.softmax
+selu, softsign, relu6 = ops.selu, ops.softsign, ops.relu6
 
 
 def linear(x):

@@ -44,6 +44,8 @@ def _labels_for(kernel, y_true, y_pred):
         return sparse_labels(y_true, y_pred)
     if kernel == "categorical_crossentropy":
         return one_hot_labels(y_true, y_pred)
+    if kernel == "hinge":
+        return _signed_labels(y_true, y_pred)
     return _labels(y_true, y_pred, kernel)
 
 
@@ -59,12 +61,20 @@ def _per_example(kernel):
     return loss
 
 
+def _signed_labels(y_true, y_pred, what="hinge"):
+    """Hinge labels in {-1, 1}; 0/1 labels are mapped to -1/1, as Keras does."""
+    labels = _labels(y_true, y_pred, what)
+    return 2 * labels - 1 if ((labels == 0) | (labels == 1)).all() else labels
+
+
 mean_squared_error = _per_example("mean_squared_error")
 mean_absolute_error = _per_example("mean_absolute_error")
 huber = _per_example("huber")
 binary_crossentropy = _per_example("binary_crossentropy")
 categorical_crossentropy = _per_example("categorical_crossentropy")
 sparse_categorical_crossentropy = _per_example("sparse_categorical_crossentropy")
+hinge = _per_example("hinge")
+kl_divergence = kld = _per_example("kl_divergence")
 
 
 def one_hot_labels(y_true, y_pred, what="categorical_crossentropy"):
@@ -172,6 +182,18 @@ class Huber(Loss):
         self.options = {"delta": delta}
 
 
+class Hinge(Loss):
+    """mean(max(1 - y p, 0)) for labels in {-1, 1} (or 0/1, mapped to -1/1)."""
+
+    kernel = "hinge"
+
+
+class KLDivergence(Loss):
+    """sum(y log(y / p)) over classes, y and p clipped to [1e-7, 1]."""
+
+    kernel = "kl_divergence"
+
+
 def _check_smoothing(label_smoothing):
     if not 0 <= label_smoothing <= 1:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
@@ -250,6 +272,7 @@ LOSSES = {
     "mean_absolute_error": MeanAbsoluteError, "mae": MeanAbsoluteError, "huber": Huber,
     "binary_crossentropy": BinaryCrossentropy, "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "hinge": Hinge, "kl_divergence": KLDivergence, "kld": KLDivergence,
 }
 
 

@@ -205,7 +205,8 @@ def train(config, out, verbose=1):
 
 
 def evaluate(model, x, y, task):
-    loss, *rest = model.evaluate(x, y, batch_size=256) if model.compiled_metrics else [model.evaluate(x, y)]
+    loss, *rest = model.evaluate(x, y, batch_size=256, verbose=0) if model.compiled_metrics else \
+        [model.evaluate(x, y, verbose=0)]
     key = "test_mae" if task == "regression" else "test_accuracy"
     return {"test_loss": float(loss), key: float(rest[0])} if rest else {"test_loss": float(loss)}
 

@@ -43,6 +43,7 @@ def test_divide_and_power(shapes):
     (bp.relu, away_from_zero), (bp.leaky_relu, away_from_zero), (bp.elu, away_from_zero),
     (bp.softplus, away_from_zero), (bp.swish, away_from_zero), (bp.gelu, away_from_zero),
     (lambda x: bp.gelu(x, approximate=False), away_from_zero),
+    (bp.selu, away_from_zero), (bp.softsign, away_from_zero), (lambda x: bp.relu6(4 * x), away_from_zero),
     (bp.sqrt, positive), (bp.log, positive),
     (lambda x: bp.clip(x, -1.0, 1.0), away_from_zero),
     (lambda x: x ** 3, away_from_zero), (lambda x: 2.0 ** x, away_from_zero),
@@ -147,6 +148,8 @@ LOSS_CASES = [  # (kernel, labels, predictions, options): every loss kernel in e
     ("categorical_crossentropy", np.eye(3)[[0, 2, 1, 2]], rng.uniform(0.1, 0.9, (4, 3)), {}),
     ("sparse_categorical_crossentropy", np.array([0, 2, 1, 2]), rng.uniform(-2, 2, (4, 3)), {"from_logits": True}),
     ("sparse_categorical_crossentropy", np.array([0, 2, 1, 2]), rng.uniform(0.1, 0.9, (4, 3)), {}),
+    ("hinge", rng.choice([-1.0, 1.0], (4, 3)), rng.uniform(-3, 3, (4, 3)), {}),
+    ("kl_divergence", rng.dirichlet(np.ones(3), 4), rng.dirichlet(np.ones(3), 4), {}),
 ]
 
 

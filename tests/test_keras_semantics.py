@@ -12,6 +12,7 @@ import pytest
 import backprop as bp
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras' own NumPy 2 warnings
 
 
 def keras_or_none():
@@ -195,3 +196,100 @@ def test_a_none_gradient_warns_like_keras():
         warnings.simplefilter("always")
         bp.optimizers.SGD(0.1).apply_gradients(zip(grads, [a, b]))
     assert any("no gradient for b" in str(w.message) for w in caught)
+
+
+def test_functional_api():
+    """The Keras MNIST tutorial's way: Dense(32)(Input(shape=(64,))) used to fail with 'unsupported dtype object'."""
+    inputs = bp.Input(shape=(64,))
+    hidden = bp.layers.Dense(32, activation="relu")(inputs)
+    outputs = bp.layers.Dense(10)(hidden)
+    assert hidden.shape == (None, 32) and outputs.shape == (None, 10)
+    model = bp.Model(inputs=inputs, outputs=outputs)
+    assert isinstance(model, bp.models.Functional) and [l.units for l in model.layers] == [32, 10]
+    x = rng.normal(size=(5, 64)).astype(np.float32)
+    expected = np.maximum(x @ model.layers[0].kernel.numpy() + model.layers[0].bias.numpy(), 0) \
+        @ model.layers[1].kernel.numpy() + model.layers[1].bias.numpy()
+    np.testing.assert_allclose(model.predict(x), expected, rtol=1e-5, atol=1e-6)
+    assert model.get_layer(index=0) is model.layers[0] and model.get_layer(model.layers[1].name) is model.layers[1]
+    model.compile(optimizer="adam", loss=bp.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["acc"])
+    assert model.metrics_names == ["loss", "acc"]
+    model.fit(x, np.arange(5), epochs=2, verbose=0)
+    assert np.array_equal(model.predict_on_batch(x), model.predict(x))
+
+
+def test_functional_model_with_two_inputs_saves_and_loads(tmp_path):
+    left, right = bp.Input(shape=(3,), name="left"), bp.Input(shape=(2,), name="right")
+    shared = bp.layers.Dense(4, activation="tanh")
+    a = shared(bp.layers.Dense(2)(left))  # a layer used twice: two nodes of one layer
+    b = shared(right)
+    model = bp.Model([left, right], [a, bp.layers.Dense(1)(b)])
+    x = [rng.normal(size=(6, 3)), rng.normal(size=(6, 2))]
+    first, second = model(x)
+    model.save(tmp_path / "two.bp")
+    again = bp.models.load_model(tmp_path / "two.bp")
+    for ours, theirs in zip(again(x), (first, second)):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    with pytest.raises(ValueError, match="takes 2 inputs, got 1"):
+        model(x[0])
+
+
+def test_sequential_accepts_bp_input_and_one_hot_helper():
+    model = bp.Sequential([bp.Input(shape=(3,)), bp.layers.Dense(2)])
+    assert model.built and model.predict(np.zeros((1, 3))).shape == (1, 2)
+    np.testing.assert_array_equal(bp.utils.to_categorical([0, 2, 1]), np.eye(3)[[0, 2, 1]])
+    with pytest.raises(ValueError, match="outside"):
+        bp.utils.to_categorical([3], num_classes=3)
+
+
+def test_fit_class_weight_and_steps_per_epoch():
+    x, y = rng.normal(size=(40, 2)), np.array([0] * 30 + [1] * 10)
+    weighted, plain = small([]), small([])
+    weighted_history = weighted.fit(x, y, batch_size=40, epochs=1, verbose=0, shuffle=False, class_weight={0: 1, 1: 3})
+    plain_history = plain.fit(x, y, batch_size=40, epochs=1, verbose=0, shuffle=False,
+                              sample_weight=np.where(y == 1, 3.0, 1.0))
+    assert weighted_history.history == plain_history.history
+    counted = []
+    model = small([])
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0, steps_per_epoch=3,
+              callbacks=[bp.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: counted.append(b))])
+    assert counted == [0, 1, 2, 0, 1, 2] and model.optimizer.iterations == 6
+    with pytest.raises(ValueError, match="class_weight has no weight for class"):
+        small([]).fit(x, y, verbose=0, class_weight={0: 1.0})
+
+
+def test_more_keras_names():
+    assert bp.optimizers.get("Nadam").name == "nadam" and bp.optimizers.get("adamax").name == "adamax"
+    for name in ("selu", "softsign", "relu6"):
+        bp.layers.Dense(2, activation=name)
+    (x_train, y_train), (x_test, y_test) = bp.datasets.mnist.load_data()
+    assert x_train.shape[1:] == (28, 28) and x_train.dtype == np.uint8 and y_train.dtype == np.uint8
+    assert len(x_train) == 4000 and len(x_test) == 1000
+
+
+def test_hinge_and_kl_divergence():
+    y, p = rng.choice([0.0, 1.0], (6, 3)), rng.normal(size=(6, 3))
+    signed = 2 * y - 1
+    assert bp.losses.Hinge()(y, p).numpy() == pytest.approx(np.mean(np.maximum(1 - signed * p, 0)), rel=1e-12)
+    q, r = rng.dirichlet(np.ones(4), 5), rng.dirichlet(np.ones(4), 5)
+    assert bp.losses.KLDivergence()(q, r).numpy() == pytest.approx(np.mean(np.sum(q * np.log(q / r), axis=1)),
+                                                                   rel=1e-12)
+    keras = keras_or_none()
+    if keras is not None:
+        assert bp.losses.Hinge()(y, p).numpy() == pytest.approx(float(keras.losses.Hinge()(y, p)), rel=1e-6)
+        assert bp.losses.KLDivergence()(q, r).numpy() == pytest.approx(float(keras.losses.KLDivergence()(q, r)),
+                                                                       rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["Nadam", "Adamax"])
+def test_new_optimizers_against_keras(name):
+    keras = keras_or_none()
+    if keras is None:
+        pytest.skip("Keras is not installed (the formula test in test_optimizers.py covers these)")
+    w0 = np.array([2.0, -1.0, 0.5])
+    theirs, ours = keras.Variable(w0.copy()), bp.Variable(w0.copy())
+    keras_optimizer, our_optimizer = getattr(keras.optimizers, name)(0.1), getattr(bp.optimizers, name)(0.1)
+    for step in range(50):
+        keras_optimizer.apply_gradients([(keras.ops.convert_to_tensor(2 * keras.ops.convert_to_numpy(theirs)
+                                                                      + np.sin(step)), theirs)])
+        our_optimizer.apply_gradients([(2 * ours.numpy() + np.sin(step), ours)])
+    np.testing.assert_allclose(ours.numpy(), keras.ops.convert_to_numpy(theirs), rtol=1e-8, atol=1e-12)

@@ -169,7 +169,7 @@ def test_flatten_and_activation_layers():
 def test_layer_configs_round_trip():
     for layer in [bp.layers.Dense(3, activation="relu", use_bias=False, kernel_regularizer=bp.regularizers.L2(0.5)),
                   bp.layers.Dropout(0.3, seed=1), bp.layers.Activation("tanh"), bp.layers.Flatten(),
-                  bp.layers.Input(shape=(2, 3))]:
+                  bp.layers.InputLayer(shape=(2, 3))]:
         config = layer.get_config()
         clone = type(layer).from_config(config)
         assert clone.get_config() == config
@@ -188,6 +188,8 @@ ACTIVATION_FORMULAS = {  # written out independently of bp.ops
     "elu": lambda z: np.where(z > 0, z, np.exp(z) - 1), "softplus": lambda z: np.log1p(np.exp(z)),
     "gelu": lambda z: 0.5 * z * (1 + np.tanh(np.sqrt(2 / np.pi) * (z + 0.044715 * z ** 3))),
     "swish": lambda z: z / (1 + np.exp(-z)), "silu": lambda z: z / (1 + np.exp(-z)),
+    "selu": lambda z: 1.0507009873554805 * np.where(z > 0, z, 1.6732632423543772 * (np.exp(z) - 1)),
+    "softsign": lambda z: z / (1 + np.abs(z)), "relu6": lambda z: np.minimum(np.maximum(z, 0), 6),
     "softmax": lambda z: np.exp(z) / np.exp(z).sum(-1, keepdims=True),
     "log_softmax": lambda z: z - np.log(np.exp(z).sum(-1, keepdims=True)),
 }

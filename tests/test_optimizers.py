@@ -30,6 +30,19 @@ def reference_step(rule, w, g, state, t, lr, opts):
         # Keras folds the bias corrections into alpha and adds epsilon to sqrt(v) uncorrected:
         alpha = lr * math.sqrt(1 - b2 ** (t + 1)) / (1 - b1 ** (t + 1))
         return w - alpha * m / (np.sqrt(v) + eps)
+    if rule == "adamax":
+        b1, b2, eps = 0.9, 0.999, 1e-7
+        state["m"] = b1 * state.get("m", np.zeros_like(w)) + (1 - b1) * g
+        state["u"] = np.maximum(b2 * state.get("u", np.zeros_like(w)), np.abs(g))
+        return w - lr * state["m"] / ((1 - b1 ** (t + 1)) * (state["u"] + eps))
+    if rule == "nadam":  # Dozat's schedule as Keras 3 writes it: mu_k = b1 (1 - 0.5 * 0.96^k)
+        b1, b2, eps = 0.9, 0.999, 1e-7
+        mu = [b1 * (1 - 0.5 * 0.96 ** k) for k in range(1, t + 3)]
+        product = np.prod(mu[:t + 1])
+        state["m"] = b1 * state.get("m", np.zeros_like(w)) + (1 - b1) * g
+        state["v"] = b2 * state.get("v", np.zeros_like(w)) + (1 - b2) * g * g
+        m_hat = mu[t + 1] * state["m"] / (1 - product * mu[t + 1]) + (1 - mu[t]) * g / (1 - product)
+        return w - lr * m_hat / (np.sqrt(state["v"] / (1 - b2 ** (t + 1))) + eps)
     if rule == "adagrad":
         eps = opts.get("epsilon", 1e-7)
         acc = state.get("acc", np.full_like(w, opts.get("initial_accumulator_value", 0.1))) + g * g
@@ -70,6 +83,8 @@ CASES = [
     ("rmsprop", bp.optimizers.RMSprop, {"learning_rate": 0.01}),
     ("rmsprop", bp.optimizers.RMSprop, {"learning_rate": 0.01, "momentum": 0.5, "centered": True}),
     ("adadelta", bp.optimizers.Adadelta, {"learning_rate": 1.0}),
+    ("adamax", bp.optimizers.Adamax, {"learning_rate": 0.02}),
+    ("nadam", bp.optimizers.Nadam, {"learning_rate": 0.01}),
 ]
 
 A = np.array([[3.0, 0.5], [0.5, 1.0]])
@@ -179,7 +194,8 @@ def test_bad_learning_rates(bad):
 
 
 def test_unknown_optimizer_lists_valid():
-    with pytest.raises(ValueError, match="unknown optimizer 'adamm'; valid: sgd, adam, adamw, adagrad, rmsprop, adadelta"):
+    with pytest.raises(ValueError, match="unknown optimizer 'adamm'; valid: sgd, adam, adamw, adagrad, rmsprop, "
+                                         "adadelta, adamax, nadam"):
         bp.optimizers.get("adamm")
 
 
@@ -253,3 +269,13 @@ def test_slots_follow_a_variable_when_the_set_of_variables_changes():
     optimizer.apply_gradients([(np.array([1.0]), a), (np.array([2.0]), b)])
     np.testing.assert_allclose(optimizer.slots(b)["m"], 0.9 * m_b + 0.1 * 2.0, rtol=1e-15)
     assert optimizer.iterations == 3
+
+
+def test_exclude_from_weight_decay_and_the_lr_alias():
+    kernel, bias = bp.Variable(np.ones(2), name="kernel"), bp.Variable(np.ones(2), name="bias")
+    optimizer = bp.optimizers.SGD(0.1, weight_decay=0.5)
+    optimizer.exclude_from_weight_decay(var_names=["bias"])
+    optimizer.apply_gradients([(np.zeros(2), kernel), (np.zeros(2), bias)])
+    assert np.array_equal(kernel.numpy(), [0.95, 0.95]) and np.array_equal(bias.numpy(), [1.0, 1.0])
+    optimizer.lr = 0.2
+    assert optimizer.learning_rate == 0.2 and optimizer.lr == 0.2

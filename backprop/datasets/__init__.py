@@ -1,4 +1,5 @@
 """Datasets: the lecture's toys, bundled real data, readers for the user's own files, and helpers."""
+from backprop.datasets import mnist
 from backprop.datasets.bundled import digits, mnist_sample
 from backprop.datasets.csv_reader import DataError, Table, load_csv
 from backprop.datasets.idx import load_idx, read_idx, write_idx

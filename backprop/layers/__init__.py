@@ -1,3 +1,4 @@
 """Layers: the base class to subclass, and the built-in ones."""
-from backprop.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer
+from backprop.layers.core import Activation, Dense, Dropout, Flatten, InputLayer
 from backprop.layers.layer import Layer
+from backprop.layers.symbolic import Input, SymbolicTensor

@@ -140,8 +140,3 @@ class InputLayer(Layer):
         config = super().get_config()
         config["shape"] = config.pop("input_shape")
         return config
-
-
-def Input(shape, name=None, dtype=None):
-    """The input of a model: ``bp.Sequential([bp.layers.Input(shape=(2,)), ...])``."""
-    return InputLayer(shape=shape, name=name, dtype=dtype)

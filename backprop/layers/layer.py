@@ -208,6 +208,9 @@ class Layer:
         raise NotImplementedError(f"{type(self).__name__} must implement call(inputs)")
 
     def __call__(self, inputs, training=None, **kwargs):
+        from backprop.layers import symbolic
+        if symbolic.is_symbolic(inputs):  # the functional API: record the call, compute nothing
+            return symbolic.call_symbolically(self, inputs, **kwargs)
         if not isinstance(inputs, (Tensor, list, tuple, dict)):
             inputs = to_input(inputs, self.dtype)
         if not self.built:

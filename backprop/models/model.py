@@ -12,7 +12,14 @@ from backprop.xp import np
 
 
 class Model(Layer):
-    """Subclass with ``call(self, inputs, training=None)``, or use Sequential."""
+    """Subclass with ``call(self, inputs, training=None)``, use Sequential, or connect layers from
+    ``bp.Input`` and call ``bp.Model(inputs, outputs)`` (the functional API)."""
+
+    def __new__(cls, *args, **kwargs):
+        if cls is Model and (len(args) >= 2 or "inputs" in kwargs or "outputs" in kwargs):
+            from backprop.models.functional import Functional
+            return super().__new__(Functional)
+        return super().__new__(cls)
 
     def __init__(self, name=None, trainable=True, dtype=None, **kwargs):
         super().__init__(name=name, trainable=trainable, dtype=dtype, **kwargs)
@@ -126,19 +133,23 @@ class Model(Layer):
         return float(training.test_step(self, data.features(x, self.dtype), data.labels(y), sample_weight)[0])
 
     def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
-            validation_data=None, shuffle=True, initial_epoch=0, sample_weight=None):
+            validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
+            steps_per_epoch=None):
         """Train for ``epochs`` passes over (x, y); returns a History (``history.history["loss"]``, ...).
 
         ``batch_size=None`` is full-batch gradient descent. ``validation_split`` holds out the last
         fraction of the data, before shuffling (Keras' rule). Inputs are cast to the model's dtype.
+        ``class_weight`` ({class: weight}) multiplies each example's weight; ``steps_per_epoch``
+        trains only the first that many batches of each epoch's shuffled order.
         """
         return training.Trainer(self).fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
                                           callbacks=callbacks, validation_split=validation_split,
                                           validation_data=validation_data, shuffle=shuffle,
-                                          initial_epoch=initial_epoch, sample_weight=sample_weight)
+                                          class_weight=class_weight, sample_weight=sample_weight,
+                                          initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch)
 
-    def evaluate(self, x=None, y=None, batch_size=32, verbose=0, sample_weight=None, return_dict=False):
-        """Loss (and metrics) over (x, y), with no dropout and nothing recorded."""
+    def evaluate(self, x=None, y=None, batch_size=32, verbose="auto", sample_weight=None, return_dict=False):
+        """Loss (and metrics) over (x, y), with no dropout and nothing recorded; printed unless verbose=0."""
         self.check_compiled("evaluate")
         logs = training.evaluate_logs(self, x, y, sample_weight, batch_size=batch_size, what="")
         if verbose:
@@ -151,6 +162,27 @@ class Model(Layer):
     def predict(self, x, batch_size=32, verbose=0):
         """Model outputs as a NumPy array, batch by batch, in inference mode."""
         return training.predict(self, x, batch_size=batch_size)
+
+    def predict_on_batch(self, x):
+        """Outputs for one batch, in inference mode (a NumPy array)."""
+        return training.predict(self, x, batch_size=None)
+
+    @property
+    def metrics_names(self):
+        """'loss' and the names the compiled metrics log under (Keras)."""
+        return ["loss"] + [metric.name for metric in self.new_metrics()] if self.loss is not None else []
+
+    def get_layer(self, name=None, index=None):
+        """A layer by its name or by its position in ``model.layers`` (Keras)."""
+        layers = self.layers
+        if index is not None:
+            if not -len(layers) <= index < len(layers):
+                raise ValueError(f"get_layer: index {index} is out of range: the model has {len(layers)} layers")
+            return layers[index]
+        for layer in layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"get_layer: no layer named {name!r}; the layers are {', '.join(l.name for l in layers)}")
 
     # --- inspection and files -----------------------------------------------------------
     def summary(self, print_fn=print):

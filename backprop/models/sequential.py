@@ -1,6 +1,7 @@
 """Sequential: a plain stack of layers, each feeding the next."""
 from backprop.layers.core import InputLayer
 from backprop.layers.layer import Layer
+from backprop.layers.symbolic import SymbolicTensor
 from backprop.models.model import Model
 from backprop.saving.registry import lookup
 from backprop.tensor import structure_version
@@ -16,6 +17,8 @@ class Sequential(Model):
             self.add(layer)
 
     def add(self, layer):
+        if isinstance(layer, SymbolicTensor) and isinstance(layer.layer, InputLayer):
+            layer = layer.layer  # Sequential([bp.Input(shape=(2,)), ...]), as in Keras
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add: expected a Layer, got {type(layer).__name__}")
         self._stack.append(layer)

@@ -57,6 +57,12 @@ def binary_crossentropy(labels, predictions, from_logits=False, epsilon=1e-7):
     return values, backward
 
 
+def hinge(labels, predictions):
+    """max(1 - y p, 0) with labels in {-1, 1} (0/1 labels are mapped to -1/1 by the Hinge loss)."""
+    margin = 1 - labels * predictions
+    return np.maximum(margin, 0), lambda g, needs: (None, -labels * (margin > 0) * g)
+
+
 @differentiable
 def sigmoid_cross_entropy_with_logits(labels, logits):
     """Elementwise -[z log s(x) + (1 - z) log(1 - s(x))] = max(x, 0) - x z + log(1 + exp(-|x|))."""
@@ -115,6 +121,14 @@ def sparse_categorical_crossentropy(labels, predictions, from_logits=False, epsi
     return -np.log(clipped[..., 0]), backward
 
 
+def kl_divergence(labels, predictions, epsilon=1e-7):
+    """sum(y log(y / p)) over the last axis, with y and p clipped to [epsilon, 1] (Keras' rule)."""
+    y = np.clip(labels, epsilon, 1)
+    p = np.clip(predictions, epsilon, 1)
+    values = np.sum(y * np.log(y / p), axis=-1)
+    return values, lambda g, needs: (None, -y / p * (predictions == p) * _per_row(g))
+
+
 @differentiable(arrays=2)
 def sparse_softmax_cross_entropy_with_logits(labels, logits):
     """Per-example -log_softmax(logits)[label] for integer class indices along the last axis."""
@@ -130,8 +144,8 @@ def sparse_softmax_cross_entropy_with_logits(labels, logits):
 
 
 # --- the two ops of each kernel ------------------------------------------------------------------
-ELEMENTWISE = (mean_squared_error, mean_absolute_error, huber, binary_crossentropy)
-PER_EXAMPLE = (categorical_crossentropy, sparse_categorical_crossentropy)
+ELEMENTWISE = (mean_squared_error, mean_absolute_error, huber, binary_crossentropy, hinge)
+PER_EXAMPLE = (categorical_crossentropy, sparse_categorical_crossentropy, kl_divergence)
 
 
 def _kernel(function):

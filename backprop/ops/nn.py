@@ -55,6 +55,29 @@ def elu(a, alpha=1.0):
     return np.where(positive, a, alpha * expm1), lambda g, needs: (np.where(positive, g, g * alpha * (expm1 + 1)),)
 
 
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805
+
+
+@differentiable
+def selu(a):
+    """scale * (a if a > 0 else alpha * (exp(a) - 1)), the self-normalising constants of Klambauer et al."""
+    positive = a > 0
+    negative_part = _SELU_ALPHA * np.expm1(np.minimum(a, 0))
+    out = _SELU_SCALE * np.where(positive, a, negative_part)
+    return out, lambda g, needs: (g * _SELU_SCALE * np.where(positive, 1, negative_part + _SELU_ALPHA),)
+
+
+@differentiable
+def softsign(a):
+    denominator = 1 + np.abs(a)
+    return a / denominator, lambda g, needs: (g / (denominator * denominator),)
+
+
+@differentiable
+def relu6(a):
+    return np.clip(a, 0, 6), lambda g, needs: (g * ((a > 0) & (a < 6)),)  # the derivative at 0 and 6 is 0
+
+
 @differentiable
 def softplus(a):
     """log(1 + exp(a)), exact for large |a|: softplus(1e4) = 1e4, softplus(-1e4) = 0."""

@@ -1,9 +1,10 @@
 """Optimizers with Keras 3's update rules and defaults, and learning-rate schedules."""
 from backprop.optimizers import schedules
 from backprop.optimizers.optimizer import Optimizer
-from backprop.optimizers.rules import SGD, Adadelta, Adagrad, Adam, AdamW, RMSprop
+from backprop.optimizers.rules import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Nadam, RMSprop
 
-OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "adagrad": Adagrad, "rmsprop": RMSprop, "adadelta": Adadelta}
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "adagrad": Adagrad, "rmsprop": RMSprop, "adadelta": Adadelta,
+              "adamax": Adamax, "nadam": Nadam}
 
 
 def get(identifier, **kwargs):

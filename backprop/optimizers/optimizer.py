@@ -52,6 +52,8 @@ class Optimizer:
         self._parked = {}     # name -> {slot name: array}: state of variables not in the current params
         self._scratch = {}
         self._warned = set()
+        self._no_decay_ids, self._no_decay_names = set(), ()
+        self._decay_masks = None  # dtype -> 0/1 array when some variables are excluded from weight decay
 
     # --- learning rate ------------------------------------------------------------------
     @property
@@ -63,6 +65,8 @@ class Optimizer:
     @learning_rate.setter
     def learning_rate(self, value):
         self._learning_rate = _check_positive("learning_rate", value)
+
+    lr = learning_rate  # the alias Keras still accepts
 
     @property
     def learning_rate_schedule(self):
@@ -99,12 +103,36 @@ class Optimizer:
         self._slots = {dtype: {name: self.initial_slot(name, values) for name in self.slot_names}
                        for dtype, (values, _) in params.groups.items()}
         self._params = params
+        self._decay_masks = self._masks_for(params)
         for position, (name, variable) in enumerate(zip(params.names, params.variables)):
             saved = previous.get(id(variable)) or parked.get(name)
             if saved is not None:
                 for slot, view in self._slot_views(position).items():
                     view[...] = saved[slot]
             parked.pop(name, None)
+
+    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+        """Keras' call: no weight decay for these variables, or for those whose name matches one of the
+        regular expressions in ``var_names`` (a bias, a normalisation scale)."""
+        self._no_decay_ids |= {id(v) for v in var_list or []}
+        self._no_decay_names += tuple(var_names or ())
+        self._decay_masks = None
+        if self._params is not None:
+            self._decay_masks = self._masks_for(self._params)
+
+    def _decays(self, variable):
+        import re
+        return id(variable) not in self._no_decay_ids and not any(
+            re.search(pattern, variable.name or variable.path) for pattern in self._no_decay_names)
+
+    def _masks_for(self, params):
+        if not self._no_decay_ids and not self._no_decay_names:
+            return None
+        masks = {dtype: np.ones_like(values) for dtype, (values, _) in params.groups.items()}
+        for position, (_, variable, dtype, _, _) in enumerate(params.entries):
+            if not self._decays(variable):
+                params.view(masks[dtype], position)[...] = 0
+        return masks
 
     def _slot_views(self, position):
         dtype = self._params.entries[position][2]
@@ -172,7 +200,10 @@ class Optimizer:
         self._clip(params)
         for dtype, (values, grads) in params.groups.items():
             if self.weight_decay:
-                values -= np.multiply(values, self.weight_decay * lr, out=self.scratch(values))
+                decay = np.multiply(values, self.weight_decay * lr, out=self.scratch(values))
+                if self._decay_masks is not None:
+                    decay *= self._decay_masks[dtype]
+                values -= decay
             self.update(values, grads, self._slots[dtype], lr)
         self.iterations += 1
         if self.iterations % 64 == 0:

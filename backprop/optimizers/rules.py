@@ -153,3 +153,69 @@ class AdamW(Adam):
 
     def __init__(self, learning_rate=0.001, weight_decay=0.004, **kwargs):
         super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
+
+
+class Adamax(Adam):
+    """Adam with the infinity norm: m += (g - m)(1 - b1);  u = max(b2 u, |g|);
+    w -= lr m / ((1 - b1^t)(u + eps)), t = iterations + 1."""
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, **kwargs)
+        del self.amsgrad
+        self.slot_names = ("m", "u")
+
+    def update(self, w, g, slots, lr):
+        m, u, tmp = slots["m"], slots["u"], self.scratch(w)
+        np.subtract(g, m, out=tmp)
+        tmp *= 1 - self.beta_1
+        m += tmp
+        u *= self.beta_2
+        np.maximum(u, np.abs(g, out=tmp), out=u)
+        np.add(u, self.epsilon, out=tmp)
+        tmp *= 1 - self.beta_1 ** (self.iterations + 1)
+        np.divide(m, tmp, out=tmp)
+        tmp *= lr
+        w -= tmp
+
+
+class Nadam(Adam):
+    """Adam with Nesterov momentum and Dozat's momentum schedule, as Keras 3 computes it:
+    u_t = b1 (1 - 0.5 * 0.96^t), the running product of the u's corrects m's bias."""
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, **kwargs)
+        del self.amsgrad
+
+    def _momentum(self, step):
+        return self.beta_1 * (1 - 0.5 * 0.96 ** step)
+
+    def _momentum_product(self, t):
+        """u_1 u_2 ... u_t, carried from the previous step (recomputed after a restore)."""
+        cached = getattr(self, "_product", None)
+        if cached is None or cached[0] not in (t, t - 1):
+            cached = (t, math.prod(self._momentum(k) for k in range(1, t + 1)))
+        elif cached[0] == t - 1:
+            cached = (t, cached[1] * self._momentum(t))
+        self._product = cached
+        return cached[1]
+
+    def update(self, w, g, slots, lr):
+        t = self.iterations + 1
+        u_product = self._momentum_product(t)
+        u_t, u_next = self._momentum(t), self._momentum(t + 1)
+        m, v, tmp, m_hat = slots["m"], slots["v"], self.scratch(w), self.scratch(w, 1)
+        np.subtract(g, m, out=tmp)
+        tmp *= 1 - self.beta_1
+        m += tmp
+        np.multiply(g, g, out=tmp)
+        tmp -= v
+        tmp *= 1 - self.beta_2
+        v += tmp
+        np.multiply(m, u_next / (1 - u_product * u_next), out=m_hat)
+        m_hat += np.multiply(g, (1 - u_t) / (1 - u_product), out=tmp)
+        np.divide(v, 1 - self.beta_2 ** t, out=tmp)
+        np.sqrt(tmp, out=tmp)
+        tmp += self.epsilon
+        np.divide(m_hat, tmp, out=tmp)
+        tmp *= lr
+        w -= tmp

@@ -104,9 +104,11 @@ def load_model(path, custom_objects=None, allow_nonfinite=False, compile=True): 
 
 
 def _rebuild(cls, config, shape, custom_objects, path):
+    from backprop.models.functional import Functional
     from backprop.models.sequential import Sequential
     try:
-        model = cls.from_config(config, custom_objects) if issubclass(cls, Sequential) else cls.from_config(config)
+        model = cls.from_config(config, custom_objects) if issubclass(cls, (Sequential, Functional)) \
+            else cls.from_config(config)
         if shape is not None:
             model.build(tuple(shape))
         return model

@@ -47,6 +47,31 @@ def check_batch_size(batch_size, n):
     return int(batch_size)
 
 
+def check_steps(steps_per_epoch, batches):
+    """The number of batches an epoch trains: all of them, or the first ``steps_per_epoch`` (Keras)."""
+    if steps_per_epoch is None:
+        return batches
+    if isinstance(steps_per_epoch, bool) or int(steps_per_epoch) != steps_per_epoch or steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be a positive integer or None, got {steps_per_epoch!r}")
+    if steps_per_epoch > batches:
+        raise ValueError(f"steps_per_epoch={steps_per_epoch} but the data makes only {batches} batches an epoch; "
+                         "use a smaller steps_per_epoch or batch_size")
+    return int(steps_per_epoch)
+
+
+def class_weights(y, class_weight, sample_weight, dtype):
+    """Per-example weights from a {class: weight} dict (class indices, or the argmax of one-hot rows),
+    multiplied into ``sample_weight`` as Keras does."""
+    classes = numpy.argmax(y, axis=-1) if y.ndim > 1 and y.shape[-1] > 1 else y.reshape(len(y))
+    if classes.dtype.kind == "f" and not numpy.all(classes == numpy.round(classes)):
+        raise ValueError("class_weight needs class labels (integers or one-hot rows), got fractional labels")
+    missing = sorted(set(numpy.unique(classes).astype(int).tolist()) - set(class_weight))
+    if missing:
+        raise ValueError(f"class_weight has no weight for class(es) {missing}")
+    weights = numpy.array([class_weight[int(c)] for c in classes], dtype=dtype)
+    return weights if sample_weight is None else weights * sample_weight
+
+
 def split_validation(arrays, fraction):
     """Keras' rule: the last ``fraction`` of the examples, taken before any shuffling."""
     if not 0 <= fraction < 1:

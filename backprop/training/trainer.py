@@ -28,26 +28,31 @@ class Trainer:
         self.accumulators = None
         self.fingerprint = None    # of model, data and batch size, when backing up
         self.callbacks = []        # the user's callbacks (their states go into backups)
+        self.steps_per_epoch = None
         self.history = None
         self.completed = False
         self.logs = None           # the last epoch's logs
 
     def fit(self, x, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
-            validation_data=None, shuffle=True, initial_epoch=0, sample_weight=None):
+            validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
+            steps_per_epoch=None):
         model = self.model
         model.check_compiled("fit")
         x, y = data.features(x, model.dtype, example_shape=model.example_shape), data.labels(y)
         sample_weight = None if sample_weight is None else numpy.asarray(sample_weight, dtype=model.dtype)
         data.check_lengths(x, y, sample_weight)
+        if class_weight is not None:
+            sample_weight = data.class_weights(y, class_weight, sample_weight, model.dtype)
         if int(epochs) != epochs or epochs < 0:
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
         if validation_data is None and validation_split:
             (x, y, sample_weight), validation = data.split_validation([x, y, sample_weight], validation_split)
             validation_data = tuple(v for v in validation if v is not None)
         batch_size = data.check_batch_size(batch_size, len(x))
+        self.steps_per_epoch = data.check_steps(steps_per_epoch, math.ceil(len(x) / batch_size))
         self.callbacks = list(callbacks or [])
         self.history = model.history = callbacks_module.History()
-        hooks = self._hooks(epochs, math.ceil(len(x) / batch_size), verbose)
+        hooks = self._hooks(epochs, self.steps_per_epoch, verbose)
         backup = next((c for c in self.callbacks if isinstance(c, callbacks_module.BackupAndRestore)), None)
         if self.step is None:
             guard = any(getattr(c, "guards_updates", False) for c in self.callbacks)
@@ -108,7 +113,7 @@ class Trainer:
     def _train_epoch(self, x, y, sample_weight, batch_size, hooks, backup, interrupted):
         """Batches from ``self.batch`` on; False when a non-finite update was refused."""
         model, accumulators = self.model, self.accumulators
-        batches = list(data.batches(len(x), batch_size, self.order))
+        batches = list(data.batches(len(x), batch_size, self.order))[:self.steps_per_epoch]
         while self.batch < len(batches):
             index = batches[self.batch]
             hooks.on_train_batch_begin(self.batch)

@@ -20,7 +20,7 @@ def run(out="."):
         model.compile(optimizer=bp.optimizers.Adam(0.02), loss=bp.losses.BinaryCrossentropy(from_logits=True),
                       metrics=["accuracy"])
         model.fit(x, y, epochs=60, batch_size=32, verbose=0)
-        accuracy[activation] = model.evaluate(x, y)[1]
+        accuracy[activation] = model.evaluate(x, y, verbose=0)[1]
         figure = bp.plot.decision_boundary(model, x, y, title=f"{activation} network: accuracy {accuracy[activation]:.2f}")
         bp.plot.figure.save(figure, os.path.join(out, f"boundary_{activation}.png"))
     return {"linear network accuracy": accuracy["linear"], "ReLU network accuracy": accuracy["relu"],

@@ -42,7 +42,7 @@ def run(out="."):
     history = model.fit(x_train, y_train, epochs=80, batch_size=32, validation_split=0.25, verbose=0,
                         callbacks=[stopper])
     bp.plot.figure.save(bp.plot.history(history, stopper), os.path.join(out, "early_stopping.png"))
-    test_accuracy = model.evaluate(scaler.transform(x_test), y_test)[1]
+    test_accuracy = model.evaluate(scaler.transform(x_test), y_test, verbose=0)[1]
     return {"best epoch": stopper.best_epoch + 1, "stopped at epoch": len(history.history["loss"]),
             "test accuracy with the restored weights": test_accuracy, "figures": ["fits.png", "early_stopping.png"]}
 
