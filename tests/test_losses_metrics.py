@@ -193,3 +193,60 @@ def test_auc_is_the_weighted_fraction_of_correctly_ranked_pairs():
     unweighted = bp.metrics.AUC()
     unweighted.update_state(y, scores)
     assert unweighted.result() != pytest.approx(expected, rel=1e-6)
+
+
+def test_labels_as_columns_are_accepted_where_unambiguous():
+    z = rng.normal(size=(4, 3))
+    column = np.array([[0], [2], [1], [2]])
+    assert bp.losses.SparseCategoricalCrossentropy(from_logits=True)(column, z).numpy() == pytest.approx(
+        bp.losses.SparseCategoricalCrossentropy(from_logits=True)(column[:, 0], z).numpy())
+    with pytest.raises(ValueError, match=r"expects one-hot labels of shape \(4, 3\), got class indices of shape \(4, 1\)"):
+        bp.losses.CategoricalCrossentropy()(column, softmax(z))
+    with pytest.raises(ValueError, match=r"expects class indices of shape \(4,\), got one-hot labels of shape \(4, 3\)"):
+        bp.losses.SparseCategoricalCrossentropy()(np.eye(3)[[0, 2, 1, 2]], softmax(z))
+    single = bp.losses.SparseCategoricalCrossentropy()(np.zeros((4, 1)), np.ones((4, 1)))  # one class: label 0
+    assert single.numpy() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_precision_and_recall_with_weights_and_the_threshold():
+    y, p = np.array([1, 0, 1, 0, 1]), np.array([0.9, 0.5, 0.5, 0.2, 0.7])
+    w = np.array([1.0, 2.0, 3.0, 4.0, 0.5])
+    precision, recall = bp.metrics.Precision(), bp.metrics.Recall()
+    precision.update_state(y, p, w)
+    recall.update_state(y, p, w)
+    # predicted positive: p > 0.5 exactly (0.5 is not): rows 0 and 4, both true positives
+    assert precision.result() == pytest.approx(1.0)
+    assert recall.result() == pytest.approx((1.0 + 0.5) / (1.0 + 3.0 + 0.5))
+
+
+def test_regression_and_categorical_metrics_against_formulas():
+    y, p = rng.normal(size=(6, 2)), rng.normal(size=(6, 2))
+    w = rng.uniform(0.5, 2, 6)
+    for metric, per_example in ((bp.metrics.MeanSquaredError(), np.mean((y - p) ** 2, axis=1)),
+                                (bp.metrics.MeanAbsoluteError(), np.mean(np.abs(y - p), axis=1))):
+        metric.update_state(y[:3], p[:3], w[:3])
+        metric.update_state(y[3:], p[3:], w[3:])
+        assert metric.result() == pytest.approx(np.sum(w * per_example) / np.sum(w), rel=1e-12)
+    onehot, scores = np.eye(3)[[0, 1, 2, 1]], np.array([[2, 1, 0], [0, 1, 2], [0, 0, 3], [1, 2, 0.0]])
+    accuracy = bp.metrics.CategoricalAccuracy()
+    accuracy.update_state(onehot, scores)
+    assert accuracy.result() == 0.75 and accuracy.name == "accuracy"
+    assert bp.metrics.MeanSquaredError().name == "mse" and bp.metrics.MeanAbsoluteError().name == "mae"
+    fresh = bp.metrics.MeanSquaredError()
+    assert fresh.result() == 0.0
+    fresh.set_state(accuracy.get_state())
+    assert fresh.result() == 0.75
+
+
+def test_function_losses_are_averaged_and_weighted():
+    def squared(y_true, y_pred):
+        return bp.reduce_sum(bp.square(y_pred - y_true), axis=-1)
+
+    loss = bp.losses.get(squared)
+    y, p, w = rng.normal(size=(4, 2)), rng.normal(size=(4, 2)), rng.uniform(size=4)
+    per_example = np.sum((p - y) ** 2, axis=1)
+    assert loss.name == "squared"
+    assert loss(y, p).numpy() == pytest.approx(per_example.mean())
+    assert loss(y, p, sample_weight=w).numpy() == pytest.approx(np.sum(w * per_example) / 4)
+    with pytest.raises(ValueError, match="batch is empty"):
+        loss(np.zeros((0, 2)), np.zeros((0, 2)))

@@ -279,3 +279,23 @@ def test_exclude_from_weight_decay_and_the_lr_alias():
     assert np.array_equal(kernel.numpy(), [0.95, 0.95]) and np.array_equal(bias.numpy(), [1.0, 1.0])
     optimizer.lr = 0.2
     assert optimizer.learning_rate == 0.2 and optimizer.lr == 0.2
+
+
+def test_cosine_decay_with_warmup_against_its_formula():
+    schedule = bp.optimizers.schedules.CosineDecay(0.1, decay_steps=100, alpha=0.2, warmup_target=1.0,
+                                                   warmup_steps=10)
+    assert schedule(0) == pytest.approx(0.1) and schedule(5) == pytest.approx(0.55)
+    assert schedule(10) == pytest.approx(1.0)
+    assert schedule(60) == pytest.approx(0.8 * 0.5 * (1 + math.cos(math.pi * 0.5)) + 0.2)
+    assert schedule(110) == pytest.approx(0.2) and schedule(500) == pytest.approx(0.2)
+
+
+def test_fresh_state_and_iterations_are_required():
+    variable = bp.Variable(np.ones(2), name="fresh")
+    optimizer = bp.optimizers.Adam()
+    optimizer.set_state({"iterations": np.asarray(0)}, [variable])  # saved before any step
+    assert optimizer.iterations == 0 and set(optimizer.get_state()) == {"iterations", "fresh/m", "fresh/v"}
+    with pytest.raises(ValueError, match="missing fresh/m"):
+        bp.optimizers.Adam().set_state({"iterations": np.asarray(3)}, [variable])
+    with pytest.raises(ValueError, match="no 'iterations'"):
+        bp.optimizers.Adam().set_state({}, [variable])

@@ -354,3 +354,71 @@ def test_the_loop_reads_loss_and_metrics_once_per_epoch_not_per_batch(monkeypatc
     x, y = binary_problem(96)
     small_model().fit(x, y, batch_size=8, epochs=2, verbose=0)  # 12 batches per epoch
     assert sorted(reads) == ["accuracy", "accuracy", "loss", "loss"]
+
+
+@pytest.mark.parametrize("monitor, best_first", [("val_loss", "min"), ("loss", "min"), ("val_accuracy", "max"),
+                                                 ("acc", "max"), ("val_auc", "max"), ("precision", "max"),
+                                                 ("recall", "max"), ("mae", "min")])
+def test_auto_mode_picks_the_direction_from_the_name(monitor, best_first):
+    """Keras' rule: accuracy-like names are maximised, everything else minimised."""
+    for callback in (bp.callbacks.EarlyStopping(monitor=monitor), bp.callbacks.ReduceLROnPlateau(monitor=monitor),
+                     bp.callbacks.ModelCheckpoint("unused.bp", monitor=monitor)):
+        assert callback.monitor_op is (np.less if best_first == "min" else np.greater)
+    with pytest.raises(ValueError, match="mode must be"):
+        bp.callbacks.EarlyStopping(mode="largest")
+
+
+def test_callback_messages_and_arguments(tmp_path, capsys):
+    x, y = binary_problem()
+    model = small_model()
+    checkpoint = bp.callbacks.ModelCheckpoint(str(tmp_path / "m-{epoch}.bp"), monitor="loss", verbose=1)
+    stopper = bp.callbacks.EarlyStopping(monitor="val_loss", patience=1, verbose=1)
+    model.fit(x, y, epochs=6, verbose=0, callbacks=[ScriptedLoss([3.0, 2.0, 2.5, 2.6, 1.0, 1.0]), stopper, checkpoint])
+    out = capsys.readouterr().out
+    assert "Epoch 3: early stopping (best epoch 2)" in out  # patience 1: the first epoch without improvement
+    assert f"Epoch 1: saving model to {tmp_path / 'm-1.bp'}" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m-1.bp", "m-2.bp", "m-3.bp"]
+    with pytest.raises(ValueError, match="factor must be < 1"):
+        bp.callbacks.ReduceLROnPlateau(factor=1.0)
+    assert bp.callbacks.ReduceLROnPlateau().min_lr == 0.0
+
+
+def test_csv_logger_appends_when_asked(tmp_path):
+    x, y = binary_problem()
+    path = tmp_path / "log.csv"
+    small_model().fit(x, y, epochs=2, verbose=0, callbacks=[bp.callbacks.CSVLogger(path)])
+    small_model().fit(x, y, epochs=1, verbose=0, callbacks=[bp.callbacks.CSVLogger(path, append=True)])
+    rows = list(csv.reader(open(path, newline="")))
+    assert rows[0] == ["epoch", "accuracy", "loss"] and [r[0] for r in rows[1:]] == ["0", "1", "0"]
+    small_model().fit(x, y, epochs=1, verbose=0, callbacks=[bp.callbacks.CSVLogger(path, separator=";")])
+    assert open(path).read().splitlines()[0] == "epoch;accuracy;loss"
+
+
+def test_terminate_on_nan_says_where_it_stopped():
+    x, y = binary_problem(64)
+    x[40] = np.nan
+    guard = bp.callbacks.TerminateOnNaN()
+    with np.errstate(invalid="ignore"):
+        small_model().fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0, callbacks=[guard])
+    assert guard.stopped_at["epoch"] == 1 and guard.stopped_at["batch"] == 2 and np.isnan(guard.stopped_at["loss"])
+
+
+def test_validation_and_evaluate_errors_name_their_argument():
+    model = small_model()
+    x, y = binary_problem(20)
+    with pytest.raises(TypeError, match="validation x: unsupported dtype"):
+        model.fit(x, y, verbose=0, validation_data=(np.array([["a", "b"]]), [1]))
+    with pytest.raises(TypeError, match="^y: unsupported dtype"):
+        model.evaluate(x, np.array(["a"] * 20), verbose=0)
+    weighted = model.evaluate(x, y, sample_weight=np.arange(20) % 2, verbose=0, return_dict=True)
+    odd = model.evaluate(x[1::2], y[1::2], verbose=0, return_dict=True)
+    assert weighted["accuracy"] == pytest.approx(odd["accuracy"])
+    assert weighted["loss"] == pytest.approx(odd["loss"] / 2)  # sum(w * loss) / batch size
+
+
+def test_predict_runs_in_inference_mode():
+    bp.random.set_seed(0)
+    model = bp.Sequential([bp.layers.Input(shape=(4,)), bp.layers.Dropout(0.5)])
+    x = np.ones((8, 4), dtype=np.float32)
+    assert np.array_equal(model.predict(x), x) and np.array_equal(model.predict(x, batch_size=3), x)
+    assert model.predict(np.ones((0, 4))).shape == (0, 4)
