@@ -293,3 +293,18 @@ def test_new_optimizers_against_keras(name):
                                                                       + np.sin(step)), theirs)])
         our_optimizer.apply_gradients([(2 * ours.numpy() + np.sin(step), ours)])
     np.testing.assert_allclose(ours.numpy(), keras.ops.convert_to_numpy(theirs), rtol=1e-8, atol=1e-12)
+
+
+def test_evaluate_prints_its_result_by_default(capsys):
+    model = small(["accuracy"])
+    x, y = rng.normal(size=(10, 2)), rng.integers(0, 2, 10)
+    loss, accuracy = model.evaluate(x, y)
+    assert capsys.readouterr().out.strip() == f"loss: {loss:.4f} - accuracy: {accuracy:.4f}"
+    model.evaluate(x, y, verbose=0)
+    assert capsys.readouterr().out == ""
+
+
+def test_per_value_weights_weight_each_value_before_the_mean():
+    """One weight per value of y (Keras 3 refuses this shape for elementwise losses; backprop weights each value)."""
+    y, p, w = rng.normal(size=(4, 3)), rng.normal(size=(4, 3)), rng.uniform(size=(4, 3))
+    assert bp.losses.MeanSquaredError()(y, p, sample_weight=w).numpy() == pytest.approx(np.mean(w * (y - p) ** 2))
