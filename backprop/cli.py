@@ -12,6 +12,8 @@ import sys
 import time
 from dataclasses import fields
 
+import numpy
+
 EXAMPLES = {
     "train": """examples:
   backprop train                                  # an MLP on the bundled 8x8 digits
@@ -52,6 +54,7 @@ positive_int = _typed(int, lambda v: v > 0, "a positive integer")
 non_negative_int = _typed(int, lambda v: v >= 0, "a non-negative integer")
 positive_float = _typed(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
 fraction = _typed(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+column_list = _typed(lambda t: [c.strip() for c in t.split(",") if c.strip()], bool, "comma-separated column names")
 layer_sizes = _typed(lambda t: [int(u) for u in t.split(",") if u.strip()], lambda v: v and all(u > 0 for u in v),
                      "comma-separated positive integers, e.g. 128,64")
 
@@ -72,19 +75,29 @@ def build_parser():
     train.add_argument("--target", help="CSV target column, by name or 0-based index (default: the last)")
     train.add_argument("--labels", help="IDX labels file, when --data is an IDX images file")
     train.add_argument("--task", choices=["auto", "classification", "regression"], help="default: inferred")
+    train.add_argument("--features", type=column_list, help="CSV columns to use, e.g. sqft,rooms,city (default: all "
+                                                            "but the target and columns that look like identifiers)")
+    train.add_argument("--drop", type=column_list, help="CSV columns to leave out, e.g. id,name")
+    train.add_argument("--missing", choices=["error", "drop", "mean"],
+                       help="missing cells: an error (default), drop those rows, or fill with the training mean "
+                            "(most frequent category)")
+    train.add_argument("--unseen", choices=["error", "zeros"],
+                       help="a category not seen in training, at predict time: an error (default) or all zeros")
     train.add_argument("--layers", type=layer_sizes, help="hidden layer sizes (default: 256,128)")
     train.add_argument("--activation", help="hidden activation (default: relu)")
-    train.add_argument("--dropout", type=fraction, help="dropout rate after each hidden layer (default: 0.2)")
+    train.add_argument("--dropout", type=fraction, help="dropout rate after each hidden layer (default: 0.2 with "
+                                                        "1,000 training examples or more, else 0)")
     train.add_argument("--optimizer", help="sgd, adam, adamw, adagrad, rmsprop or adadelta (default: adam)")
     train.add_argument("--lr", type=positive_float, help="learning rate (default: 0.001)")
     train.add_argument("--batch-size", type=positive_int, help="examples per gradient step (default: 32)")
     train.add_argument("--epochs", type=non_negative_int, help="maximum passes over the data (default: 60)")
-    train.add_argument("--patience", type=non_negative_int, help="early-stopping patience in epochs (default: 10)")
+    train.add_argument("--patience", type=non_negative_int, help="early-stopping patience in epochs (default: 10 "
+                                                                 "with 1,000 training examples or more, else 30)")
     train.add_argument("--val-split", type=fraction, help="fraction held out for validation (default: 0.2)")
     train.add_argument("--test-split", type=fraction, help="fraction held out for the test score (default: 0.2)")
     train.add_argument("--seed", type=int, help="random seed (default: 0)")
     train.add_argument("--config", help="TOML or YAML file with the same keys (command-line options win)")
-    train.add_argument("--out", help="run folder to write (default: runs/DATA-TIMESTAMP)")
+    train.add_argument("--out", help="run folder to write, its parent folders created (default: runs/DATA-TIMESTAMP)")
     train.add_argument("--force", action="store_true", help="replace an existing run folder (or an interrupted "
                                                             "run's backup)")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run with the same --out "
@@ -158,7 +171,7 @@ def cmd_train(args):
         raise BadInput(str(error)) from None
     name = os.path.splitext(os.path.basename(config.data))[0]
     out = config.out or os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    out = run.prepare_output(out, args.force, create_parent=config.out is None)
+    out = run.prepare_output(out, args.force, create_parent=True)
     try:
         run.check_backup(config, out, args.resume, args.force)
     except ValueError as error:
@@ -168,34 +181,54 @@ def cmd_train(args):
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"training interrupted; a backup is in {run.backup_directory(out)}: continue "
                                 f"with the same command plus --out {os.path.relpath(out)} --resume") from None
-    score = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith("test_"))
+    score = " ".join(f"{k}={v:.6g}" for k, v in metrics.items() if k.startswith("test_"))
     print(f"{score} (epochs run: {metrics['epochs_run']}, best epoch: {metrics['best_epoch']})")
+    print(run.sanity_line(metrics))
     print(f"run folder: {out}")
 
 
-def load_run_folder(path):
-    """(model, preprocessing) of a run folder; predict and evaluate need its scaling statistics."""
-    from backprop.run import PREPROCESSING_FILE, load_run
-    model, preprocessing = load_run(path)
+def model_inputs(model, preprocessing, path, what):
+    """(x, preprocessor or None, y or None) from a CSV, the way the model's preprocessing says."""
+    from backprop.datasets import csv_reader, tabular
+    expected = [c["name"] for c in preprocessing["columns"]] if preprocessing and "columns" in preprocessing else None
+    header, rows = csv_reader.read_table(path, expected_names=expected)
+    cells, lines = [row for _, row in rows], [line for line, _ in rows]
     if preprocessing is None:
-        raise BadInput(f"{path}: no {PREPROCESSING_FILE} beside the model; give the run folder written by "
-                       "backprop train")
-    return model, preprocessing
+        print(f"note: {what} has no preprocessing (it was saved from Python): the columns of {path} are fed to "
+              "it as they are", file=sys.stderr)
+        width = model.example_shape[-1] if model.example_shape else len(cells[0])
+        names = header or [f"column_{i + 1}" for i in range(len(cells[0]))]
+        if len(cells[0]) != width:
+            raise BadInput(f"{path}: {len(cells[0])} columns, but the model takes {width} numbers per example")
+        x = numpy.array([[csv_reader.parse_number(cell, path, line, names[i], i + 1) for i, cell in enumerate(row)]
+                         for line, row in zip(lines, cells)], dtype=numpy.float32)
+        return x, None, header, rows
+    if "columns" not in preprocessing:
+        raise BadInput(f"{what}: its preprocessing.json comes from an older backprop; retrain the run")
+    preprocessor = tabular.Preprocessor.from_dict(preprocessing)
+    x = preprocessor.transform(header, cells, path, preprocessor.missing, lines)
+    return x, preprocessor, header, rows
 
 
 def cmd_predict(args):
-    from backprop.datasets.csv_reader import check_readable, load_features
-    from backprop.datasets.preprocessing import Scaler
-    from backprop.run import predict_labels
-    model, preprocessing = load_run_folder(args.model)
+    from backprop.datasets.csv_reader import check_readable
+    from backprop.run import load_run, predict_labels
+    model, preprocessing = load_run(args.model)
     check_readable(args.input, "input file")
-    x = load_features(args.input, preprocessing["feature_names"], ignore=(preprocessing.get("target"),))
-    x = Scaler.from_dict(preprocessing["scaler"]).transform(x)
-    labels, scores = predict_labels(model, x, preprocessing["task"])
-    classes = preprocessing.get("classes")
-    header = ["prediction"] + ([f"p_{c}" for c in classes] if classes else [])
-    rows = [[classes[int(label)] if classes else f"{label:.6g}"] + ([f"{p:.6f}" for p in score] if classes else [])
-            for label, score in zip(labels, scores)]
+    x, preprocessor, _, _ = model_inputs(model, preprocessing, args.input, args.model)
+    if preprocessor is None:
+        scores = model.predict(x, batch_size=256)
+        header = [f"output_{i}" for i in range(scores.shape[1])]
+        rows = [[f"{v:.6g}" for v in row] for row in scores]
+    else:
+        labels, scores = predict_labels(model, x, preprocessor)
+        classes = preprocessor.classes if preprocessor.task == "classification" else None
+        header = ["prediction"] + ([f"p_{c}" for c in classes] if classes else [])
+        rows = [[classes[int(label)] if classes else f"{label:.6g}"] + ([f"{p:.6f}" for p in score] if classes else [])
+                for label, score in zip(labels, scores)]
+    if not numpy.isfinite(scores).all():
+        raise BadInput(f"{args.input}: the model's outputs are not finite for some rows (values far outside the "
+                       "training data?); nothing was written")
     if args.output:
         from backprop.saving.tensor_file import atomic_write
         import io
@@ -210,21 +243,25 @@ def cmd_predict(args):
 
 def cmd_evaluate(args):
     from backprop import run
-    model, preprocessing = load_run_folder(args.model)
-    config = run.RunConfig(data=args.data, target=args.target or preprocessing.get("target"), task=preprocessing["task"])
-    if args.data in run.bp.datasets.BUNDLED or args.data in run.bp.datasets.TOYS:
-        data = run.load_data(config)
-        x, y = data.x_test, data.y_test
+    from backprop.datasets import csv_reader, tabular
+    model, preprocessing = run.load_run(args.model)
+    if preprocessing is None or "columns" not in preprocessing:
+        raise BadInput(f"{args.model}: no preprocessing in the model file (saved from Python, or by an older backprop): "
+                       "evaluate it in Python with model.evaluate")
+    preprocessor = tabular.Preprocessor.from_dict(preprocessing)
+    config = run.RunConfig(data=args.data, target=args.target or preprocessor.target, task=preprocessor.task)
+    arrays = run.raw_arrays(config)
+    if arrays is not None:
+        x, y = preprocessor.transform_array(arrays[2]), arrays[3]
     else:
-        table = run.bp.datasets.load_csv(args.data, target=config.target, task=config.task,
-                                         classes=preprocessing.get("classes") if preprocessing.get("classes") and
-                                         not all(c.isdigit() for c in preprocessing["classes"]) else None)
-        x, y = table.x, table.y
-    names = preprocessing["feature_names"]
-    if x.shape[1] != len(names):
-        raise BadInput(f"{args.data}: {x.shape[1]} features, but the model was trained on {len(names)}")
-    from backprop.datasets.preprocessing import Scaler
-    metrics = run.evaluate(model, Scaler.from_dict(preprocessing["scaler"]).transform(x), y, preprocessing["task"])
+        x, _, header, rows = model_inputs(model, preprocessing, args.data, args.model)
+        names = header or [f"column_{i + 1}" for i in range(len(rows[0][1]))]
+        target = csv_reader.target_index(config.target, names, args.data)
+        classes = preprocessor.classes if preprocessor.task == "classification" else None
+        if classes and all(c.isdigit() for c in classes):
+            classes = None  # numeric labels are read as numbers
+        y, _, _ = csv_reader.parse_target(rows, target, names[target], args.data, preprocessor.task, classes)
+    metrics = run.evaluate(model, x, y, preprocessor)
     print(json.dumps({k: round(v, 6) for k, v in metrics.items()}, indent=2))
 
 

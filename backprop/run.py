@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy
 
 import backprop as bp
-from backprop.datasets import csv_reader
+from backprop.datasets import csv_reader, tabular
 
 ACTIVATIONS = ["relu", "tanh", "sigmoid", "elu", "gelu", "leaky_relu", "swish", "softplus"]
 PREPROCESSING_FILE = "preprocessing.json"
@@ -25,14 +25,18 @@ class RunConfig:
     target: str = None
     labels: str = None  # IDX labels file, when data is an IDX images file
     task: str = "auto"
+    features: list = None  # CSV columns to use (default: all but the target, dropped and identifier columns)
+    drop: list = field(default_factory=list)
+    missing: str = "error"  # error | drop | mean
+    unseen: str = "error"   # an unseen category at predict time: error | zeros
     layers: list = field(default_factory=lambda: [256, 128])
     activation: str = "relu"
-    dropout: float = 0.2
+    dropout: float = None   # None: 0.2 with 1,000 training examples or more, else 0 (small data underfits with it)
     optimizer: str = "adam"
     lr: float = 1e-3
     batch_size: int = 32
     epochs: int = 60
-    patience: int = 10
+    patience: int = None    # None: 10 with 1,000 training examples or more, else 30
     val_split: float = 0.2
     test_split: float = 0.2
     seed: int = 0
@@ -42,14 +46,19 @@ class RunConfig:
 
 @dataclass
 class Dataset:
+    """Model inputs (already preprocessed), labels, and the Preprocessor that made them."""
     x_train: numpy.ndarray
     y_train: numpy.ndarray
     x_test: numpy.ndarray
     y_test: numpy.ndarray
-    feature_names: list
-    task: str
-    classes: list = None
-    target: str = None
+    preprocessor: tabular.Preprocessor
+    notices: list = field(default_factory=list)
+    raw_train: numpy.ndarray = None  # raw numeric features, for the decision-boundary plot
+
+    task = property(lambda self: self.preprocessor.task)
+    classes = property(lambda self: self.preprocessor.classes)
+    target = property(lambda self: self.preprocessor.target)
+    feature_names = property(lambda self: self.preprocessor.feature_names)
 
 
 class NonFiniteLoss(RuntimeError):
@@ -58,40 +67,106 @@ class NonFiniteLoss(RuntimeError):
 
 def load_data(config):
     """The named bundled/toy dataset or the user's CSV/IDX file, split into train and test."""
+    arrays = raw_arrays(config)
+    return _from_arrays(*arrays) if arrays is not None else _from_csv(config)
+
+
+def raw_arrays(config):
+    """(x_train, y_train, x_test, y_test, names, classes, target) of bundled, toy or IDX data; None for a CSV."""
     name = config.data
     if name in bp.datasets.BUNDLED:
         (x_train, y_train), (x_test, y_test) = bp.datasets.BUNDLED[name](test_size=config.test_split, seed=config.seed)
-        return Dataset(x_train, y_train, x_test, y_test, [f"pixel_{i}" for i in range(x_train.shape[1])],
-                       "classification", [str(c) for c in range(10)], "digit")
+        return x_train, y_train, x_test, y_test, [f"pixel_{i}" for i in range(x_train.shape[1])], \
+            [str(c) for c in range(10)], "digit"
     if name in bp.datasets.TOYS:
         x, y = bp.datasets.TOYS[name](seed=config.seed) if name != "pass_fail" else bp.datasets.pass_fail(seed=config.seed)
         names = ["lectures", "project_hours"] if name == "pass_fail" else ["x1", "x2"]
-        return _split(x, y, names, "classification", None, "label", config)
+        return (*_split_arrays(x, y, "classification", config), names, None, "label")
     if not os.path.exists(name) and os.sep not in name and "." not in name:
         raise csv_reader.DataError(f"unknown dataset '{name}'; valid: {', '.join(bp.datasets.NAMES)} or a CSV file path")
     if config.labels:
         x, y = bp.datasets.load_idx(name, config.labels)
-        return _split(x, y, [f"pixel_{i}" for i in range(x.shape[1])], "classification", None, "label", config)
-    table = bp.datasets.load_csv(name, target=config.target, task=config.task)
-    return _split(table.x, table.y, table.feature_names, table.task, table.classes, table.target, config)
+        return (*_split_arrays(x, y, "classification", config), [f"pixel_{i}" for i in range(x.shape[1])], None,
+                "label")
+    return None
 
 
-def _split(x, y, names, task, classes, target, config):
-    stratify = task == "classification" and numpy.bincount(y).min() >= 2
+def _split_arrays(x, y, task, config):
+    stratify = task == "classification" and numpy.unique(y, return_counts=True)[1].min() >= 2
     x_train, x_test, y_train, y_test = bp.datasets.train_test_split(x, y, config.test_split, config.seed, stratify)
-    if task == "classification" and classes is None:
-        classes = [str(c) for c in range(int(y.max()) + 1)]
-    return Dataset(x_train, y_train, x_test, y_test, list(names), task, classes, target)
+    return x_train, y_train, x_test, y_test
 
 
-def build_model(config, n_features, data):
+def _from_arrays(x_train, y_train, x_test, y_test, names, classes, target):
+    if classes is None:
+        classes = [str(c) for c in range(int(max(y_train.max(), y_test.max())) + 1)]
+    preprocessor = tabular.Preprocessor.for_arrays(x_train, names, target, "classification", classes)
+    return Dataset(preprocessor.transform_array(x_train), y_train, preprocessor.transform_array(x_test), y_test,
+                   preprocessor, raw_train=x_train)
+
+
+def _from_csv(config):
+    """A user's table: columns chosen and encoded (see datasets.tabular), statistics from the training rows."""
+    path = config.data
+    header, rows = csv_reader.read_table(path)
+    names = header or [f"column_{i + 1}" for i in range(len(rows[0][1]))]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise csv_reader.DataError(f"{path}: the header names column(s) {', '.join(duplicates)} more than once")
+    target = csv_reader.target_index(config.target, names, path)
+    notices = []
+    cells = [row for _, row in rows]
+    chosen = tabular.choose_columns(names, cells, target, config.features, config.drop, notices, path)
+    if config.missing == "drop":
+        rows = [(line, row) for line, row in rows if not any(tabular.is_missing(row[i]) for i in chosen + [target])]
+        if not rows:
+            raise csv_reader.DataError(f"{path}: no rows left after dropping rows with missing values")
+    elif config.missing == "error":  # name the first missing cell before anything else can go wrong
+        for line, row in rows:
+            missing = next((i for i in chosen if tabular.is_missing(row[i])), None)
+            if missing is not None:
+                raise csv_reader.DataError(f"{path}:{line}: column '{names[missing]}' ({missing + 1}): missing value "
+                                           "(--missing drop or --missing mean handles it)")
+    y, classes, task = csv_reader.parse_target(rows, target, names[target], path, config.task)
+    if len(rows) < 5:
+        for i in chosen:  # report a bad cell before the size
+            tabular.numeric_column(names[i], i, [row[i] for _, row in rows], path, [line for line, _ in rows])
+        raise csv_reader.DataError(f"{path}: {len(rows)} data row(s): too few to train and test on (at least 5)")
+    index_train, y_train, index_test, y_test = _split_arrays(numpy.arange(len(rows)), y, task, config)
+    cells, lines = [row for _, row in rows], [line for line, _ in rows]
+    preprocessor = tabular.Preprocessor.fit(names, cells, target, task, index_train, chosen, config.unseen, path,
+                                            lines)
+    if task == "classification" and len(numpy.unique(y)) < 2:
+        raise csv_reader.DataError(f"{path}: column '{names[target]}' has a single class; classification needs at "
+                                   "least 2 classes")
+    preprocessor.missing = config.missing
+    if task == "classification":
+        preprocessor.classes = classes or [str(c) for c in range(int(y.max()) + 1)]
+    preprocessor.fit_target(y_train)
+    x = preprocessor.transform(names, cells, path, config.missing, lines)
+    raw = None
+    if preprocessor.numeric and len(chosen) == 2:
+        raw = numpy.array([[float(cells[i][c]) for c in chosen] for i in index_train])
+    return Dataset(x[index_train], y_train, x[index_test], y_test, preprocessor, notices, raw)
+
+
+def small_data_defaults(config, n_train):
+    """(dropout, patience): what was given, else what suits the data's size. On a few hundred examples
+    dropout 0.2 and patience 10 on a tiny validation set stop training with an almost linear model."""
+    large = n_train >= 1000
+    dropout = config.dropout if config.dropout is not None else (0.2 if large else 0.0)
+    patience = config.patience if config.patience is not None else (10 if large else 30)
+    return dropout, patience
+
+
+def build_model(config, n_features, data, dropout):
     """An MLP: the hidden layers, dropout after each, and a head fitting the task."""
     bp.random.set_seed(config.seed)
     layers = [bp.layers.Input(shape=(n_features,))]
     for units in config.layers:
         layers.append(bp.layers.Dense(units, activation=config.activation))
-        if config.dropout:
-            layers.append(bp.layers.Dropout(config.dropout))
+        if dropout:
+            layers.append(bp.layers.Dropout(dropout))
     if data.task == "regression":
         head, loss, metrics = 1, "mse", ["mae"]
     elif len(data.classes) == 2:
@@ -103,14 +178,20 @@ def build_model(config, n_features, data):
     return model
 
 
-def describe(config, data, model):
-    """One line saying what is about to be trained on what."""
+def describe(config, data, model, dropout, patience):
+    """What is about to be trained on what (a line, plus notices about dropped columns and small data)."""
     kind = (f"{len(data.classes)} classes" if data.task == "classification" else "regression")
     sizes = "-".join(str(n) for n in [data.x_train.shape[1], *config.layers, model.layers[-1].units])
-    return (f"{config.data}: {len(data.x_train):,} training / {len(data.x_test):,} test examples, "
-            f"{data.x_train.shape[1]} features, {kind}; MLP {sizes} ({config.activation}, dropout {config.dropout:g}, "
-            f"{model.count_params():,} parameters), {config.optimizer} lr {config.lr:g}, batch {config.batch_size}, "
-            f"up to {config.epochs} epochs with early stopping (patience {config.patience})")
+    lines = data.notices + [
+        f"{config.data}: {len(data.x_train):,} training / {len(data.x_test):,} test examples, "
+        f"{data.x_train.shape[1]} features, {kind}; MLP {sizes} ({config.activation}, dropout {dropout:g}, "
+        f"{model.count_params():,} parameters), {config.optimizer} lr {config.lr:g}, batch {config.batch_size}, "
+        f"up to {config.epochs} epochs with early stopping (patience {patience})"]
+    n_val = int(len(data.x_train) * config.val_split)
+    if 0 < n_val < 100:
+        lines.append(f"validation: {n_val} examples (few: early stopping follows a noisy signal; --val-split "
+                     "sets the fraction)")
+    return "\n".join(lines)
 
 
 def check_config(config):
@@ -122,6 +203,10 @@ def check_config(config):
         raise ValueError(f"unknown task '{config.task}'; valid: auto, classification, regression")
     if not config.layers or any(int(u) != u or u <= 0 for u in config.layers):
         raise ValueError(f"--layers needs positive integers, got {config.layers}")
+    if config.missing not in tabular.MISSING_CHOICES:
+        raise ValueError(f"unknown --missing '{config.missing}'; valid: {', '.join(tabular.MISSING_CHOICES)}")
+    if config.unseen not in ("error", "zeros"):
+        raise ValueError(f"unknown --unseen '{config.unseen}'; valid: error, zeros")
 
 
 def prepare_output(out, force=False, create_parent=False):
@@ -168,33 +253,36 @@ def check_backup(config, out, resume, force):
 def train(config, out, verbose=1):
     """Train and write the run folder; returns the metrics dict. Backs up every epoch beside ``out``."""
     data = load_data(config)
-    x_train, scaler = bp.datasets.standardize(data.x_train)
-    x_test = scaler.transform(data.x_test)
-    model = build_model(config, x_train.shape[1], data)
+    preprocessor = data.preprocessor
+    dropout, patience = small_data_defaults(config, len(data.x_train))
+    model = build_model(config, data.x_train.shape[1], data, dropout)
     if verbose:
-        print(describe(config, data, model))
-    stopper = bp.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
+        print(describe(config, data, model, dropout, patience))
+    else:
+        for notice in data.notices:  # a dropped column is always worth a line
+            print(notice)
+    stopper = bp.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
     backup = bp.callbacks.BackupAndRestore(backup_directory(out))
     os.makedirs(backup.directory, exist_ok=True)
     _write_json(os.path.join(backup.directory, "config.json"), asdict(config))
     nan_guard = bp.callbacks.TerminateOnNaN()
     with numpy.errstate(all="ignore"):  # a diverging run is reported below, not as NumPy warnings
-        history = model.fit(x_train, data.y_train, batch_size=config.batch_size, epochs=config.epochs,
-                            validation_split=config.val_split, verbose=verbose,
+        history = model.fit(data.x_train, preprocessor.scale_target(data.y_train), batch_size=config.batch_size,
+                            epochs=config.epochs, validation_split=config.val_split, verbose=verbose,
                             callbacks=[stopper, nan_guard, backup])
     shutil.rmtree(backup.directory, ignore_errors=True)
     if nan_guard.stopped_at is not None:
         at = nan_guard.stopped_at
         raise NonFiniteLoss(f"the loss became {at['loss']} at epoch {at['epoch']}, batch {at['batch']}; nothing "
                             f"was written (try a smaller --lr than {config.lr:g})")
-    losses = history.history.get("loss", [])
-    metrics = evaluate(model, x_test, data.y_test, data.task)
-    metrics.update(epochs_run=len(losses), best_epoch=stopper.best_epoch + 1,
-                   stopped_early=bool(stopper.stopped_epoch), n_train=len(x_train), n_test=len(x_test))
+    model.preprocessing = preprocessor.to_dict()
+    metrics = evaluate(model, data.x_test, data.y_test, preprocessor)
+    metrics.update(baseline(data), epochs_run=len(history.history.get("loss", [])), best_epoch=stopper.best_epoch + 1,
+                   stopped_early=bool(stopper.stopped_epoch), n_train=len(data.x_train), n_test=len(data.x_test))
     os.makedirs(os.path.dirname(out), exist_ok=True)
     staging = tempfile.mkdtemp(dir=os.path.dirname(out), prefix=".run-")
     try:
-        write_run(staging, model, scaler, data, config, history, stopper, metrics, x_test)
+        write_run(staging, model, data, config, history, stopper, metrics)
         if os.path.exists(out):
             shutil.rmtree(out)
         os.replace(staging, out)
@@ -204,17 +292,43 @@ def train(config, out, verbose=1):
     return metrics
 
 
-def evaluate(model, x, y, task):
-    loss, *rest = model.evaluate(x, y, batch_size=256, verbose=0) if model.compiled_metrics else \
-        [model.evaluate(x, y, verbose=0)]
-    key = "test_mae" if task == "regression" else "test_accuracy"
-    return {"test_loss": float(loss), key: float(rest[0])} if rest else {"test_loss": float(loss)}
+def evaluate(model, x, y, preprocessor):
+    """Test metrics in the target's own units: accuracy and cross-entropy, or MAE and MSE."""
+    if preprocessor.task == "regression":
+        predictions = preprocessor.unscale_target(model.predict(x, batch_size=256)[:, 0])
+        error = predictions - numpy.asarray(y, numpy.float64)
+        return {"test_loss": float(numpy.mean(error ** 2)), "test_mae": float(numpy.mean(numpy.abs(error)))}
+    loss, accuracy = model.evaluate(x, y, batch_size=256, verbose=0)
+    return {"test_loss": float(loss), "test_accuracy": float(accuracy)}
 
 
-def predict_labels(model, x, task):
+def baseline(data):
+    """What predicting without the features scores on the test set: the training mean (regression, MAE) or
+    the most frequent training class (accuracy)."""
+    if data.task == "regression":
+        return {"baseline_mae": float(numpy.mean(numpy.abs(data.y_test - numpy.mean(data.y_train))))}
+    majority = numpy.bincount(data.y_train).argmax()
+    return {"baseline_accuracy": float(numpy.mean(data.y_test == majority))}
+
+
+def sanity_line(metrics):
+    """The model's test score beside the baseline's, with a warning when it does not beat it."""
+    if "test_mae" in metrics:
+        ours, theirs, better = metrics["test_mae"], metrics["baseline_mae"], metrics["test_mae"] < metrics["baseline_mae"]
+        line = f"test_mae={ours:.6g} against {theirs:.6g} for always predicting the training mean"
+    else:
+        ours, theirs = metrics["test_accuracy"], metrics["baseline_accuracy"]
+        better = ours > theirs
+        line = f"test_accuracy={ours:.4f} against {theirs:.4f} for always predicting the most frequent class"
+    return line if better else f"warning: the model does not beat the baseline: {line}"
+
+
+def predict_labels(model, x, preprocessor):
+    """(labels or values, per-class probabilities or values) for model inputs."""
     scores = model.predict(x, batch_size=256)
-    if task == "regression":
-        return scores[:, 0], scores
+    if preprocessor.task == "regression":
+        values = preprocessor.unscale_target(scores[:, 0])
+        return values, values[:, None]
     if scores.shape[1] == 1:
         p = 1 / (1 + numpy.exp(-numpy.clip(scores[:, 0], -60, 60)))
         return (p > 0.5).astype(int), numpy.stack([1 - p, p], axis=1)
@@ -222,11 +336,9 @@ def predict_labels(model, x, task):
     return scores.argmax(axis=1), e / e.sum(axis=1, keepdims=True)
 
 
-def write_run(folder, model, scaler, data, config, history, stopper, metrics, x_test):
-    model.save(os.path.join(folder, "model.bp"))
-    preprocessing = {"feature_names": data.feature_names, "target": data.target, "task": data.task,
-                     "classes": data.classes, "scaler": scaler.to_dict()}
-    _write_json(os.path.join(folder, PREPROCESSING_FILE), preprocessing)
+def write_run(folder, model, data, config, history, stopper, metrics):
+    model.save(os.path.join(folder, "model.bp"))  # carries its preprocessing: the file alone predicts
+    _write_json(os.path.join(folder, PREPROCESSING_FILE), model.preprocessing)
     _write_json(os.path.join(folder, "metrics.json"), metrics)
     _write_json(os.path.join(folder, "config.json"), asdict(config))
     with open(os.path.join(folder, "history.csv"), "w", newline="") as handle:
@@ -236,10 +348,10 @@ def write_run(folder, model, scaler, data, config, history, stopper, metrics, x_
         for epoch in range(len(history.history.get("loss", []))):
             writer.writerow([epoch + 1] + [history.history[k][epoch] for k in keys])
     if config.plots:
-        write_plots(folder, model, scaler, data, history, stopper, x_test)
+        write_plots(folder, model, data, history, stopper)
 
 
-def write_plots(folder, model, scaler, data, history, stopper, x_test):
+def write_plots(folder, model, data, history, stopper):
     try:
         from backprop import plot
         from backprop.plot.figure import save
@@ -247,11 +359,12 @@ def write_plots(folder, model, scaler, data, history, stopper, x_test):
         return
     save(plot.history(history, stopper), os.path.join(folder, "curves.png"))
     if data.task == "classification":
-        labels, _ = predict_labels(model, x_test, data.task)
+        labels, _ = predict_labels(model, data.x_test, data.preprocessor)
         save(plot.confusion_matrix(data.y_test, labels, data.classes), os.path.join(folder, "confusion.png"))
-    if data.x_train.shape[1] == 2:
-        save(plot.decision_boundary(model, data.x_train, data.y_train, transform=scaler.transform,
-                                    feature_names=data.feature_names), os.path.join(folder, "boundary.png"))
+    if data.raw_train is not None and data.raw_train.shape[1] == 2:
+        names = [c["name"] for c in data.preprocessor.columns]
+        save(plot.decision_boundary(model, data.raw_train, data.y_train, transform=data.preprocessor.transform_array,
+                                    feature_names=names), os.path.join(folder, "boundary.png"))
 
 
 def _write_json(path, value):
@@ -261,14 +374,15 @@ def _write_json(path, value):
 
 
 def load_run(model_path):
-    """(model, preprocessing) from a run folder or a model file inside one."""
+    """(model, preprocessing dict or None) from a run folder or a model file. The preprocessing comes from the
+    model file itself, else from a preprocessing.json beside it (runs written before it travelled inside)."""
     folder = model_path if os.path.isdir(model_path) else os.path.dirname(os.path.abspath(model_path))
     model_file = os.path.join(folder, "model.bp") if os.path.isdir(model_path) else model_path
     csv_reader.check_readable(model_file, "model file")
     model = bp.models.load_model(model_file)
+    preprocessing = getattr(model, "preprocessing", None)
     preprocessing_path = os.path.join(folder, PREPROCESSING_FILE)
-    preprocessing = None
-    if os.path.exists(preprocessing_path):
+    if preprocessing is None and os.path.exists(preprocessing_path):
         try:
             with open(preprocessing_path) as handle:
                 preprocessing = json.load(handle)

@@ -134,7 +134,6 @@ def test_unknown_target_and_missing_file(empty_dir):
     (["--lr", "nan"], "argument --lr: invalid value: 'nan'"),
     (["--dropout", "1.5"], "argument --dropout: invalid value: '1.5'"),
     (["--val-split", "1.0"], "argument --val-split: invalid value: '1.0'"),
-    (["--out", "no/such/dir/run"], "does not exist"),
 ])
 def test_bad_options(empty_dir, args, message):
     before = sorted(p.name for p in empty_dir.iterdir())
@@ -150,7 +149,7 @@ def test_predict_checks_feature_count(trained_run, empty_dir):
     write_csv(empty_dir / "new.csv", ["1,2", "3,4"], header="x1,x2")
     before = sorted(p.name for p in empty_dir.iterdir())
     assert_bad_input(backprop("predict", trained_run, "--input", "new.csv", "--output", "p.csv", cwd=empty_dir),
-                     "2 feature columns, but the model was trained on 3", empty_dir, before)
+                     "new.csv: missing column(s) x3; the model was trained on x1, x2, x3", empty_dir, before)
 
 
 def test_corrupted_model_file(trained_run, empty_dir):
@@ -203,3 +202,103 @@ def test_ctrl_c_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert all(np.array_equal(u, v) for u, v in zip(a, b))
     assert (tmp_path / "straight" / "history.csv").read_text() == (tmp_path / "run" / "history.csv").read_text()
     assert not (tmp_path / "run.backup").exists()
+
+
+# --- issue #20: real tables ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def houses(workdir):
+    """A houses table as users have them: an id, a text code per row, a city, gaps, prices in the 100,000s."""
+    rng = np.random.default_rng(0)
+    n = 300
+    sqft, rooms = rng.uniform(50, 250, n), rng.integers(1, 7, n)
+    city = rng.choice(["Paris", "Lyon", "Nice"], n)
+    price = 1500 * sqft + 10000 * rooms + np.select([city == "Paris", city == "Lyon"], [120000, 40000], 0) \
+        + rng.normal(0, 15000, n)
+    lines = [f"{1000 + i},{'' if i % 40 == 7 else f'{sqft[i]:.1f}'},{rooms[i]},{city[i]},C{i:04d},{price[i]:.0f}"
+             for i in range(n)]
+    path = write_csv(workdir / "houses.csv", lines, header="id,sqft,rooms,city,code,price")
+    return path, float(np.mean(np.abs(price - price.mean())))
+
+
+def test_a_real_table_trains_in_its_own_units(houses, workdir):
+    path, spread = houses
+    result = backprop("train", "--data", path, "--target", "price", "--task", "regression", "--missing", "mean",
+                      "--quiet", "--out", workdir / "runs" / "price", cwd=workdir)  # runs/ does not exist yet
+    assert result.returncode == 0, result.stderr
+    assert "dropped column 'id'" in result.stdout and "dropped column 'code'" in result.stdout
+    assert "for always predicting the training mean" in result.stdout and "warning" not in result.stdout
+    metrics = json.loads((workdir / "runs" / "price" / "metrics.json").read_text())
+    assert metrics["test_mae"] < 0.4 * metrics["baseline_mae"] and metrics["baseline_mae"] > 0.5 * spread
+    preprocessing = json.loads((workdir / "runs" / "price" / "preprocessing.json").read_text())
+    assert preprocessing["feature_names"] == ["sqft", "rooms", "city=Lyon", "city=Nice", "city=Paris"]
+
+
+def test_missing_values_name_the_flag(houses, empty_dir):
+    path, _ = houses
+    result = backprop("train", "--data", path, "--target", "price", "--out", "run", cwd=empty_dir)
+    assert result.returncode == 2 and "column 'sqft' (2): missing value (--missing drop or --missing mean" in \
+        result.stderr
+
+
+def test_the_model_file_alone_predicts_raw_rows(houses, workdir, empty_dir):
+    path, _ = houses
+    run = workdir / "runs" / "price"
+    if not run.exists():
+        test_a_real_table_trains_in_its_own_units(houses, workdir)
+    (empty_dir / "alone.bp").write_bytes((run / "model.bp").read_bytes())
+    rows = path.read_text().splitlines()
+    (empty_dir / "new.csv").write_text("\n".join(line.rsplit(",", 1)[0] for line in rows[:6]) + "\n")
+    result = backprop("predict", "alone.bp", "--input", "new.csv", cwd=empty_dir)
+    assert result.returncode == 0, result.stderr
+    predictions = [float(v) for v in result.stdout.split()[1:]]
+    truth = [float(line.rsplit(",", 1)[1]) for line in rows[1:6]]
+    assert len(predictions) == 5 and np.mean(np.abs(np.subtract(predictions, truth))) < 60000
+    (empty_dir / "renamed.csv").write_text("x,y,z\n1,2,3\n")
+    result = backprop("predict", "alone.bp", "--input", "renamed.csv", cwd=empty_dir)
+    assert result.returncode == 2 and "missing column(s) sqft, rooms, city" in result.stderr
+    (empty_dir / "unseen.csv").write_text("sqft,rooms,city\n100,3,Marseille\n")
+    result = backprop("predict", "alone.bp", "--input", "unseen.csv", cwd=empty_dir)
+    assert result.returncode == 2 and "category 'Marseille' was not seen in training" in result.stderr
+    (empty_dir / "positional.csv").write_text("100,3,Paris\n")  # no header: by position
+    assert backprop("predict", "alone.bp", "--input", "positional.csv", cwd=empty_dir).returncode == 0
+
+
+def test_features_and_drop_choose_the_columns(houses, empty_dir):
+    path, _ = houses
+    result = backprop("train", "--data", path, "--target", "price", "--features", "sqft,rooms", "--missing", "drop",
+                      "--epochs", "2", "--quiet", "--no-plots", "--out", "a", cwd=empty_dir)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((empty_dir / "a" / "preprocessing.json").read_text())["feature_names"] == ["sqft", "rooms"]
+    result = backprop("train", "--data", path, "--target", "price", "--drop", "city,nope", "--out", "b", cwd=empty_dir)
+    assert result.returncode == 2 and "no column named nope" in result.stderr
+
+
+def test_a_model_saved_from_python_predicts_prepared_numbers(empty_dir):
+    model = bp.Sequential([bp.layers.Input(shape=(2,)), bp.layers.Dense(1)])
+    model.save(empty_dir / "plain.bp")
+    (empty_dir / "numbers.csv").write_text("a,b\n1,2\n3,4\n")
+    result = backprop("predict", "plain.bp", "--input", "numbers.csv", cwd=empty_dir)
+    assert result.returncode == 0 and "no preprocessing" in result.stderr
+    expected = model.predict(np.array([[1.0, 2.0], [3.0, 4.0]]))[:, 0]
+    assert [float(v) for v in result.stdout.split()[1:]] == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_constant_column_is_scaled_by_one(empty_dir):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(60, 2))
+    rows = [f"{a:.3f},{b:.3f},0,{int(a + b > 0)}" for a, b in x]
+    write_csv(empty_dir / "c.csv", rows, header="a,b,edge,label")
+    result = backprop("train", "--data", "c.csv", "--epochs", "3", "--quiet", "--no-plots", "--out", "run",
+                      cwd=empty_dir)
+    assert result.returncode == 0, result.stderr
+    columns = json.loads((empty_dir / "run" / "preprocessing.json").read_text())["columns"]
+    assert columns[2]["name"] == "edge" and columns[2]["scale"] == 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("data, floor", [("moons", 0.95), ("circles", 0.95), ("digits", 0.97)])
+def test_readme_examples_reach_what_the_data_allows(tmp_path, data, floor):
+    args = ["--layers", "16,16", "--lr", "0.01", "--epochs", "200"] if data != "digits" else []
+    result = backprop("train", "--data", data, *args, "--quiet", "--out", f"runs/{data}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "runs" / data / "metrics.json").read_text())["test_accuracy"] >= floor

@@ -63,7 +63,7 @@ def test_csv_reading_variants(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("a,b,age\n1,2,3\n1,2,3\n1,2,3\n4,5,\n", "data.csv:5: column 'age' (3): missing value"),
+    ("a,b,age\n1,2,3\n1,2,3\n1,2,3\n4,5,\n", "data.csv:5: column 'age' (3): missing target value"),
     ("a,x2,c\n" + "1,2,0\n" * 7 + "1,abc,0\n", "data.csv:9: column 'x2' (2): cannot parse 'abc' as a number"),
     ("a,b,c,d,e\n" + "1,2,3,4,5\n" * 5 + "1,2,3,4\n", "data.csv:7: 4 fields, expected 5 (from header)"),
     ("", "no data rows"),

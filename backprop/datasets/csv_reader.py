@@ -68,6 +68,40 @@ def _has_header(first_row):
     return any(not NUMBER.match(cell) for cell in first_row)
 
 
+def read_table(path, delimiter=None, expected_names=None):
+    """(header, rows): the header's names (None when the first row is data) and the data rows as
+    (line number, cells), every row checked to have the same number of fields. The first row is a
+    header when it holds all of ``expected_names``, or, without them, when any cell is not a number."""
+    path = os.fspath(path)
+    rows = read_rows(path, delimiter)
+    if not rows:
+        raise DataError(f"{path}: no data rows (the file is empty)")
+    first = rows[0][1]
+    is_header = set(expected_names) <= set(first) if expected_names else _has_header(first)
+    if expected_names and not is_header and _has_header(first) and not any(NUMBER.match(c) for c in first):
+        is_header = True  # a header with other names: reported by the caller, which knows the names
+    header = first if is_header else None
+    rows = rows[1:] if header is not None else rows
+    if not rows:
+        raise DataError(f"{path}: no data rows (only a header)")
+    width = len(header) if header is not None else len(rows[0][1])
+    for line, cells in rows:
+        if len(cells) != width:
+            raise DataError(f"{path}:{line}: {len(cells)} fields, expected {width}"
+                            f"{' (from header)' if header is not None else ''}")
+    return header, rows
+
+
+def target_index(target, names, path):
+    """The target column's index from a name or a (command-line) index; the last column by default."""
+    return _target_index(target, names, path)
+
+
+def parse_target(rows, index, name, path, task, classes=None):
+    """(y, classes, task) from the target cells of ``rows`` ((line, cells) pairs)."""
+    return _target(rows, index, name, path, task, classes)
+
+
 def load_csv(path, target=None, delimiter=None, header="auto", missing="error", task="auto", classes=None):
     """Read ``path`` into a Table. ``target`` is a column name or index (default: the last column).
 
@@ -120,7 +154,8 @@ def _target(rows, index, name, path, task, classes):
     cells = [(line, row[index]) for line, row in rows]
     for line, cell in cells:
         if cell.lower() in MISSING:
-            raise DataError(f"{path}:{line}: column '{name}' ({index + 1}): missing value")
+            raise DataError(f"{path}:{line}: column '{name}' ({index + 1}): missing target value "
+                            "(--missing drop drops such rows)")
     numeric = all(NUMBER.match(cell) for _, cell in cells)
     if classes is not None or not numeric:
         if task == "regression":

@@ -27,6 +27,7 @@ class Model(Layer):
         self.loss = None
         self.stop_training = False
         self.history = None
+        self.preprocessing = None  # how raw table rows become inputs, when backprop train made the model
         self._metric_specs = []
 
     # --- building -------------------------------------------------------------------

@@ -46,6 +46,8 @@ def _metadata(model, kind):
         compile_config = model.get_compile_config() if hasattr(model, "get_compile_config") else None
         if compile_config is not None:
             metadata["compile_config"] = json.dumps(compile_config)
+        if getattr(model, "preprocessing", None) is not None:  # how raw rows become inputs (backprop train)
+            metadata["preprocessing"] = json.dumps(model.preprocessing)
     return metadata
 
 
@@ -95,6 +97,11 @@ def load_model(path, custom_objects=None, allow_nonfinite=False, compile=True): 
         raise FileFormatError(f"{path}: malformed model config ({error})") from None
     model = _rebuild(cls, config, shape, custom_objects, path)
     _assign(model, tensors, path)
+    if "preprocessing" in metadata:
+        try:
+            model.preprocessing = json.loads(metadata["preprocessing"])
+        except json.JSONDecodeError as error:
+            raise FileFormatError(f"{path}: malformed preprocessing ({error})") from None
     if compile and "compile_config" in metadata:
         try:
             model.compile_from_config(json.loads(metadata["compile_config"]))

@@ -1,0 +1,252 @@
+"""From a user's table of text cells to the numbers a network trains on, and back for predictions.
+
+A Preprocessor decides, once, what each column is: a numeric feature (standardised; a column
+constant in training gets scale 1, as scikit-learn's StandardScaler), a categorical one (one-hot,
+categories remembered), an identifier (dropped, with a notice), or the target (classes, or for
+regression a standardised value mapped back for predictions). Its statistics come from the
+training rows only. ``to_dict``/``from_dict`` carry all of it inside a model file, so the file
+alone turns raw rows into predictions.
+"""
+import re
+
+import numpy
+
+from backprop.datasets.csv_reader import MISSING, NUMBER, DataError, parse_number
+
+NUMBERISH = re.compile(r"^[+-]?(inf(inity)?|nan|0x[0-9a-f]+|[\d_.]+([eE][+-]?[\d_]+)?)$", re.IGNORECASE)
+IDENTIFIER_NAME = re.compile(r"^(id|.*[_\- ]id|.*ID|index|uuid|key|row(_?num(ber)?)?)$", re.IGNORECASE)
+MISSING_CHOICES = ("error", "drop", "mean")
+
+
+def is_missing(cell):
+    return cell.lower() in MISSING
+
+
+class Preprocessor:
+    """What each column is and the statistics that turn it into numbers; see the module docstring."""
+
+    def __init__(self, columns, target, task, classes=None, target_scale=None, unseen="error", positions=None,
+                 width=None):
+        self.columns = columns        # [{"name", "kind": numeric|categorical, "shift", "scale" | "categories", "fill"}]
+        self.target, self.task, self.classes = target, task, classes
+        self.target_scale = target_scale  # (shift, scale) of a regression target
+        self.unseen = unseen
+        self.positions = positions or list(range(len(columns)))  # column positions in the training file
+        self.width = width or len(columns)
+        self.missing = "error"  # how missing cells were handled in training: predictions do the same
+
+    # --- deciding and fitting -----------------------------------------------------------------------
+    @classmethod
+    def fit(cls, names, rows, target_index, task, train, chosen, unseen="error", path="data", lines=None):
+        """Columns ``chosen`` (indices, see choose_columns) with statistics from the rows in ``train``."""
+        lines = lines or list(range(1, len(rows) + 1))
+        numeric = [numeric_column(names[i], i, [row[i] for row in rows], path, lines) for i in chosen]
+        columns = []
+        for index, is_numeric in zip(chosen, numeric):
+            cells = [row[index] for row in rows]
+            train_cells = [cells[i] for i in train]
+            present = [c for c in train_cells if not is_missing(c)]
+            if is_numeric:
+                values = numpy.array([parse_number(c, path, 0, names[index], index + 1) for c in present])
+                if not len(values):
+                    raise DataError(f"{path}: column '{names[index]}' has no values in the training rows")
+                mean, std = float(values.mean()), float(values.std())
+                columns.append({"name": names[index], "kind": "numeric", "shift": mean, "scale": std if std > 0 else 1.0,
+                                "fill": mean})
+            else:  # categories from every row (their names, not statistics); the fill from the training rows
+                categories = sorted({c for c in cells if not is_missing(c)})
+                fill = max(set(present), key=present.count) if present else None
+                columns.append({"name": names[index], "kind": "categorical", "categories": categories, "fill": fill})
+        if not columns:
+            raise DataError(f"{path}: no feature columns left (the table has only the target"
+                            f"{' and dropped columns' if len(names) > 1 else ''})")
+        return cls(columns, names[target_index], task, unseen=unseen, positions=list(chosen), width=len(names))
+
+    @classmethod
+    def for_arrays(cls, x_train, names, target, task, classes=None):
+        """All-numeric columns from an array (bundled and toy data): standardised, constant columns scale 1."""
+        x = numpy.asarray(x_train, dtype=numpy.float64)
+        mean, std = x.mean(axis=0), x.std(axis=0)
+        columns = [{"name": name, "kind": "numeric", "shift": float(m), "scale": float(s) if s > 0 else 1.0,
+                    "fill": float(m)} for name, m, s in zip(names, mean, std)]
+        return cls(columns, target, task, classes)
+
+    def transform_array(self, x):
+        """Standardise an all-numeric array laid out like the columns."""
+        shift = numpy.array([c["shift"] for c in self.columns])
+        scale = numpy.array([c["scale"] for c in self.columns])
+        return ((numpy.asarray(x, numpy.float64) - shift) / scale).astype(numpy.float32)
+
+    @property
+    def numeric(self):
+        return all(column["kind"] == "numeric" for column in self.columns)
+
+    def fit_target(self, y_train):
+        if self.task == "regression":
+            y = numpy.asarray(y_train, dtype=numpy.float64)
+            std = float(y.std())
+            self.target_scale = (float(y.mean()), std if std > 0 else 1.0)
+
+    # --- using -----------------------------------------------------------------------------------------
+    @property
+    def feature_names(self):
+        """The model's input columns: numeric names, and 'name=category' for each one-hot column."""
+        out = []
+        for column in self.columns:
+            if column["kind"] == "numeric":
+                out.append(column["name"])
+            else:
+                out.extend(f"{column['name']}={category}" for category in column["categories"])
+        return out
+
+    @property
+    def input_names(self):
+        """The raw columns a file must have."""
+        return [column["name"] for column in self.columns]
+
+    def transform(self, header, rows, path="data", missing="error", lines=None):
+        """Float32 features for raw rows; ``header`` names the file's columns (None: by position)."""
+        positions = self._positions(header, path, len(rows[0]) if rows else 0)
+        lines = lines or list(range(1, len(rows) + 1))
+        blocks = []
+        for column, position in zip(self.columns, positions):
+            cells = [row[position] for row in rows]
+            blocks.append(self._encode(column, cells, path, missing, lines, position))
+        return numpy.concatenate(blocks, axis=1).astype(numpy.float32) if blocks else numpy.zeros((len(rows), 0))
+
+    def _positions(self, header, path, width=None):
+        if header is None:  # by position: the training file's layout, or exactly the feature columns
+            if width == self.width:
+                return self.positions
+            if width == len(self.columns):
+                return list(range(len(self.columns)))
+            raise DataError(f"{path}: {width} columns and no header; the model needs {len(self.columns)} "
+                            f"({', '.join(self.input_names)}), or the training file's {self.width}")
+        absent = [name for name in self.input_names if name not in header]
+        if absent:
+            raise DataError(f"{path}: missing column(s) {', '.join(absent)}; the model was trained on "
+                            f"{', '.join(self.input_names)}")
+        return [header.index(name) for name in self.input_names]
+
+    def _encode(self, column, cells, path, missing, lines, position):
+        name = column["name"]
+        if column["kind"] == "numeric":
+            values = numpy.empty(len(cells))
+            for i, cell in enumerate(cells):
+                if is_missing(cell):
+                    values[i] = _fill(column, path, lines[i], name, missing, position)
+                elif not NUMBER.match(cell):
+                    raise DataError(f"{path}:{lines[i]}: column '{name}': cannot parse '{cell}' as a number")
+                else:
+                    values[i] = float(cell)
+            return ((values - column["shift"]) / column["scale"])[:, None]
+        categories = column["categories"]
+        lookup = {c: j for j, c in enumerate(categories)}
+        encoded = numpy.zeros((len(cells), len(categories)))
+        for i, cell in enumerate(cells):
+            value = _fill(column, path, lines[i], name, missing, position) if is_missing(cell) else cell
+            if value in lookup:
+                encoded[i, lookup[value]] = 1.0
+            elif self.unseen != "zeros":
+                raise DataError(f"{path}:{lines[i]}: column '{name}': category '{value}' was not seen in training "
+                                f"(known: {', '.join(categories[:8])}{', ...' if len(categories) > 8 else ''}); "
+                                "--unseen zeros encodes unseen categories as all-zero rows")
+        return encoded
+
+    def scale_target(self, y):
+        if self.target_scale is None:
+            return y
+        shift, scale = self.target_scale
+        return ((numpy.asarray(y, numpy.float64) - shift) / scale).astype(numpy.float32)
+
+    def unscale_target(self, y):
+        if self.target_scale is None:
+            return y
+        shift, scale = self.target_scale
+        return numpy.asarray(y, numpy.float64) * scale + shift
+
+    def to_dict(self):
+        return {"columns": self.columns, "target": self.target, "task": self.task, "classes": self.classes,
+                "target_scale": list(self.target_scale) if self.target_scale else None, "unseen": self.unseen,
+                "positions": self.positions, "width": self.width, "missing": self.missing,
+                "feature_names": self.feature_names}
+
+    @classmethod
+    def from_dict(cls, values):
+        try:
+            columns = [dict(c) for c in values["columns"]]
+            for column in columns:
+                if column["kind"] not in ("numeric", "categorical"):
+                    raise ValueError(f"unknown column kind {column['kind']!r}")
+            scale = values.get("target_scale")
+            preprocessor = cls(columns, values["target"], values["task"], values.get("classes"),
+                               tuple(scale) if scale else None, values.get("unseen", "error"), values.get("positions"),
+                               values.get("width"))
+            preprocessor.missing = values.get("missing", "error")
+            return preprocessor
+        except (KeyError, TypeError, ValueError) as error:
+            raise DataError(f"malformed preprocessing ({error})") from None
+
+
+def numeric_column(name, index, cells, path, lines):
+    """True when every present cell is a number; False for a text column (mostly words: categorical). A
+    cell that is almost a number (inf, 1_000, 0x1f), or a word in a mostly numeric column, is an error
+    naming its line and column."""
+    present = [(i, c) for i, c in enumerate(cells) if not is_missing(c)]
+    text = [(i, c) for i, c in present if not NUMBER.match(c)]
+    if not text:
+        for i, cell in present:
+            parse_number(cell, path, lines[i], name, index + 1)  # 1e400: out of range
+        return True
+    odd = next(((i, c) for i, c in text if NUMBERISH.match(c)), None)
+    if odd is None and len(text) * 2 > len(present):
+        return False
+    row, cell = odd or text[0]
+    raise DataError(f"{path}:{lines[row]}: column '{name}' ({index + 1}): cannot parse '{cell}' as a number")
+
+
+def _fill(column, path, line, name, missing, position):
+    if missing == "error":
+        raise DataError(f"{path}:{line}: column '{name}' ({position + 1}): missing value (--missing drop or "
+                        "--missing mean handles it)")
+    return column["fill"]
+
+
+def choose_columns(names, rows, target_index, features, drop, notices, path):
+    """Indices of the feature columns: ``features`` if given, else all but the target, ``drop`` and
+    columns that look like identifiers (each dropped one adds a line to ``notices``)."""
+    unknown = [n for n in list(features or []) + list(drop) if n not in names]
+    if unknown:
+        raise DataError(f"{path}: no column named {', '.join(unknown)}; columns: {', '.join(names)}")
+    if target_index is not None and names[target_index] in (features or []):
+        raise DataError(f"{path}: '{names[target_index]}' is the target; it cannot also be a feature")
+    if features:
+        return [names.index(n) for n in features]
+    chosen = []
+    for index, name in enumerate(names):
+        if index == target_index or name in drop:
+            continue
+        reason = _identifier_reason(name, [row[index] for row in rows])
+        if reason:
+            notices.append(f"dropped column '{name}': {reason} (keep it with --features)")
+            continue
+        chosen.append(index)
+    return chosen
+
+
+def _identifier_reason(name, cells):
+    """Why a column looks like a row identifier rather than a feature, or None."""
+    present = [c for c in cells if not is_missing(c)]
+    if len(present) < 10 or len(set(present)) < len(present):
+        return None
+    if not all(NUMBER.match(c) for c in present):
+        return "a different text value in every row, like an identifier"
+    values = numpy.array([float(c) for c in present])
+    if not numpy.all(values == numpy.round(values)):
+        return None
+    if IDENTIFIER_NAME.match(name):
+        return "named like an identifier, with a different whole number in every row"
+    ordered = numpy.sort(values)
+    if numpy.all(numpy.diff(ordered) == 1):
+        return "the numbers of a row counter (every value from the smallest to the largest once)"
+    return None
