@@ -1,7 +1,10 @@
 """Splitting, scaling and batching, with the fitted statistics returned so prediction can reuse them."""
 import numpy
 
-SCALE_EPSILON = 1e-7  # a constant column has std 0: divide by max(std, this) and get finite zeros
+def _safe_scale(spread):
+    """A column constant in the fitted data gets scale 1, as in scikit-learn: a value seen later that differs
+    stays on its own scale instead of being multiplied by millions."""
+    return numpy.where(spread > 0, spread, 1.0)
 
 
 def train_test_split(x, y, test_size=0.2, seed=0, stratify=False):
@@ -55,7 +58,7 @@ class Scaler:
 def standardize(x, axis=0):
     """Zero mean, unit variance per column: returns ``(scaled, scaler)``."""
     x = numpy.asarray(x, dtype=numpy.float64)
-    scaler = Scaler(x.mean(axis=axis), numpy.maximum(x.std(axis=axis), SCALE_EPSILON))
+    scaler = Scaler(x.mean(axis=axis), _safe_scale(x.std(axis=axis)))
     return scaler.transform(x).astype(numpy.float32), scaler
 
 
@@ -63,7 +66,7 @@ def min_max_scale(x, axis=0):
     """Each column to [0, 1]: returns ``(scaled, scaler)``."""
     x = numpy.asarray(x, dtype=numpy.float64)
     low, high = x.min(axis=axis), x.max(axis=axis)
-    scaler = Scaler(low, numpy.maximum(high - low, SCALE_EPSILON))
+    scaler = Scaler(low, _safe_scale(high - low))
     return scaler.transform(x).astype(numpy.float32), scaler
 
 
