@@ -222,18 +222,22 @@ class BackupAndRestore(Callback):
         self.previous = os.path.join(self.directory, "backup.prev.bp")
 
     def load(self):
-        """(tensors, metadata) of the newest readable backup, or None when there is none."""
+        """(tensors, metadata) of the newest readable backup, or None when there is none; when backups exist
+        but none can be read, an error says so rather than silently starting over."""
         import json
         from backprop.saving import tensor_file
-        for path in (self.latest, self.previous):
-            if os.path.exists(path):
-                try:
-                    tensors, metadata = tensor_file.read(path, allow_nonfinite=True)
-                    if metadata.get("format") == "backprop.backup" and isinstance(json.loads(metadata["state"]), dict):
-                        return tensors, metadata
-                except (tensor_file.FileFormatError, OSError, KeyError, ValueError):
-                    pass
-                # damaged or foreign: fall back to the previous backup
+        from backprop.training.resume import ResumeError
+        found = [path for path in (self.latest, self.previous) if os.path.exists(path)]
+        for path in found:
+            try:
+                tensors, metadata = tensor_file.read(path, allow_nonfinite=True)
+                if metadata.get("format") == "backprop.backup" and isinstance(json.loads(metadata["state"]), dict):
+                    return tensors, metadata
+            except (tensor_file.FileFormatError, OSError, KeyError, ValueError):
+                pass  # damaged or foreign: fall back to the previous backup
+        if found:
+            raise ResumeError(f"every backup in '{self.directory}' is damaged ({', '.join(map(os.path.basename, found))}); "
+                              "delete the directory to start over")
         return None
 
     def save(self, tensors, metadata):

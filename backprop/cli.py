@@ -172,19 +172,27 @@ def cmd_train(args):
     name = os.path.splitext(os.path.basename(config.data))[0]
     out = config.out or os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     out = run.prepare_output(out, args.force, create_parent=True)
-    try:
-        run.check_backup(config, out, args.resume, args.force)
-    except ValueError as error:
-        raise BadInput(str(error)) from None
-    try:
-        metrics = run.train(config, out, verbose=0 if args.quiet else 1)
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"training interrupted; a backup is in {run.backup_directory(out)}: continue "
-                                f"with the same command plus --out {os.path.relpath(out)} --resume") from None
+    with run.output_lock(out):
+        try:
+            run.check_backup(config, out, args.resume, args.force)
+        except ValueError as error:
+            raise BadInput(str(error)) from None
+        metrics = train_interruptibly(run, config, out, args.quiet)
     score = " ".join(f"{k}={v:.6g}" for k, v in metrics.items() if k.startswith("test_"))
     print(f"{score} (epochs run: {metrics['epochs_run']}, best epoch: {metrics['best_epoch']})")
     print(run.sanity_line(metrics))
     print(f"run folder: {out}")
+
+
+def train_interruptibly(run, config, out, quiet):
+    from backprop.training.resume import ResumeError
+    try:
+        return run.train(config, out, verbose=0 if quiet else 1)
+    except ResumeError as error:
+        raise BadInput(f"{error} (or run with --force to start over)") from None
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"training interrupted; a backup is in {run.backup_directory(out)}: continue "
+                                f"with the same command plus --out {os.path.relpath(out)} --resume") from None
 
 
 def model_inputs(model, preprocessing, path, what):

@@ -3,7 +3,9 @@
 The run folder is written into a temporary directory beside the target and renamed at the end,
 so an interrupted or failed run never leaves a half-written folder behind.
 """
+import contextlib
 import csv
+import glob
 import json
 import os
 import shutil
@@ -251,9 +253,13 @@ def check_backup(config, out, resume, force):
 
 
 def train(config, out, verbose=1):
-    """Train and write the run folder; returns the metrics dict. Backs up every epoch beside ``out``."""
+    """Train and write the run folder; returns the metrics dict.
+
+    Until the run folder is in place, ``out.backup`` holds what a killed run needs: the latest epoch's
+    backup while training, then the finished model and history, so ``--resume`` after a kill at any
+    moment ends with the same run folder as an uninterrupted run.
+    """
     data = load_data(config)
-    preprocessor = data.preprocessor
     dropout, patience = small_data_defaults(config, len(data.x_train))
     model = build_model(config, data.x_train.shape[1], data, dropout)
     if verbose:
@@ -261,35 +267,110 @@ def train(config, out, verbose=1):
     else:
         for notice in data.notices:  # a dropped column is always worth a line
             print(notice)
-    stopper = bp.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
-    backup = bp.callbacks.BackupAndRestore(backup_directory(out))
-    os.makedirs(backup.directory, exist_ok=True)
-    _write_json(os.path.join(backup.directory, "config.json"), asdict(config))
-    nan_guard = bp.callbacks.TerminateOnNaN()
-    with numpy.errstate(all="ignore"):  # a diverging run is reported below, not as NumPy warnings
-        history = model.fit(data.x_train, preprocessor.scale_target(data.y_train), batch_size=config.batch_size,
-                            epochs=config.epochs, validation_split=config.val_split, verbose=verbose,
-                            callbacks=[stopper, nan_guard, backup])
-    shutil.rmtree(backup.directory, ignore_errors=True)
-    if nan_guard.stopped_at is not None:
-        at = nan_guard.stopped_at
-        raise NonFiniteLoss(f"the loss became {at['loss']} at epoch {at['epoch']}, batch {at['batch']}; nothing "
-                            f"was written (try a smaller --lr than {config.lr:g})")
-    model.preprocessing = preprocessor.to_dict()
-    metrics = evaluate(model, data.x_test, data.y_test, preprocessor)
+    directory = backup_directory(out)
+    os.makedirs(directory, exist_ok=True)
+    _write_json(os.path.join(directory, "config.json"), asdict(config))
+    finished = _load_finished(directory, model)
+    if finished is None:
+        history, stopper = _fit(config, model, data, patience, directory, verbose)
+        _save_finished(directory, model, history, stopper)
+    else:
+        history, stopper = finished
+    metrics = evaluate(model, data.x_test, data.y_test, data.preprocessor)
     metrics.update(baseline(data), epochs_run=len(history.history.get("loss", [])), best_epoch=stopper.best_epoch + 1,
                    stopped_early=bool(stopper.stopped_epoch), n_train=len(data.x_train), n_test=len(data.x_test))
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    staging = tempfile.mkdtemp(dir=os.path.dirname(out), prefix=".run-")
+    parent, name = os.path.split(out)
+    os.makedirs(parent, exist_ok=True)
+    for stale in glob.glob(os.path.join(parent, f".{name}.run-*")):  # left by a killed run of this --out
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = tempfile.mkdtemp(dir=parent, prefix=f".{name}.run-")
     try:
         write_run(staging, model, data, config, history, stopper, metrics)
+        for path in (staging, *(os.path.join(root, f) for root, _, files in os.walk(staging) for f in files)):
+            os.chmod(path, 0o777 & ~_umask() | (0o111 if os.path.isdir(path) else 0))  # mkdtemp made it 0700
         if os.path.exists(out):
             shutil.rmtree(out)
         os.replace(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    shutil.rmtree(directory, ignore_errors=True)  # only now: the run folder is in place
     return metrics
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fit(config, model, data, patience, directory, verbose):
+    stopper = bp.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+    backup = bp.callbacks.BackupAndRestore(directory, delete_checkpoint=False)
+    nan_guard = bp.callbacks.TerminateOnNaN()
+    with numpy.errstate(all="ignore"):  # a diverging run is reported below, not as NumPy warnings
+        history = model.fit(data.x_train, data.preprocessor.scale_target(data.y_train), batch_size=config.batch_size,
+                            epochs=config.epochs, validation_split=config.val_split, verbose=verbose,
+                            callbacks=[stopper, nan_guard, backup])
+    if nan_guard.stopped_at is not None:
+        shutil.rmtree(directory, ignore_errors=True)
+        at = nan_guard.stopped_at
+        raise NonFiniteLoss(f"the loss became {at['loss']} at epoch {at['epoch']}, batch {at['batch']}; nothing "
+                            f"was written (try a smaller --lr than {config.lr:g})")
+    model.preprocessing = data.preprocessor.to_dict()
+    return history, stopper
+
+
+FINISHED_MODEL, FINISHED_STATE = "finished.bp", "finished.json"
+
+
+def _save_finished(directory, model, history, stopper):
+    """The trained model and what the run folder needs of the fit, kept until the folder is in place."""
+    model.save(os.path.join(directory, FINISHED_MODEL))
+    state = {"history": history.history, "best_epoch": stopper.best_epoch, "stopped_epoch": stopper.stopped_epoch}
+    from backprop.saving.tensor_file import atomic_write
+    atomic_write(os.path.join(directory, FINISHED_STATE), [json.dumps(state).encode()])
+
+
+def _load_finished(directory, model):
+    """(history, stopper) of a fit that finished before the run was killed, its weights put into ``model``."""
+    state_path = os.path.join(directory, FINISHED_STATE)
+    if not os.path.exists(state_path):
+        return None
+    with open(state_path) as handle:
+        state = json.load(handle)
+    finished = bp.models.load_model(os.path.join(directory, FINISHED_MODEL))
+    model.set_weights(finished.get_weights())
+    model.preprocessing = finished.preprocessing
+    history = bp.callbacks.History()
+    history.history = state["history"]
+    stopper = bp.callbacks.EarlyStopping()
+    stopper.best_epoch, stopper.stopped_epoch = state["best_epoch"], state["stopped_epoch"]
+    return history, stopper
+
+
+@contextlib.contextmanager
+def output_lock(out):
+    """One run per --out at a time: a second one is refused (the lock dies with its process)."""
+    import fcntl
+    parent = os.path.dirname(out)
+    created = [] if os.path.isdir(parent) else [parent]
+    os.makedirs(parent, exist_ok=True)
+    path = out + ".lock"
+    handle = open(path, "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise FileExistsError(f"another backprop train is writing '{out}' right now (it holds {path})") from None
+    try:
+        yield
+    finally:
+        os.unlink(path)
+        handle.close()
+        for folder in created:  # made only for the lock and still empty: a refused run leaves nothing
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
 
 
 def evaluate(model, x, y, preprocessor):

@@ -95,3 +95,97 @@ def test_a_foreign_file_as_latest_backup_is_skipped(tmp_path, uninterrupted):
     resumed, out = train(tmp_path, "run", 2)
     assert resumed.returncode == 0, resumed.stderr
     assert load(out)[1] == uninterrupted[1]
+
+
+KILL_SCRIPT = """
+import os, sys
+import backprop.run as run
+from backprop import cli
+phase = sys.argv[1]
+
+def die(*args, **kwargs):
+    os._exit(137)  # as SIGKILL would: no clean-up, no finally
+
+def after(original, count=1):
+    calls = []
+    def wrapped(*args, **kwargs):
+        result = original(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == count:
+            die()
+        return result
+    return wrapped
+
+if phase == "training":
+    from backprop import callbacks
+    callbacks.BackupAndRestore.save = after(callbacks.BackupAndRestore.save, 3)
+elif phase == "after-fit":
+    run._save_finished = die
+elif phase == "evaluation":
+    run.evaluate = die
+elif phase == "writing":
+    run.write_plots = die
+elif phase == "renaming":
+    original = os.replace
+    os.replace = lambda a, b: die() if ".run-" in str(a) else original(a, b)
+elif phase == "cleanup":
+    original = run.shutil.rmtree
+    run.shutil.rmtree = lambda path, **kw: die() if str(path).endswith(".backup") else original(path, **kw)
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+CLI_ARGS = ["train", "--data", "moons", "--layers", "8", "--epochs", "6", "--quiet", "--seed", "3"]
+
+
+def run_cli(tmp_path, *args, phase="none"):
+    return subprocess.run([sys.executable, "-c", KILL_SCRIPT, phase, *args], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "MPLBACKEND": "Agg"})
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("cli-straight")
+    result = run_cli(tmp_path, *CLI_ARGS, "--out", "run")
+    assert result.returncode == 0, result.stderr
+    return tmp_path / "run"
+
+
+def run_folder(path):
+    import backprop as bp
+    return ([w.tolist() for w in bp.models.load_model(path / "model.bp").get_weights()],
+            (path / "metrics.json").read_text(), (path / "history.csv").read_text())
+
+
+@pytest.mark.parametrize("phase", ["training", "renaming"] + [pytest.param(p, marks=pytest.mark.slow) for p in
+                                                             ("after-fit", "evaluation", "writing", "cleanup")])
+def test_a_cli_run_killed_in_any_phase_resumes_to_the_same_folder(tmp_path, straight_run, phase):
+    killed = run_cli(tmp_path, *CLI_ARGS, "--out", "run", phase=phase)
+    assert killed.returncode == 137, killed.stderr
+    if phase == "cleanup":  # the folder was already in place: nothing to resume, the run is complete
+        assert run_folder(tmp_path / "run") == run_folder(straight_run)
+        return
+    assert not (tmp_path / "run").exists()
+    resumed = run_cli(tmp_path, *CLI_ARGS, "--out", "run", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert run_folder(tmp_path / "run") == run_folder(straight_run)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"], "stale staging folders, locks or backups remain"
+
+
+def test_two_runs_on_one_output_the_second_is_refused(tmp_path):
+    import fcntl
+    (tmp_path / "run.lock").write_text("")
+    with open(tmp_path / "run.lock") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = run_cli(tmp_path, *CLI_ARGS, "--out", "run")
+    assert result.returncode == 2 and "another backprop train is writing" in result.stderr
+
+
+def test_every_backup_damaged_is_said_not_silently_restarted(tmp_path):
+    killed = run_cli(tmp_path, *CLI_ARGS, "--out", "run", phase="training")
+    assert killed.returncode == 137
+    for name in ("backup.bp", "backup.prev.bp"):
+        path = tmp_path / "run.backup" / name
+        if path.exists():
+            path.write_bytes(b"garbage")
+    result = run_cli(tmp_path, *CLI_ARGS, "--out", "run", "--resume")
+    assert result.returncode == 2 and "is damaged" in result.stderr
