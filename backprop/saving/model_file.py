@@ -6,7 +6,7 @@ weights are raw numbers. Loads validate everything first and assign nothing on a
 import json
 
 from backprop import __version__
-from backprop.saving import tensor_file
+from backprop.saving import bounded_json, tensor_file
 from backprop.saving.registry import lookup, registered_name
 from backprop.saving.tensor_file import FileFormatError
 
@@ -85,29 +85,87 @@ def load_model(path, custom_objects=None, allow_nonfinite=False, compile=True): 
     the optimizer's state starts fresh)."""
     tensors, metadata = _read(path, (MODEL_FORMAT,), allow_nonfinite)
     try:
-        spec = json.loads(metadata["config"])
-        shape = json.loads(metadata.get("build_input_shape", "null"))
+        spec = bounded_json.loads(metadata["config"], what="config")
+        shape = bounded_json.loads(metadata.get("build_input_shape", "null"), what="build_input_shape")
+        check_architecture(spec, shape, tensors)
         cls = lookup(spec["class_name"], custom_objects)
         config = spec["config"]
     except FileFormatError:
         raise
-    except ValueError as error:  # unknown class: the message says how to register it
-        raise FileFormatError(f"{path}: {error}") from None
-    except (KeyError, TypeError, json.JSONDecodeError) as error:
+    except (KeyError, TypeError) as error:
         raise FileFormatError(f"{path}: malformed model config ({error})") from None
+    except ValueError as error:  # a limit, a hostile value, or an unknown class (the message says how to register)
+        raise FileFormatError(f"{path}: {error}") from None
     model = _rebuild(cls, config, shape, custom_objects, path)
     _assign(model, tensors, path)
     if "preprocessing" in metadata:
         try:
-            model.preprocessing = json.loads(metadata["preprocessing"])
-        except json.JSONDecodeError as error:
+            model.preprocessing = bounded_json.loads(metadata["preprocessing"], what="preprocessing")
+        except ValueError as error:
             raise FileFormatError(f"{path}: malformed preprocessing ({error})") from None
     if compile and "compile_config" in metadata:
         try:
-            model.compile_from_config(json.loads(metadata["compile_config"]))
+            model.compile_from_config(bounded_json.loads(metadata["compile_config"], what="compile config"))
         except (KeyError, TypeError, ValueError) as error:
             raise FileFormatError(f"{path}: malformed compile config ({error})") from None
     return model
+
+
+SIZE_KEYS = ("units",)
+SHAPE_KEYS = ("shape", "input_shape", "batch_input_shape")
+MIN_SIZE_LIMIT = 1 << 16  # what a model without stored weights (Dropout, Flatten) may still ask for
+
+
+def check_architecture(spec, build_shape, tensors):
+    """Refuse an architecture that would allocate more than the file holds, before anything is built.
+
+    Every size (``units``) and every shape's element count must be at most the number of values stored
+    in the file (or a small limit for weightless models), layers are bounded in number, and sizes are
+    whole numbers, never booleans, floats or strings."""
+    stored = sum(int(array.size) for array in tensors.values())
+    limit = max(stored, MIN_SIZE_LIMIT)
+    layers = []
+
+    def size(value, where):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where}: {value!r} is not a whole number")
+        if not 0 < value <= limit:
+            raise ValueError(f"{where}: {value} is {'not positive' if value <= 0 else 'larger than the file'}"
+                             f" (it stores {stored:,} values)")
+
+    def shape(value, where):
+        if not isinstance(value, list) or len(value) > 8:
+            raise ValueError(f"{where}: {value!r} is not a shape of at most 8 dimensions")
+        count = 1
+        for i, dim in enumerate(value):
+            if dim is None and i == 0 and where.endswith(("batch_input_shape", "build_input_shape")):
+                continue
+            size(dim, f"{where}[{i}]")
+            count *= dim
+            if count > limit:
+                raise ValueError(f"{where}: {value} has more elements than the file stores ({stored:,})")
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            if "class_name" in node:
+                layers.append(where)
+            for key, value in node.items():
+                path = f"{where}.{key}" if where else str(key)
+                if key in SIZE_KEYS:
+                    size(value, path)
+                elif key in SHAPE_KEYS and value is not None:
+                    shape(value, path)
+                else:
+                    walk(value, path)
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, f"{where}[{i}]")
+
+    walk(spec, "")
+    if build_shape is not None:
+        shape(build_shape, "build_input_shape")
+    if len(layers) > max(1024, 4 * len(tensors)):
+        raise ValueError(f"the config has {len(layers):,} layers for {len(tensors)} stored tensors")
 
 
 def _rebuild(cls, config, shape, custom_objects, path):
@@ -133,7 +191,10 @@ def load_weights(model, path, allow_nonfinite=False):
 
 def _assign(model, tensors, path):
     """Check every name and shape first, report all mismatches at once, then assign everything."""
-    pairs = weight_paths(model)
+    try:
+        pairs = weight_paths(model)
+    except ValueError as error:  # two layers of one name in a (hostile) config
+        raise FileFormatError(f"{path}: {error}") from None
     expected = {name for name, _ in pairs}
     problems = [f"size mismatch for {name}: file {tensors[name].shape}, model {v.shape}"
                 for name, v in pairs if name in tensors and tensors[name].shape != v.shape]

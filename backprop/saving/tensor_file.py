@@ -13,6 +13,8 @@ import tempfile
 
 import numpy
 
+from backprop.saving import bounded_json
+
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
 DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
           "U8": "u1", "U16": "<u2", "U32": "<u4", "U64": "<u8", "BOOL": "?"}
@@ -74,11 +76,14 @@ def read(path, allow_nonfinite=False):
     if 8 + size > len(data):
         raise fail(f"truncated file: header of {size} bytes announced, {len(data) - 8} present")
     try:
-        header = json.loads(data[8:8 + size].decode("utf-8"), object_pairs_hook=_unique_keys)
+        header = bounded_json.loads(data[8:8 + size].decode("utf-8"), MAX_HEADER_BYTES, "the header",
+                                    object_pairs_hook=_unique_keys)
     except DuplicateKey as duplicate:
         raise fail(f"duplicate tensor name {duplicate.args[0]!r}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except json.JSONDecodeError:
         raise fail(f"not a backprop model file (bad magic {data[:8]!r}: header is not JSON)") from None
+    except (UnicodeDecodeError, ValueError) as error:
+        raise fail(f"not a backprop model file ({error})") from None
     if not isinstance(header, dict):
         raise fail("not a backprop model file (header is not a JSON object)")
     metadata = header.pop("__metadata__", None) or {}
@@ -107,9 +112,13 @@ def _unique_keys(pairs):
 
 
 def _read_bytes(path):
+    """The whole file, unless its first 8 bytes already announce an impossible header (then just those)."""
     try:
         with open(path, "rb") as handle:
-            return handle.read()
+            start = handle.read(8)
+            if len(start) == 8 and struct.unpack("<Q", start)[0] > MAX_HEADER_BYTES:
+                return start
+            return start + handle.read()
     except FileNotFoundError:
         raise FileNotFoundError(f"model file '{path}' not found") from None
     except IsADirectoryError:
