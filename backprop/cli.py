@@ -54,6 +54,8 @@ positive_int = _typed(int, lambda v: v > 0, "a positive integer")
 non_negative_int = _typed(int, lambda v: v >= 0, "a non-negative integer")
 positive_float = _typed(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
 fraction = _typed(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+open_fraction = _typed(float, lambda v: 0 < v < 1, "a number in (0, 1)")
+seed_value = _typed(int, lambda v: 0 <= v < 2 ** 32, "an integer in [0, 2**32)")
 column_list = _typed(lambda t: [c.strip() for c in t.split(",") if c.strip()], bool, "comma-separated column names")
 layer_sizes = _typed(lambda t: [int(u) for u in t.split(",") if u.strip()], lambda v: v and all(u > 0 for u in v),
                      "comma-separated positive integers, e.g. 128,64")
@@ -94,8 +96,8 @@ def build_parser():
     train.add_argument("--patience", type=non_negative_int, help="early-stopping patience in epochs (default: 10 "
                                                                  "with 1,000 training examples or more, else 30)")
     train.add_argument("--val-split", type=fraction, help="fraction held out for validation (default: 0.2)")
-    train.add_argument("--test-split", type=fraction, help="fraction held out for the test score (default: 0.2)")
-    train.add_argument("--seed", type=int, help="random seed (default: 0)")
+    train.add_argument("--test-split", type=open_fraction, help="fraction held out for the test score (default: 0.2)")
+    train.add_argument("--seed", type=seed_value, help="random seed (default: 0)")
     train.add_argument("--config", help="TOML or YAML file with the same keys (command-line options win)")
     train.add_argument("--out", help="run folder to write, its parent folders created (default: runs/DATA-TIMESTAMP)")
     train.add_argument("--force", action="store_true", help="replace an existing run folder (or an interrupted "
@@ -125,13 +127,14 @@ def build_parser():
 
 
 # --- commands -------------------------------------------------------------------------------------
-def run_config(args):
+def run_config(args, parser):
     from backprop.run import RunConfig
     values = load_config_file(args.config) if args.config else {}
     known = {f.name for f in fields(RunConfig)}
     unknown = set(values) - known
     if unknown:
         raise BadInput(f"{args.config}: unknown keys {', '.join(sorted(unknown))}; valid: {', '.join(sorted(known))}")
+    values = {key: checked_setting(parser, key, value, args.config) for key, value in values.items()}
     for name in known:
         value = getattr(args, name, None)
         if value is not None:
@@ -141,22 +144,59 @@ def run_config(args):
     return RunConfig(**values)
 
 
+def checked_setting(parser, key, value, path):
+    """A config file's value, checked by the same type and choices as the command-line option."""
+    action = next((a for a in train_actions(parser) if a.dest == key), None)
+    if action is None or value is None:
+        return value
+    if isinstance(value, (dict, bool)) or (isinstance(value, list) and not all(isinstance(v, (int, str)) for v in value)):
+        raise BadInput(f"{path}: {key}: expected {getattr(action.type, '__name__', 'a value')}, got {_abridged(value)}")
+    text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    if action.type is not None:
+        try:
+            value = action.type(text)
+        except argparse.ArgumentTypeError as error:
+            raise BadInput(f"{path}: {key}: {error}") from None
+    if action.choices is not None and value not in action.choices:
+        raise BadInput(f"{path}: {key}: {_abridged(value)} is not one of {', '.join(action.choices)}")
+    return value
+
+
+def _abridged(value, limit=80):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
+
+
+def train_actions(parser):
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return subparsers.choices["train"]._actions
+
+
+MAX_CONFIG_BYTES = 64 * 1024
+
+
 def load_config_file(path):
     if not os.path.isfile(path):
         raise BadInput(f"config file '{path}' not found")
     with open(path, "rb") as handle:
-        raw = handle.read()
+        raw = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise BadInput(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB; a config holds a few settings")
     try:
         if path.endswith((".yaml", ".yml")):
             import yaml
+            if b"&" in raw or b"*" in raw:  # anchors and aliases: the way to a billion laughs
+                raise BadInput(f"{path}: YAML anchors and aliases (& and *) are not accepted in a config")
             values = yaml.safe_load(raw) or {}
         else:
             import tomllib
             values = tomllib.loads(raw.decode())
+    except BadInput:
+        raise
     except ImportError as error:
         raise BadInput(f"reading {path} needs {error.name}: pip install {'pyyaml' if 'yaml' in str(error) else 'tomli'}") from None
     except Exception as error:  # the parsers' own error types differ
-        raise BadInput(f"{path}: cannot parse config ({error})") from None
+        raise BadInput(f"{path}: cannot parse config ({_abridged(str(error), 200)})") from None
     if not isinstance(values, dict):
         raise BadInput(f"{path}: expected a table of settings")
     return {key.replace("-", "_"): value for key, value in values.items()}
@@ -164,7 +204,7 @@ def load_config_file(path):
 
 def cmd_train(args):
     from backprop import run
-    config = run_config(args)
+    config = run_config(args, build_parser())
     try:
         run.check_config(config)
     except ValueError as error:
@@ -312,8 +352,10 @@ def main(argv=None):
             raise
         message = error.args[0] if isinstance(error, OSError) and error.args and isinstance(error.args[0], str) \
             and len(error.args) == 1 else str(error)
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {message}".replace("\n", "\\n"), file=sys.stderr)  # always one line
         return 2
+    except BadInput:
+        raise
     except ImportError as error:  # an optional dependency (matplotlib, scikit-learn) is missing
         print(f"error: {error}", file=sys.stderr)
         return 1

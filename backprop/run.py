@@ -88,9 +88,17 @@ def raw_arrays(config):
         raise csv_reader.DataError(f"unknown dataset '{name}'; valid: {', '.join(bp.datasets.NAMES)} or a CSV file path")
     if config.labels:
         x, y = bp.datasets.load_idx(name, config.labels)
-        return (*_split_arrays(x, y, "classification", config), [f"pixel_{i}" for i in range(x.shape[1])], None,
+        y, classes = present_classes(y)
+        return (*_split_arrays(x, y, "classification", config), [f"pixel_{i}" for i in range(x.shape[1])], classes,
                 "label")
     return None
+
+
+def present_classes(y):
+    """(labels as 0..k-1, class names): classes are the values present, so labels 0 and 1,000,000,000 make
+    two classes, not a billion."""
+    values, labels = numpy.unique(y, return_inverse=True)
+    return labels.reshape(numpy.shape(y)).astype(numpy.int64), [str(v) for v in values]
 
 
 def _split_arrays(x, y, task, config):
@@ -130,6 +138,8 @@ def _from_csv(config):
                 raise csv_reader.DataError(f"{path}:{line}: column '{names[missing]}' ({missing + 1}): missing value "
                                            "(--missing drop or --missing mean handles it)")
     y, classes, task = csv_reader.parse_target(rows, target, names[target], path, config.task)
+    if task == "classification" and classes is None:
+        y, classes = present_classes(y)
     if len(rows) < 5:
         for i in chosen:  # report a bad cell before the size
             tabular.numeric_column(names[i], i, [row[i] for _, row in rows], path, [line for line, _ in rows])
@@ -143,7 +153,7 @@ def _from_csv(config):
                                    "least 2 classes")
     preprocessor.missing = config.missing
     if task == "classification":
-        preprocessor.classes = classes or [str(c) for c in range(int(y.max()) + 1)]
+        preprocessor.classes = classes
     preprocessor.fit_target(y_train)
     x = preprocessor.transform(names, cells, path, config.missing, lines)
     raw = None

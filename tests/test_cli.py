@@ -302,3 +302,56 @@ def test_readme_examples_reach_what_the_data_allows(tmp_path, data, floor):
     result = backprop("train", "--data", data, *args, "--quiet", "--out", f"runs/{data}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "runs" / data / "metrics.json").read_text())["test_accuracy"] >= floor
+
+
+@pytest.mark.parametrize("content, message", [
+    ('a,b,label\n1,2,0\n"1\n2",3,1\n3,4,0\n5,6,1\n7,8,0\n', "cannot parse '1\n2' as a number"),
+    ("a,b,label\n1,2,0\n1e39,3,1\n3,4,0\n5,6,1\n7,8,0\n", "beyond float32"),
+    ("a,b,label\n1,2,0\n3,4,1\n", "2 data row(s): too few"),
+    ("label\n0\n1\n0\n1\n0\n1\n", "no feature columns left"),
+    ("a,b,label\n" + "".join(f"{i},{i % 3},1\n" for i in range(20)), "a single class"),
+    ("a,a,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(20)), "names column(s) a more than once"),
+    ("a,b,label\n1," + "9" * 200000 + ",1\n", "field larger than field limit"),
+])
+def test_silent_garbage_from_a_csv_is_refused(empty_dir, content, message):
+    (empty_dir / "data.csv").write_text(content)
+    before = sorted(p.name for p in empty_dir.iterdir())
+    assert_bad_input(backprop("train", "--data", "data.csv", "--out", "run", "--epochs", "1", cwd=empty_dir),
+                     message.replace("\n", "\\n"), empty_dir, before)  # one line: newlines are shown as \n
+
+
+def test_classes_come_from_the_values_present(empty_dir):
+    rows = [f"{i},{(i * 7) % 5},{0 if i % 2 else 1000000000}" for i in range(40)]
+    write_csv(empty_dir / "big.csv", rows)
+    result = backprop("train", "--data", "big.csv", "--task", "classification", "--epochs", "2", "--quiet",
+                      "--no-plots", "--out", "run", cwd=empty_dir)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((empty_dir / "run" / "preprocessing.json").read_text())["classes"] == ["0", "1000000000"]
+
+
+@pytest.mark.parametrize("config, message", [
+    ("epochs = -5\n", "epochs: invalid value: '-5'"), ("batch_size = 0\n", "batch_size: invalid value"),
+    ("dropout = 1.5\n", "dropout: invalid value"), ("val_split = 1.0\n", "val_split: invalid value"),
+    ('seed = "x"\n', "seed: invalid value: 'x'"), ("layers = 5\n", None), ("layers = [0]\n", "layers: invalid value"),
+])
+def test_config_files_are_checked_like_options(empty_dir, config, message):
+    (empty_dir / "run.toml").write_text(config)
+    before = sorted(p.name for p in empty_dir.iterdir())
+    result = backprop("train", "--data", "pass_fail", "--config", "run.toml", "--out", "run", "--quiet", "--no-plots",
+                      cwd=empty_dir)
+    if message is None:  # layers = 5 is one layer of 5 units
+        assert result.returncode == 0, result.stderr
+        return
+    assert_bad_input(result, message, empty_dir, before)
+
+
+def test_config_bombs_and_bad_numbers_exit_2(empty_dir):
+    bomb = "a: &a [x, x, x]\nb: &b [*a, *a, *a]\noptimizer: *b\n"
+    (empty_dir / "bomb.yaml").write_text(bomb)
+    before = sorted(p.name for p in empty_dir.iterdir())
+    assert_bad_input(backprop("train", "--config", "bomb.yaml", cwd=empty_dir), "anchors and aliases", empty_dir,
+                     before)
+    assert_bad_input(backprop("train", "--seed", "-1", cwd=empty_dir), "--seed: invalid value", empty_dir, before)
+    assert_bad_input(backprop("train", "--test-split", "0", cwd=empty_dir), "--test-split: invalid value", empty_dir,
+                     before)
+    assert_bad_input(backprop("train", "--data", "/dev/zero", cwd=empty_dir), "not a regular file", empty_dir, before)

@@ -1,5 +1,6 @@
 """Reliability: non-finite diagnostics, long-run memory, deep graphs (../shared/RELIABILITY.md F4, F5, M1-M4)."""
 import gc
+import os
 import tracemalloc
 import weakref
 
@@ -88,7 +89,7 @@ def test_terminate_on_nan_can_raise():
     model.compile(optimizer="sgd", loss="mse")
     ended = []
     with pytest.raises(FloatingPointError, match="epoch 1, batch 2"), np.errstate(invalid="ignore"):
-        model.fit(x, np.zeros(8), batch_size=2, shuffle=False, verbose=0,
+        model.fit(x, np.zeros(8), batch_size=2, shuffle=False, verbose=0, allow_nonfinite=True,
                   callbacks=[bp.callbacks.TerminateOnNaN(raise_error=True),
                              bp.callbacks.LambdaCallback(on_train_end=lambda logs: ended.append(True))])
     assert ended  # on_train_end runs whatever happens (CSVLogger closes its file, ...)
@@ -120,3 +121,43 @@ def test_whole_model_directional_derivative():
     eps = 1e-6
     numeric = (loss_at(eps) - loss_at(-eps)) / (2 * eps)
     assert abs(analytic - numeric) <= 1e-6 * max(abs(analytic), abs(numeric)) + 1e-9
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda m, x, y: m.fit(x, y, batch_size=float("inf"), verbose=0), "batch_size"),
+    (lambda m, x, y: m.fit(x, y, epochs=float("inf"), verbose=0), "epochs must be an integer >= 0, got inf"),
+    (lambda m, x, y: m.fit(x, y, batch_size=True, verbose=0), "batch_size"),
+    (lambda m, x, y: m.fit(x, y, initial_epoch=-1, verbose=0), "initial_epoch must be an integer >= 0"),
+    (lambda m, x, y: m.fit(x, y, sample_weight=np.full(8, np.nan), verbose=0), "sample_weight must be finite"),
+    (lambda m, x, y: m.fit(x, y, sample_weight=-np.ones(8), verbose=0), "non-negative"),
+    (lambda m, x, y: m.fit(np.where(np.arange(16).reshape(8, 2) == 5, np.inf, x), y, verbose=0),
+     "x holds 1 NaN or infinite value\\(s\\), the first at row 2, column 1"),
+    (lambda m, x, y: m.fit(x, np.full(8, np.nan), verbose=0), "y holds 8 NaN"),
+])
+def test_python_api_arguments_are_checked(call, message):
+    model = bp.Sequential([bp.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match=message):
+        call(model, np.ones((8, 2)), np.zeros(8))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: bp.optimizers.Adam(beta_2=2), "beta_2 must be in"),
+    (lambda: bp.optimizers.SGD(clipnorm=-1), "clipnorm must be a positive"),
+    (lambda: bp.optimizers.RMSprop(rho=1.5), "rho must be in"),
+    (lambda: bp.optimizers.AdamW(weight_decay=float("nan")), "weight_decay"),
+    (lambda: bp.layers.Dense(True), "units must be a positive integer, got True"),
+    (lambda: bp.layers.Dense(float("inf")), "units must be a positive integer"),
+])
+def test_constructor_arguments_are_checked(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_model_files_follow_the_umask(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        bp.Sequential([bp.layers.Input(shape=(2,)), bp.layers.Dense(1)]).save(tmp_path / "m.bp")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "m.bp").stat().st_mode & 0o777 == 0o644

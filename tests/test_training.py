@@ -194,7 +194,7 @@ def test_terminate_on_nan_stops_before_the_bad_update():
     weights = {}
     record = bp.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: weights.__setitem__(b, model.get_weights()))
     with np.errstate(invalid="ignore"):  # NumPy warns about the NaN row itself
-        history = model.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0,
+        history = model.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0, allow_nonfinite=True,
                             callbacks=[bp.callbacks.TerminateOnNaN(), record])
     assert list(weights) == [0, 1]  # batch 2 ran and was reported, then training stopped
     for after_first, after_second, final in zip(weights[0], weights[1], model.get_weights()):
@@ -399,7 +399,8 @@ def test_terminate_on_nan_says_where_it_stopped():
     x[40] = np.nan
     guard = bp.callbacks.TerminateOnNaN()
     with np.errstate(invalid="ignore"):
-        small_model().fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0, callbacks=[guard])
+        small_model().fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0, callbacks=[guard],
+                          allow_nonfinite=True)
     assert guard.stopped_at["epoch"] == 1 and guard.stopped_at["batch"] == 2 and np.isnan(guard.stopped_at["loss"])
 
 

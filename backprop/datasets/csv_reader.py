@@ -1,11 +1,13 @@
 """Read a user's CSV file into features and a target, with errors that name file, line, column and value."""
 import csv
+import io
 import os
 import re
 from dataclasses import dataclass, field
 
 import numpy
 
+FLOAT32_MAX = float(numpy.finfo(numpy.float32).max)
 MISSING = {"", "na", "n/a", "nan", "null", "none", "?", "-"}
 NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")  # no nan, inf, 1_000, hex
 
@@ -25,12 +27,23 @@ class Table:
     task: str = "classification"
 
 
+MAX_FILE_BYTES = 2 << 30  # a CSV read into memory whole: 2 GiB at most
+
+
 def check_readable(path, what="data file"):
+    """The path, if it is a readable regular file of a bounded size (never a device or a pipe, which can be
+    endless: /dev/zero)."""
+    import stat
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{what} '{path}' not found")
     if os.path.isdir(path):
         raise DataError(f"{what} '{path}' is a directory")
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(f"{what} '{path}' is not a regular file (a device, pipe or socket)")
+    if info.st_size > MAX_FILE_BYTES:
+        raise DataError(f"{what} '{path}' is {info.st_size / 2 ** 30:.1f} GiB; at most {MAX_FILE_BYTES >> 30} GiB")
     if not os.access(path, os.R_OK):
         raise PermissionError(f"{what} '{path}': permission denied")
     return path
@@ -44,13 +57,18 @@ def read_rows(path, delimiter=None):
             text = handle.read()
     except UnicodeDecodeError as error:
         raise DataError(f"{path}: not a UTF-8 text file ({error.reason} at byte {error.start})") from None
-    lines = text.splitlines()
     if delimiter is None:
-        first = next((line for line in lines if line.strip()), "")
+        first = next((line for line in text.splitlines() if line.strip()), "")
         delimiter = ";" if first.count(";") > first.count(",") else ","
-    reader = csv.reader(lines, delimiter=delimiter)
-    return [(number, [cell.strip() for cell in row]) for number, row in enumerate(reader, start=1)
-            if any(cell.strip() for cell in row)]
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)  # quotes may hold newlines
+    rows = []
+    try:
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                rows.append((reader.line_num, [cell.strip() for cell in row]))
+    except csv.Error as error:
+        raise DataError(f"{path}:{reader.line_num + 1}: {error}") from None
+    return rows  # csv refuses a field over 131,072 characters itself (an error above)
 
 
 def parse_number(text, path, line, name, index):
@@ -59,8 +77,8 @@ def parse_number(text, path, line, name, index):
     if not NUMBER.match(text):
         raise DataError(f"{path}:{line}: column '{name}' ({index}): cannot parse '{text}' as a number")
     value = float(text)
-    if not numpy.isfinite(value):
-        raise DataError(f"{path}:{line}: column '{name}' ({index}): value '{text}' is out of range")
+    if not numpy.isfinite(value) or abs(value) > FLOAT32_MAX:
+        raise DataError(f"{path}:{line}: column '{name}' ({index}): value '{text}' is out of range (beyond float32)")
     return value
 
 

@@ -1,4 +1,6 @@
 """The built-in layers: Dense, Activation, Dropout, Flatten and Input."""
+import math
+
 from backprop import activations, initializers, ops, random, regularizers
 from backprop.layers.layer import Layer
 from backprop.ops.nn import FUSED_ACTIVATIONS
@@ -16,7 +18,8 @@ class Dense(Layer):
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, **kwargs):
         super().__init__(**kwargs)
-        if int(units) != units or units <= 0:
+        if isinstance(units, bool) or not isinstance(units, (int, float)) or not math.isfinite(units) \
+                or int(units) != units or units <= 0:
             raise ValueError(f"Dense: units must be a positive integer, got {units!r}")
         self.units = int(units)
         self.activation = activations.get(activation)

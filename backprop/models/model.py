@@ -135,19 +135,21 @@ class Model(Layer):
 
     def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
-            steps_per_epoch=None):
+            steps_per_epoch=None, allow_nonfinite=False):
         """Train for ``epochs`` passes over (x, y); returns a History (``history.history["loss"]``, ...).
 
         ``batch_size=None`` is full-batch gradient descent. ``validation_split`` holds out the last
         fraction of the data, before shuffling (Keras' rule). Inputs are cast to the model's dtype.
         ``class_weight`` ({class: weight}) multiplies each example's weight; ``steps_per_epoch``
-        trains only the first that many batches of each epoch's shuffled order.
+        trains only the first that many batches of each epoch's shuffled order. NaN or infinite
+        values in x or y are refused before training unless ``allow_nonfinite=True``.
         """
         return training.Trainer(self).fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
                                           callbacks=callbacks, validation_split=validation_split,
                                           validation_data=validation_data, shuffle=shuffle,
                                           class_weight=class_weight, sample_weight=sample_weight,
-                                          initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch)
+                                          initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+                                          allow_nonfinite=allow_nonfinite)
 
     def evaluate(self, x=None, y=None, batch_size=32, verbose="auto", sample_weight=None, return_dict=False):
         """Loss (and metrics) over (x, y), with no dropout and nothing recorded; printed unless verbose=0."""

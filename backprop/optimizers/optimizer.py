@@ -14,8 +14,17 @@ from backprop.xp import np
 
 
 def _check_positive(name, value):
-    if not callable(value) and (not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0):
-        raise ValueError(f"{name} must be a positive finite number or a schedule, got {value!r}")
+    if not callable(value) and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                or not math.isfinite(value) or value <= 0):
+        raise ValueError(f"{name} must be a positive finite number{' or a schedule' if name == 'learning_rate' else ''}, "
+                         f"got {value!r}")
+    return value
+
+
+def check_fraction(name, value, low_open=False):
+    """A hyperparameter in [0, 1) (or (0, 1)): betas, rho, momentum."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < 1 if low_open else 0 <= value < 1):
+        raise ValueError(f"{name} must be in {'(0, 1)' if low_open else '[0, 1)'}, got {value!r}")
     return value
 
 
@@ -41,6 +50,12 @@ class Optimizer:
     def __init__(self, learning_rate=0.001, clipnorm=None, clipvalue=None, global_clipnorm=None,
                  weight_decay=None, name=None):
         self._learning_rate = _check_positive("learning_rate", learning_rate)
+        for option, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm)):
+            if value is not None:
+                _check_positive(option, value)
+        if weight_decay is not None and (isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float))
+                                         or not math.isfinite(weight_decay) or weight_decay < 0):
+            raise ValueError(f"weight_decay must be a non-negative number, got {weight_decay!r}")
         if sum(option is not None for option in (clipnorm, clipvalue, global_clipnorm)) > 1:
             raise ValueError("use only one of clipnorm, clipvalue and global_clipnorm")
         self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm

@@ -4,7 +4,7 @@ Each ``update`` writes into the variable's array and its slot arrays in place.
 """
 import math
 
-from backprop.optimizers.optimizer import Optimizer
+from backprop.optimizers.optimizer import Optimizer, _check_positive, check_fraction
 from backprop.xp import np
 
 
@@ -59,6 +59,7 @@ class RMSprop(Optimizer):
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
+        check_fraction("rho", rho), check_fraction("momentum", momentum), _check_positive("epsilon", epsilon)
         self.rho, self.momentum, self.epsilon, self.centered = rho, momentum, epsilon, centered
         self.slot_names = ("velocity",) + (("average_gradient",) if centered else ()) + (
             ("momentum",) if momentum else ())
@@ -97,6 +98,7 @@ class Adadelta(Optimizer):
 
     def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, **kwargs)
+        check_fraction("rho", rho), _check_positive("epsilon", epsilon)
         self.rho, self.epsilon = rho, epsilon
 
     def update(self, w, g, slots, lr):
@@ -124,6 +126,7 @@ class Adam(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
+        check_fraction("beta_1", beta_1), check_fraction("beta_2", beta_2), _check_positive("epsilon", epsilon)
         self.beta_1, self.beta_2, self.epsilon, self.amsgrad = beta_1, beta_2, epsilon, amsgrad
         self.slot_names = ("m", "v") + (("v_hat",) if amsgrad else ())
 

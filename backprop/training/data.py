@@ -1,5 +1,6 @@
 """Turning user data into arrays and batches for fit/evaluate/predict, without copying the dataset."""
 import math
+import numbers
 
 import numpy
 
@@ -39,12 +40,37 @@ def check_lengths(x, y, sample_weight=None):
         raise ValueError("no examples: x is empty")
 
 
+def whole_number(name, value, minimum=0):
+    """``value`` as an int, if it is a whole number >= ``minimum`` (not a bool, not inf or NaN), else a
+    ValueError naming the argument and its value."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+            or int(value) != value or value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+    return int(value)
+
+
 def check_batch_size(batch_size, n):
     if batch_size is None:
         return n
-    if int(batch_size) != batch_size or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
-    return int(batch_size)
+    return whole_number("batch_size (or None)", batch_size, 1)
+
+
+def check_finite(name, array):
+    """Refuse NaN or infinite values, naming how many and where the first is."""
+    if array is None or array.dtype.kind not in "fc":
+        return
+    bad = ~numpy.isfinite(array)
+    if bad.any():
+        first = numpy.argwhere(bad)[0]
+        where = f"row {first[0]}" + (f", column {first[1]}" if len(first) > 1 else "")
+        raise ValueError(f"{name} holds {int(bad.sum()):,} NaN or infinite value(s), the first at {where}; they would "
+                         "train the weights to NaN (fit(..., allow_nonfinite=True) trains anyway)")
+
+
+def check_sample_weight(sample_weight):
+    if sample_weight is not None and (not numpy.isfinite(sample_weight).all() or (sample_weight < 0).any()):
+        raise ValueError("sample_weight must be finite and non-negative")
 
 
 def check_steps(steps_per_epoch, batches):

@@ -35,16 +35,20 @@ class Trainer:
 
     def fit(self, x, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
-            steps_per_epoch=None):
+            steps_per_epoch=None, allow_nonfinite=False):
         model = self.model
         model.check_compiled("fit")
+        epochs = data.whole_number("epochs", epochs)
+        initial_epoch = data.whole_number("initial_epoch", initial_epoch)
         x, y = data.features(x, model.dtype, example_shape=model.example_shape), data.labels(y)
         sample_weight = None if sample_weight is None else numpy.asarray(sample_weight, dtype=model.dtype)
         data.check_lengths(x, y, sample_weight)
+        data.check_sample_weight(sample_weight)
+        if not allow_nonfinite:
+            data.check_finite("x", x)
+            data.check_finite("y", y)
         if class_weight is not None:
             sample_weight = data.class_weights(y, class_weight, sample_weight, model.dtype)
-        if int(epochs) != epochs or epochs < 0:
-            raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
         if validation_data is None and validation_split:
             (x, y, sample_weight), validation = data.split_validation([x, y, sample_weight], validation_split)
             validation_data = tuple(v for v in validation if v is not None)
