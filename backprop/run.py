@@ -162,6 +162,19 @@ def _from_csv(config):
     return Dataset(x[index_train], y_train, x[index_test], y_test, preprocessor, notices, raw)
 
 
+def check_memory(config, data):
+    """Refuse, before allocating, a network whose weights, gradients and optimizer slots need more than
+    three quarters of this machine's memory."""
+    head = 1 if data.task == "regression" or len(data.classes) == 2 else len(data.classes)
+    sizes = [data.x_train.shape[1], *config.layers, head]
+    parameters = sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+    needed = parameters * 4 * 4  # float32 weights, gradients and two slots (Adam)
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if needed > 0.75 * available:
+        raise csv_reader.DataError(f"--layers {','.join(map(str, config.layers))} needs {needed / 1e9:.1f} GB for "
+                                   f"{parameters:.3g} parameters; this machine has {available / 1e9:.1f} GB")
+
+
 def small_data_defaults(config, n_train):
     """(dropout, patience): what was given, else what suits the data's size. On a few hundred examples
     dropout 0.2 and patience 10 on a tiny validation set stop training with an almost linear model."""
@@ -223,11 +236,15 @@ def check_config(config):
 
 def prepare_output(out, force=False, create_parent=False):
     """The final run folder path, checked: its parent must exist (or be created at the end, for the
-    default runs/ folder); an existing run needs ``force``."""
+    default runs/ folder); an existing run needs ``force``; a file there is never replaced."""
     out = os.path.abspath(out)
     parent = os.path.dirname(out)
     if not create_parent and not os.path.isdir(parent):
         raise FileNotFoundError(f"output directory '{parent}' does not exist")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise FileExistsError(f"'{out}' is a file, not a run folder; choose another --out")
+    if os.path.exists(os.path.dirname(out)) and not os.path.isdir(os.path.dirname(out)):
+        raise FileExistsError(f"'{os.path.dirname(out)}' is a file, so no run folder can be made in it")
     if os.path.exists(out) and not force:
         raise FileExistsError(f"'{out}' already exists; use --force to replace it")
     return out
@@ -270,6 +287,7 @@ def train(config, out, verbose=1):
     moment ends with the same run folder as an uninterrupted run.
     """
     data = load_data(config)
+    check_memory(config, data)
     dropout, patience = small_data_defaults(config, len(data.x_train))
     model = build_model(config, data.x_train.shape[1], data, dropout)
     if verbose:

@@ -355,3 +355,33 @@ def test_config_bombs_and_bad_numbers_exit_2(empty_dir):
     assert_bad_input(backprop("train", "--test-split", "0", cwd=empty_dir), "--test-split: invalid value", empty_dir,
                      before)
     assert_bad_input(backprop("train", "--data", "/dev/zero", cwd=empty_dir), "not a regular file", empty_dir, before)
+
+
+def test_impossible_sizes_and_outputs_are_refused_before_anything_is_done(empty_dir):
+    before = sorted(p.name for p in empty_dir.iterdir())
+    assert_bad_input(backprop("train", "--data", "pass_fail", "--layers", "100000000,100000000", cwd=empty_dir),
+                     "GB for 1e+16 parameters", empty_dir, before)
+    (empty_dir / "afile").write_text("keep me")
+    before = sorted(p.name for p in empty_dir.iterdir())
+    assert_bad_input(backprop("train", "--data", "pass_fail", "--out", "afile", "--force", cwd=empty_dir),
+                     "is a file, not a run folder", empty_dir, before)
+    assert (empty_dir / "afile").read_text() == "keep me"
+
+
+def test_idx_files_that_lie_are_refused(empty_dir):
+    import gzip
+    header = bytes([0, 0, 8, 3]) + (600).to_bytes(4, "big") + (28).to_bytes(4, "big") + (28).to_bytes(4, "big")
+    with gzip.open(empty_dir / "bomb.idx.gz", "wb", compresslevel=1) as handle:
+        handle.write(header + bytes(600 * 28 * 28) + bytes(64 << 20))  # 64 MiB more than the header says
+    bp.datasets.write_idx(empty_dir / "labels.idx", (np.arange(600) % 10).astype(np.uint8))
+    before = sorted(p.name for p in empty_dir.iterdir())
+    assert_bad_input(backprop("train", "--data", "bomb.idx.gz", "--labels", "labels.idx", cwd=empty_dir),
+                     "more data than its dimensions (600, 28, 28) hold", empty_dir, before)
+    bp.datasets.write_idx(empty_dir / "images.idx", np.zeros((600, 4, 4), dtype=np.uint8))
+    bp.datasets.write_idx(empty_dir / "bad-labels.idx", np.where(np.arange(600) == 3, -1, 1).astype(np.int32))
+    before = sorted(p.name for p in empty_dir.iterdir())
+    assert_bad_input(backprop("train", "--data", "images.idx", "--labels", "bad-labels.idx", cwd=empty_dir),
+                     "label -1 is negative", empty_dir, before)
+    (empty_dir / "many.idx").write_bytes(bytes([0, 0, 8, 255]) + bytes(4 * 255))
+    assert_bad_input(backprop("train", "--data", "many.idx", "--labels", "labels.idx", cwd=empty_dir),
+                     "255 dimensions", empty_dir, before + ["many.idx"])

@@ -16,6 +16,7 @@ import numpy
 from backprop.saving import bounded_json
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
+MAX_TENSORS = 65_536
 DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
           "U8": "u1", "U16": "<u2", "U32": "<u4", "U64": "<u8", "BOOL": "?"}
 CODES = {numpy.dtype(v): k for k, v in DTYPES.items()}
@@ -89,6 +90,8 @@ def read(path, allow_nonfinite=False):
         raise fail(f"not a backprop model file ({error})") from None
     if not isinstance(header, dict):
         raise fail("not a backprop model file (header is not a JSON object)")
+    if len(header) > MAX_TENSORS:
+        raise fail(f"{len(header):,} tensors (at most {MAX_TENSORS:,})")
     metadata = header.pop("__metadata__", None) or {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise fail("malformed metadata: expected a mapping of strings")
