@@ -259,6 +259,9 @@ def test_the_model_file_alone_predicts_raw_rows(houses, workdir, empty_dir):
     (empty_dir / "unseen.csv").write_text("sqft,rooms,city\n100,3,Marseille\n")
     result = backprop("predict", "alone.bp", "--input", "unseen.csv", cwd=empty_dir)
     assert result.returncode == 2 and "category 'Marseille' was not seen in training" in result.stderr
+    (empty_dir / "twice.csv").write_text("sqft,sqft,rooms,city\n100,120,3,Paris\n")
+    result = backprop("predict", "alone.bp", "--input", "twice.csv", cwd=empty_dir)
+    assert result.returncode == 2 and "names column(s) sqft more than once" in result.stderr
     (empty_dir / "positional.csv").write_text("100,3,Paris\n")  # no header: by position
     assert backprop("predict", "alone.bp", "--input", "positional.csv", cwd=empty_dir).returncode == 0
 

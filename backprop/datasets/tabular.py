@@ -122,6 +122,9 @@ class Preprocessor:
                 return list(range(len(self.columns)))
             raise DataError(f"{path}: {width} columns and no header; the model needs {len(self.columns)} "
                             f"({', '.join(self.input_names)}), or the training file's {self.width}")
+        repeated = sorted({name for name in self.input_names if header.count(name) > 1})
+        if repeated:
+            raise DataError(f"{path}: the header names column(s) {', '.join(repeated)} more than once")
         absent = [name for name in self.input_names if name not in header]
         if absent:
             raise DataError(f"{path}: missing column(s) {', '.join(absent)}; the model was trained on "
