@@ -107,18 +107,18 @@ def sparse_categorical_crossentropy(labels, predictions, from_logits=False, epsi
     """-log p[label] for integer class indices: p = softmax(logits), or the normalised, clipped predictions."""
     if from_logits:
         return sparse_softmax_cross_entropy_with_logits.forward(labels, predictions)
-    labels = labels[..., None].astype(np.intp, copy=False)
-    total = np.sum(predictions, axis=-1, keepdims=True)
-    picked = np.take_along_axis(predictions, labels, axis=-1) / total
+    index = _class_index(labels, predictions)
+    total = np.sum(predictions, axis=-1)
+    picked = predictions[index] / total
     clipped = np.clip(picked, epsilon, 1 - epsilon)
 
     def backward(g, needs):
         c = (picked == clipped) / clipped  # -d values / d q[label]
-        grad = np.broadcast_to(c * picked / total, predictions.shape).copy()
-        np.put_along_axis(grad, labels, np.take_along_axis(grad, labels, -1) - c / total, -1)
+        grad = np.broadcast_to((c * picked / total)[..., None], predictions.shape).copy()
+        grad[index] -= c / total
         return None, grad * _per_row(g)
 
-    return -np.log(clipped[..., 0]), backward
+    return -np.log(clipped), backward
 
 
 def kl_divergence(labels, predictions, epsilon=1e-7):
@@ -132,15 +132,22 @@ def kl_divergence(labels, predictions, epsilon=1e-7):
 @differentiable(arrays=2)
 def sparse_softmax_cross_entropy_with_logits(labels, logits):
     """Per-example -log_softmax(logits)[label] for integer class indices along the last axis."""
-    labels = np.asarray(labels)[..., None].astype(np.intp, copy=False)
+    index = _class_index(labels, logits)
     log_p = _log_softmax(logits, -1)
 
     def backward(g, needs):
         d_logits = np.exp(log_p)
-        np.put_along_axis(d_logits, labels, np.take_along_axis(d_logits, labels, -1) - 1, -1)
-        return None, d_logits * _per_row(g)
+        d_logits[index] -= 1
+        d_logits *= _per_row(g)
+        return None, d_logits
 
-    return -np.take_along_axis(log_p, labels, axis=-1)[..., 0], backward
+    return -log_p[index], backward
+
+
+def _class_index(labels, scores):
+    """An index picking each example's label column: scores[index] has the labels' shape."""
+    labels = np.asarray(labels).astype(np.intp, copy=False)
+    return tuple(np.indices(labels.shape, sparse=True)) + (labels,)
 
 
 # --- the two ops of each kernel ------------------------------------------------------------------
