@@ -5,7 +5,11 @@ has, and that buffer is what an allreduce, a device transfer or a compiled repla
 variable is an entry keyed by its name (the weight's path, as model files name it), so optimizer
 state follows names, never positions.
 """
+import operator
+
 from backprop.xp import np
+
+_data = operator.attrgetter("data")
 
 
 class FlatParameters:
@@ -30,6 +34,7 @@ class FlatParameters:
         self.groups = {dtype: (np.empty(size, dtype=dtype), np.zeros(size, dtype=dtype))
                        for dtype, size in sizes.items()}
         self.index = {name: position for position, name in enumerate(self.names)}
+        self._ids = {id(v) for v in self.variables}
         self._views = [self.view(self.groups[entry[2]][0], position) for position, entry in enumerate(self.entries)]
         self._grad_views = [self.view(self.groups[entry[2]][1], position) for position, entry in enumerate(self.entries)]
         self.attach()
@@ -41,29 +46,36 @@ class FlatParameters:
 
     def attach(self):
         """Make every variable a view of the buffer again: copy in any array that was rebound since."""
+        if self.is_attached():  # every step: checked with C-level calls only
+            return
         for variable, view in zip(self.variables, self._views):
             if variable.data is not view:
                 view[...] = variable.data
                 variable.data = view
 
     def is_attached(self):
-        return all(variable.data is view for variable, view in zip(self.variables, self._views))
+        return all(map(operator.is_, map(_data, self.variables), self._views))
+
+    def holds(self, variables):
+        """Whether ``variables`` are this buffer's variables in its order (compared by identity: a Tensor's ==
+        is elementwise)."""
+        return len(variables) == len(self.variables) and all(map(operator.is_, variables, self.variables))
 
     def covers(self, variables):
         """Whether ``variables`` are exactly this buffer's variables, in any order."""
-        return len(variables) == len(self.variables) and {id(v) for v in variables} == {id(v) for v in self.variables}
+        return self.holds(variables) or (len(variables) == len(self.variables)
+                                         and {id(v) for v in variables} == self._ids)
 
-    def load_gradients(self, grads, variables=None):
-        """Copy gradients into the gradient buffer (``None`` means zero); ``variables`` gives their order
-        when it is not the buffer's own. Returns the positions whose gradient was ``None``."""
+    def order_of(self, variables):
+        """For each of this buffer's variables, its position in ``variables`` (the same variables, reordered)."""
+        position_of = {id(v): position for position, v in enumerate(variables)}
+        return [position_of[id(v)] for v in self.variables]
+
+    def load_gradients(self, grads):
+        """Copy gradients, in this buffer's order, into the gradient buffer (``None`` means zero). Returns the
+        positions whose gradient was ``None``."""
         missing = []
-        if variables is None or variables is self.variables:
-            pairs = zip(range(len(self.variables)), grads)
-        else:
-            position_of = {id(v): position for position, v in enumerate(self.variables)}
-            pairs = ((position_of[id(v)], grad) for v, grad in zip(variables, grads))
-        for position, grad in pairs:
-            view = self._grad_views[position]
+        for position, (view, grad) in enumerate(zip(self._grad_views, grads)):
             if grad is None:
                 view[...] = 0
                 missing.append(position)

@@ -208,11 +208,15 @@ class Layer:
         raise NotImplementedError(f"{type(self).__name__} must implement call(inputs)")
 
     def __call__(self, inputs, training=None, **kwargs):
-        from backprop.layers import symbolic
-        if symbolic.is_symbolic(inputs):  # the functional API: record the call, compute nothing
-            return symbolic.call_symbolically(self, inputs, **kwargs)
-        if not isinstance(inputs, (Tensor, list, tuple, dict)):
-            inputs = to_input(inputs, self.dtype)
+        if not isinstance(inputs, Tensor):
+            if isinstance(inputs, np.ndarray):
+                inputs = to_input(inputs, self.dtype)
+            else:
+                from backprop.layers import symbolic  # here: symbolic imports this module
+                if symbolic.is_symbolic(inputs):  # the functional API: record the call, compute nothing
+                    return symbolic.call_symbolically(self, inputs, **kwargs)
+                if not isinstance(inputs, (list, tuple, dict)):
+                    inputs = to_input(inputs, self.dtype)
         if not self.built:
             self._build_input_shape = getattr(inputs, "shape", None)
             self._build_on_first_call(self._build_input_shape)

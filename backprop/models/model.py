@@ -57,7 +57,7 @@ class Model(Layer):
         from backprop.saving.model_file import weight_paths
         named = [(name, v) for name, v in weight_paths(self, unique=False) if v.trainable]
         previous = self.__dict__.get("_parameters")
-        if previous is not None and [v for _, v in named] == previous.variables and \
+        if previous is not None and previous.holds([v for _, v in named]) and \
                 [name for name, _ in named] == previous.names:
             return previous
         self._parameters = FlatParameters(named)

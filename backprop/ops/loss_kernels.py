@@ -190,7 +190,7 @@ def mean_op(kernel):
             total = np.add.reduce((values * weights).ravel())
         else:
             total = np.add.reduce(values.ravel())
-        divisor = _divisor(reduction, kernel, values, weights)
+        divisor = values.size if reduction == "sum_over_batch_size" else _divisor(reduction, kernel, values, weights)
 
         def mean_backward(g, needs):
             scale = g / divisor

@@ -99,8 +99,7 @@ class Optimizer:
             return variables
         current = self._params
         if current is not None and current.covers(variables):
-            current.attach()
-            return current
+            return current  # _use attaches it
         return FlatParameters([(v.path, v) for v in variables])
 
     def _use(self, params):
@@ -181,23 +180,27 @@ class Optimizer:
         for grad, variable in grads_and_vars:
             if grad is not None:
                 grad = grad.data if isinstance(grad, Tensor) else np.asarray(grad)
-                if grad.shape != variable.shape:
+                if grad.shape != variable.data.shape:
                     raise ValueError(f"{self.name}: gradient of shape {grad.shape} for variable "
                                      f"{variable.path!r} of shape {variable.shape}")
             grads.append(grad)
             variables.append(variable)
         if not variables:
             raise ValueError(f"{self.name}.apply_gradients: no (gradient, variable) pairs were given")
-        params = self._parameters_for(variables)
-        self.load_gradients(params, grads, variables)
+        params = self._params
+        if params is None or not params.holds(variables):  # the usual case: the same variables every step
+            params = self._parameters_for(variables)
+            self._use(params)
+            grads = [grads[position] for position in params.order_of(variables)]
+        self.load_gradients(params, grads)
         return self.apply_to(params)
 
-    def load_gradients(self, params, grads, variables=None):
-        """Copy ``grads`` into ``params``' gradient buffer; ``None`` counts as zero (with a warning), all
-        ``None`` is an error that shows the usual cause."""
+    def load_gradients(self, params, grads):
+        """Copy ``grads`` (in ``params``' order) into its gradient buffer; ``None`` counts as zero (with a
+        warning), all ``None`` is an error that shows the usual cause."""
         if all(grad is None for grad in grads):
-            raise ValueError(no_gradients_message(variables or params.variables))
-        missing = params.load_gradients(grads, variables)
+            raise ValueError(no_gradients_message(params.variables))
+        missing = params.load_gradients(grads)
         if missing:
             self._warn_missing([params.names[position] for position in missing])
 

@@ -36,7 +36,7 @@ class TrainStep:
             loss = model.compute_loss(y, y_pred, sample_weight)
         params = model.parameters  # after the call: layers built lazily on it exist now
         optimizer = model.optimizer
-        optimizer.load_gradients(params, tape.gradient(loss, params.variables))
+        optimizer.load_gradients(params, tape.gradient(loss, params.variables))  # in params' order
         if self.reduce_gradients is not None:
             self.reduce_gradients(params)
         if self.guard_nonfinite and not np.isfinite(loss.data):
