@@ -46,6 +46,7 @@ HOSTILE_CONFIGS = {
     "units as bool": lambda c: c["config"]["layers"][1]["config"].update(units=True),
     "units as float": lambda c: c["config"]["layers"][1]["config"].update(units=8.5),
     "units negative": lambda c: c["config"]["layers"][1]["config"].update(units=-8),
+    "input wider than the kernel": lambda c: c["config"]["layers"][0]["config"].update(shape=[40]),
     "input 1e12": lambda c: c["config"]["layers"][0]["config"].update(shape=[10 ** 12]),
     "input 1e5x1e5x4": lambda c: c["config"]["layers"][0]["config"].update(shape=[100000, 100000, 4]),
     "shape of 100 dims": lambda c: c["config"]["layers"][0]["config"].update(shape=[1] * 100),
@@ -100,8 +101,9 @@ def test_hostile_model_files_fail_with_backprop_s_error_quickly(hostile_files):
     for name, (outcome, seconds) in by_name.items():
         assert outcome.startswith("refused: "), f"{name}: {outcome}"
         assert seconds < 1.0, f"{name}: {seconds:.2f} s"
-    assert "config.layers[1].config.units: 300000000 is larger than the file" in by_name["units 3e8"][0]
+    assert "hidden.units: 300000000 does not match the stored kernel (4, 8)" in by_name["units 3e8"][0]
     assert "nested 100000 levels deep" in by_name["deep config"][0]
+    assert "inputs of width 40 do not match the stored kernel (4, 8)" in by_name["input wider than the kernel"][0]
     assert "an integer of 5000 digits" in by_name["5000-digit units"][0]
 
 

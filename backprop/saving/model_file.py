@@ -4,6 +4,7 @@ Nothing in a file is ever executed or imported: classes are looked up in the clo
 weights are raw numbers. Loads validate everything first and assign nothing on any error.
 """
 import json
+import math
 
 from backprop import __version__
 from backprop.saving import bounded_json, tensor_file
@@ -92,8 +93,8 @@ def load_model(path, custom_objects=None, allow_nonfinite=False, compile=True): 
         config = spec["config"]
     except FileFormatError:
         raise
-    except (KeyError, TypeError) as error:
-        raise FileFormatError(f"{path}: malformed model config ({error})") from None
+    except (KeyError, TypeError, AttributeError, IndexError) as error:  # a hostile structure
+        raise FileFormatError(f"{path}: malformed model config ({type(error).__name__}: {error})") from None
     except ValueError as error:  # a limit, a hostile value, or an unknown class (the message says how to register)
         raise FileFormatError(f"{path}: {error}") from None
     model = _rebuild(cls, config, shape, custom_objects, path)
@@ -149,6 +150,8 @@ def check_architecture(spec, build_shape, tensors):
         if isinstance(node, dict):
             if "class_name" in node:
                 layers.append(where)
+                if node["class_name"] == "Dense" and isinstance(node.get("config"), dict):
+                    dense_matches_its_kernel(node["config"], tensors)
             for key, value in node.items():
                 path = f"{where}.{key}" if where else str(key)
                 if key in SIZE_KEYS:
@@ -164,8 +167,71 @@ def check_architecture(spec, build_shape, tensors):
     walk(spec, "")
     if build_shape is not None:
         shape(build_shape, "build_input_shape")
+    check_feature_widths(spec, build_shape, tensors)
     if len(layers) > max(1024, 4 * len(tensors)):
         raise ValueError(f"the config has {len(layers):,} layers for {len(tensors)} stored tensors")
+
+
+def _kernel(name, tensors):
+    keys = [k for k in tensors if k == f"{name}/kernel" or k.endswith(f"/{name}/kernel")]
+    return tuple(tensors[keys[0]].shape) if len(keys) == 1 else None
+
+
+def _output_shape(class_name, config, shape, tensors):
+    """A built-in layer's output example shape from its input's, checking a Dense kernel's input width;
+    None when unknown (a custom layer: checked after its bounded build)."""
+    if shape is None:
+        return None
+    if class_name == "Dense":
+        kernel = _kernel(config.get("name"), tensors)
+        if kernel is not None and (not shape or shape[-1] != kernel[0]):
+            raise ValueError(f"{config.get('name')}: inputs of width {shape[-1] if shape else None} do not match "
+                             f"the stored kernel {kernel}")
+        return shape[:-1] + [config.get("units")]
+    if class_name == "Flatten":
+        return [math.prod(shape)]
+    if class_name in ("Dropout", "Activation"):
+        return shape
+    return None
+
+
+def check_feature_widths(spec, build_shape, tensors):
+    """Follow the example shape through a Sequential or functional model's built-in layers, so that every
+    Dense kernel the model would build has exactly the stored kernel's shape: never larger than the file."""
+    config = spec.get("config") if isinstance(spec, dict) else None
+    if not isinstance(config, dict):
+        return
+    if spec.get("class_name") == "Sequential":
+        shape = list(build_shape[1:]) if isinstance(build_shape, list) else config.get("input_shape")
+        for layer in config.get("layers", []):
+            layer_config = layer.get("config", {})
+            if layer.get("class_name") == "InputLayer":
+                shape = list(layer_config.get("shape") or [])
+                continue
+            shape = _output_shape(layer.get("class_name"), layer_config, shape, tensors)
+    elif spec.get("class_name") == "Functional":
+        layers, shapes = config.get("layers", []), []
+        for node in config.get("nodes", []):
+            layer = layers[node["layer"]]
+            inputs = [shapes[i] for i in node["inputs"]]
+            if layer.get("class_name") == "InputLayer":
+                shapes.append(list(layer["config"].get("shape") or []))
+            else:
+                shapes.append(_output_shape(layer.get("class_name"), layer.get("config", {}),
+                                            inputs[0] if len(inputs) == 1 else None, tensors))
+
+
+def dense_matches_its_kernel(config, tensors):
+    """A Dense layer's ``units`` must be exactly the width of the kernel stored under its name."""
+    name, units = config.get("name"), config.get("units")
+    if not isinstance(name, str):
+        return  # reported when the layer is built
+    keys = [k for k in tensors if k == f"{name}/kernel" or k.endswith(f"/{name}/kernel")]
+    if len(keys) != 1:
+        raise ValueError(f"{name}: the file stores {'no' if not keys else len(keys)} kernel(s) for this Dense layer")
+    stored = tuple(tensors[keys[0]].shape)
+    if len(stored) != 2 or units != stored[1]:
+        raise ValueError(f"{name}.units: {units!r} does not match the stored kernel {stored}")
 
 
 def _rebuild(cls, config, shape, custom_objects, path):
