@@ -293,9 +293,10 @@ def cmd_evaluate(args):
     from backprop import run
     from backprop.datasets import csv_reader, tabular
     model, preprocessing = run.load_run(args.model)
-    if preprocessing is None or "columns" not in preprocessing:
-        raise BadInput(f"{args.model}: no preprocessing in the model file (saved from Python, or by an older backprop): "
-                       "evaluate it in Python with model.evaluate")
+    if preprocessing is None:
+        return evaluate_prepared(model, args)
+    if "columns" not in preprocessing:
+        raise BadInput(f"{args.model}: its preprocessing.json comes from an older backprop; retrain the run")
     preprocessor = tabular.Preprocessor.from_dict(preprocessing)
     config = run.RunConfig(data=args.data, target=args.target or preprocessor.target, task=preprocessor.task)
     arrays = run.raw_arrays(config)
@@ -311,6 +312,25 @@ def cmd_evaluate(args):
         y, _, _ = csv_reader.parse_target(rows, target, names[target], args.data, preprocessor.task, classes)
     metrics = run.evaluate(model, x, y, preprocessor)
     print(json.dumps({k: round(v, 6) for k, v in metrics.items()}, indent=2))
+
+
+def evaluate_prepared(model, args):
+    """A model saved from Python: the CSV's numbers as they are, the target column (--target, default the last)
+    as labels, scored with the loss and metrics the model was compiled with."""
+    from backprop.datasets import csv_reader
+    if model.loss is None:
+        raise BadInput(f"{args.model}: saved without compile, so there is no loss to evaluate with")
+    print(f"note: {args.model} has no preprocessing (it was saved from Python): the columns of {args.data} are fed "
+          "to it as they are", file=sys.stderr)
+    header, rows = csv_reader.read_table(args.data)
+    names = header or [f"column_{i + 1}" for i in range(len(rows[0][1]))]
+    target = csv_reader.target_index(args.target, names, args.data)
+    x = numpy.array([[csv_reader.parse_number(cell, args.data, line, names[i], i + 1)
+                      for i, cell in enumerate(row) if i != target] for line, row in rows], dtype=numpy.float32)
+    y = numpy.array([csv_reader.parse_number(row[target], args.data, line, names[target], target + 1)
+                     for line, row in rows])
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    print(json.dumps({f"test_{k}": round(v, 6) for k, v in logs.items()}, indent=2))
 
 
 def cmd_info(args):

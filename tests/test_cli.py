@@ -284,6 +284,13 @@ def test_a_model_saved_from_python_predicts_prepared_numbers(empty_dir):
     assert result.returncode == 0 and "no preprocessing" in result.stderr
     expected = model.predict(np.array([[1.0, 2.0], [3.0, 4.0]]))[:, 0]
     assert [float(v) for v in result.stdout.split()[1:]] == pytest.approx(expected, rel=1e-5)
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    model.save(empty_dir / "compiled.bp")
+    (empty_dir / "scored.csv").write_text("a,b,y\n1,2,0.5\n3,4,-1\n")
+    result = backprop("evaluate", "compiled.bp", "--data", "scored.csv", cwd=empty_dir)
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)
+    assert scores["test_mae"] == pytest.approx(np.mean(np.abs(expected - [0.5, -1.0])), rel=1e-5)
 
 
 def test_a_constant_column_is_scaled_by_one(empty_dir):
