@@ -184,9 +184,9 @@ def load_config_file(path):
         raise BadInput(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB; a config holds a few settings")
     try:
         if path.endswith((".yaml", ".yml")):
-            import yaml
             if b"&" in raw or b"*" in raw:  # anchors and aliases: the way to a billion laughs
                 raise BadInput(f"{path}: YAML anchors and aliases (& and *) are not accepted in a config")
+            import yaml
             values = yaml.safe_load(raw) or {}
         else:
             import tomllib
