@@ -374,8 +374,6 @@ def main(argv=None):
             and len(error.args) == 1 else str(error)
         print(f"error: {message}".replace("\n", "\\n"), file=sys.stderr)  # always one line
         return 2
-    except BadInput:
-        raise
     except ImportError as error:  # an optional dependency (matplotlib, scikit-learn) is missing
         print(f"error: {error}", file=sys.stderr)
         return 1
