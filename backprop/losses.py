@@ -200,40 +200,38 @@ def _check_smoothing(label_smoothing):
     return float(label_smoothing)
 
 
-class BinaryCrossentropy(Loss):
-    """``label_smoothing`` s moves labels towards 0.5: y (1 - s) + s / 2 (Keras)."""
+class _SmoothedCrossentropy(Loss):
+    """A cross-entropy whose labels can be smoothed towards the uniform distribution (Keras'
+    ``label_smoothing`` s): y (1 - s) + s u, with u = 1 / classes (1/2 for binary labels)."""
 
+    def __init__(self, from_logits=False, label_smoothing=0.0, reduction="sum_over_batch_size", name=None):
+        super().__init__(name, reduction)
+        self.options = {"from_logits": from_logits}
+        self.label_smoothing = _check_smoothing(label_smoothing)
+
+    def uniform(self, y_pred):
+        raise NotImplementedError
+
+    def prepare_labels(self, labels, y_pred):
+        s = self.label_smoothing
+        return labels * (1 - s) + s * self.uniform(y_pred) if s else labels
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+class BinaryCrossentropy(_SmoothedCrossentropy):
     kernel = "binary_crossentropy"
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, reduction="sum_over_batch_size", name=None):
-        super().__init__(name, reduction)
-        self.options = {"from_logits": from_logits}
-        self.label_smoothing = _check_smoothing(label_smoothing)
-
-    def prepare_labels(self, labels, y_pred):
-        s = self.label_smoothing
-        return labels * (1 - s) + 0.5 * s if s else labels
-
-    def get_config(self):
-        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+    def uniform(self, y_pred):
+        return 0.5
 
 
-class CategoricalCrossentropy(Loss):
-    """``label_smoothing`` s mixes one-hot labels with the uniform distribution: y (1 - s) + s / classes (Keras)."""
-
+class CategoricalCrossentropy(_SmoothedCrossentropy):
     kernel = "categorical_crossentropy"
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, reduction="sum_over_batch_size", name=None):
-        super().__init__(name, reduction)
-        self.options = {"from_logits": from_logits}
-        self.label_smoothing = _check_smoothing(label_smoothing)
-
-    def prepare_labels(self, labels, y_pred):
-        s = self.label_smoothing
-        return labels * (1 - s) + s / y_pred.shape[-1] if s else labels
-
-    def get_config(self):
-        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+    def uniform(self, y_pred):
+        return 1 / y_pred.shape[-1]
 
 
 class SparseCategoricalCrossentropy(Loss):

@@ -130,10 +130,8 @@ class Adam(Optimizer):
         self.beta_1, self.beta_2, self.epsilon, self.amsgrad = beta_1, beta_2, epsilon, amsgrad
         self.slot_names = ("m", "v") + (("v_hat",) if amsgrad else ())
 
-    def update(self, w, g, slots, lr):
-        t = self.iterations + 1
-        alpha = lr * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
-        m, v, tmp = slots["m"], slots["v"], self.scratch(w)
+    def update_moments(self, g, m, v, tmp):
+        """m += (g - m)(1 - b1);  v += (g^2 - v)(1 - b2), in place (``tmp`` is scratch)."""
         np.subtract(g, m, out=tmp)
         tmp *= 1 - self.beta_1
         m += tmp
@@ -141,6 +139,12 @@ class Adam(Optimizer):
         tmp -= v
         tmp *= 1 - self.beta_2
         v += tmp
+
+    def update(self, w, g, slots, lr):
+        t = self.iterations + 1
+        alpha = lr * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
+        m, v, tmp = slots["m"], slots["v"], self.scratch(w)
+        self.update_moments(g, m, v, tmp)
         if self.amsgrad:
             np.maximum(slots["v_hat"], v, out=slots["v_hat"])
             v = slots["v_hat"]
@@ -207,13 +211,7 @@ class Nadam(Adam):
         u_product = self._momentum_product(t)
         u_t, u_next = self._momentum(t), self._momentum(t + 1)
         m, v, tmp, m_hat = slots["m"], slots["v"], self.scratch(w), self.scratch(w, 1)
-        np.subtract(g, m, out=tmp)
-        tmp *= 1 - self.beta_1
-        m += tmp
-        np.multiply(g, g, out=tmp)
-        tmp -= v
-        tmp *= 1 - self.beta_2
-        v += tmp
+        self.update_moments(g, m, v, tmp)
         np.multiply(m, u_next / (1 - u_product * u_next), out=m_hat)
         m_hat += np.multiply(g, (1 - u_t) / (1 - u_product), out=tmp)
         np.divide(v, 1 - self.beta_2 ** t, out=tmp)
