@@ -189,3 +189,59 @@ def test_every_backup_damaged_is_said_not_silently_restarted(tmp_path):
             path.write_bytes(b"garbage")
     result = run_cli(tmp_path, *CLI_ARGS, "--out", "run", "--resume")
     assert result.returncode == 2 and "is damaged" in result.stderr
+
+
+class Crash(Exception):
+    pass
+
+
+def in_process_run(tmp_path, crash_after=None, x=None, metrics=("accuracy", "AUC")):
+    """fit with per-batch backups in this process; ``crash_after`` raises from a callback after that many batches
+    (the backup of the batch before is on disk, as after a kill)."""
+    import backprop as bp
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(96, 3)) if x is None else x
+    y = (x[:, 0] - x[:, 1] > 0).astype(int)
+    bp.random.set_seed(4)
+    model = bp.Sequential([bp.layers.Input(shape=(3,)), bp.layers.Dense(8, activation="relu"),
+                           bp.layers.Dropout(0.3, seed=5), bp.layers.Dropout(0.2), bp.layers.Dense(1)])
+    model.compile(optimizer=bp.optimizers.Adam(bp.optimizers.schedules.ExponentialDecay(0.01, 10, 0.9)),
+                  loss=bp.losses.BinaryCrossentropy(from_logits=True), metrics=list(metrics))
+    batches = []
+
+    def count(batch, logs):
+        batches.append(batch)
+        if crash_after is not None and len(batches) == crash_after:
+            raise Crash()
+
+    callbacks = [bp.callbacks.EarlyStopping(monitor="val_loss", patience=50, restore_best_weights=True),
+                 bp.callbacks.ReduceLROnPlateau(patience=2),
+                 bp.callbacks.BackupAndRestore(tmp_path / "backup", save_freq=1),
+                 bp.callbacks.LambdaCallback(on_train_batch_end=count)]
+    history = model.fit(x, y, batch_size=16, epochs=4, validation_split=0.25, verbose=0, callbacks=callbacks)
+    return model, history, batches
+
+
+def test_resume_in_process_restores_everything(tmp_path):
+    """Weights, Adam slots, the schedule's position, both Dropout generators, the shuffled order, running
+    metrics (AUC's scores too), callbacks' states and the history: the resumed run equals a straight one."""
+    straight_model, straight_history, _ = in_process_run(tmp_path / "a")
+    with pytest.raises(Crash):
+        in_process_run(tmp_path / "b", crash_after=7)  # in epoch 2's batch 1 (5 batches an epoch), before its backup
+    model, history, batches = in_process_run(tmp_path / "b")
+    assert batches[0] == 1, "resumed at the batch after the last backup"
+    assert history.history == straight_history.history
+    for a, b in zip(model.get_weights(), straight_model.get_weights()):
+        assert np.array_equal(a, b)
+    assert model.optimizer.iterations == straight_model.optimizer.iterations
+    assert not (tmp_path / "b" / "backup" / "backup.bp").exists()
+
+
+def test_resume_with_other_data_is_refused_in_process(tmp_path):
+    from backprop.training.resume import ResumeError
+    with pytest.raises(Crash):
+        in_process_run(tmp_path, crash_after=3)
+    other = np.random.default_rng(0).normal(size=(96, 3))
+    other[0, 0] += 1.0
+    with pytest.raises(ResumeError, match="different run"):
+        in_process_run(tmp_path, x=other)

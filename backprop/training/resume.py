@@ -21,8 +21,8 @@ class ResumeError(ValueError):
 
 def fingerprint(model, x, y, batch_size):
     digest = hashlib.sha256()
-    for name, variable in weight_paths(model):
-        digest.update(f"{name}:{variable.shape}:{variable.dtype};".encode())
+    for _, variable in weight_paths(model):  # shapes, not names: a model re-created in the same process
+        digest.update(f"{variable.shape}:{variable.dtype};".encode())  # gets new automatic layer names
     for array in (x, y):
         digest.update(f"{array.shape}:{array.dtype};".encode())
         digest.update(numpy.ascontiguousarray(array).tobytes())
@@ -54,8 +54,9 @@ def capture(trainer):
         tensors["loop/order"] = numpy.asarray(trainer.order, dtype=numpy.int64)
     schedule = optimizer.learning_rate_schedule
     state = {"fingerprint": trainer.fingerprint, "epoch": trainer.epoch, "batch": trainer.batch,
+             "weight_names": [name for name, _ in weight_paths(model)],
              "history": trainer.history.history, "history_epochs": trainer.history.epoch,
-             "generators": {path: g.bit_generator.state for path, g in _generators(model)},
+             "generators": [[path, g.bit_generator.state] for path, g in _generators(model)],
              "metrics": [], "callbacks": {}, "learning_rate": None if schedule else optimizer.learning_rate}
     for index, metric in enumerate(trainer.accumulators.all()):
         values, arrays = _split(metric.get_state())
@@ -77,15 +78,24 @@ def restore(trainer, tensors, metadata):
     if state.get("fingerprint") != trainer.fingerprint:
         raise ResumeError("the backup was made by a different run (the model, the data or the batch size "
                           "changed); delete the backup directory to start over")
-    for name, variable in weight_paths(model):
-        variable.assign(tensors[f"weights/{name}"])
-    optimizer_state = {k[len("optimizer/"):]: v for k, v in tensors.items() if k.startswith("optimizer/")}
+    pairs = weight_paths(model)
+    renamed = dict(zip(state["weight_names"], (name for name, _ in pairs)))  # saved name -> this model's
+    for saved, (_, variable) in zip(state["weight_names"], pairs):
+        variable.assign(tensors[f"weights/{saved}"])
+    optimizer_state = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer/"):
+            name, _, slot = key[len("optimizer/"):].rpartition("/")
+            optimizer_state[f"{renamed.get(name, name)}/{slot}" if name else slot] = value
     model.optimizer.set_state(optimizer_state, model.parameters)
     if state["learning_rate"] is not None:
         model.optimizer.learning_rate = state["learning_rate"]
-    generators = dict(_generators(model))
-    for path, generator_state in state["generators"].items():
-        generators[path].bit_generator.state = generator_state
+    current = _generators(model)
+    if len(current) != len(state["generators"]):
+        raise ResumeError("the backup was made by a model with other random layers; delete the backup directory "
+                          "to start over")
+    for (_, generator), (_, generator_state) in zip(current, state["generators"]):  # in order: names may differ
+        generator.bit_generator.state = generator_state
     trainer.history.history = {k: list(v) for k, v in state["history"].items()}
     trainer.history.epoch = list(state["history_epochs"])
     trainer.accumulators = Accumulators(model)
