@@ -61,7 +61,21 @@ class RandomUniform(Initializer):
         self.minval, self.maxval, self.seed = minval, maxval, seed
 
     def __call__(self, shape, dtype=None):
-        return random.generator(self.seed).uniform(self.minval, self.maxval, shape).astype(dtype or FLOATX)
+        return uniform_in_chunks(random.generator(self.seed), self.minval, self.maxval, shape, dtype or FLOATX)
+
+
+CHUNK = 1 << 20
+
+
+def uniform_in_chunks(generator, low, high, shape, dtype):
+    """generator.uniform(low, high, shape) cast to ``dtype``, drawn a million values at a time into the result:
+    the same numbers (the generator's stream is sequential), without a float64 copy of the whole kernel."""
+    out = numpy.empty(shape, dtype=dtype)
+    flat = out.reshape(-1)
+    for start in range(0, flat.size, CHUNK):
+        stop = min(start + CHUNK, flat.size)
+        flat[start:stop] = generator.uniform(low, high, stop - start)
+    return out
 
 
 class VarianceScaling(Initializer):
@@ -76,7 +90,7 @@ class VarianceScaling(Initializer):
         variance = self.scale / max(1.0, fan)
         if self.distribution == "uniform":
             limit = math.sqrt(3 * variance)
-            values = random.generator(self.seed).uniform(-limit, limit, shape)
+            return uniform_in_chunks(random.generator(self.seed), -limit, limit, shape, dtype or FLOATX)
         else:
             stddev = math.sqrt(variance) / 0.87962566103423978  # std of a unit normal truncated at 2 sigma
             values = random.truncated_normal(shape, 0.0, stddev, dtype=numpy.float64, seed=self.seed).data

@@ -157,11 +157,12 @@ class Variable(Tensor):
 
     __slots__ = ("_trainable", "name", "path")
 
-    def __init__(self, value, dtype=None, trainable=True, name=None):
+    def __init__(self, value, dtype=None, trainable=True, name=None, copy=True):
         array = as_array(value, dtype)
         if dtype is None and array.dtype.kind in "iub":
             array = array.astype(FLOATX)
-        self.data = np.array(array, copy=True)  # own storage: never alias the user's array
+        # own storage: never alias the user's array (``copy=False`` is for arrays made just for it)
+        self.data = np.array(array, copy=True) if copy or array.base is not None else array
         self._trainable = bool(trainable)
         self.name = name
         # The name optimizer state is kept under: a layer sets 'layer/weight' (Keras' path); a model

@@ -161,3 +161,15 @@ def test_model_files_follow_the_umask(tmp_path):
     finally:
         os.umask(mask)
     assert (tmp_path / "m.bp").stat().st_mode & 0o777 == 0o644
+
+
+def test_uniform_initializers_draw_the_same_numbers_without_a_float64_copy():
+    tracemalloc.start()
+    kernel = bp.initializers.get("glorot_uniform")((1000, 2000), dtype="float32")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1.5 * kernel.nbytes  # drawing all of it in float64, then casting, peaked at 3x
+    limit = np.sqrt(6 / 3000)
+    expected = np.random.default_rng(7).uniform(-limit, limit, (1000, 2000)).astype(np.float32)
+    again = bp.initializers.VarianceScaling(1.0, "fan_avg", "uniform", seed=7)((1000, 2000), dtype="float32")
+    assert np.array_equal(again, expected)

@@ -105,7 +105,7 @@ class Layer:
         dtype = np.dtype(dtype or self.dtype)
         value = initializers.get(initializer)(shape, dtype=dtype)
         variable = Variable(value, dtype=dtype, trainable=trainable and self._trainable,
-                            name=name or f"weight_{len(self._weights)}")
+                            name=name or f"weight_{len(self._weights)}", copy=False)  # the initializer's own array
         variable.path = f"{self.name}/{variable.name}"
         self._weights.append(variable)
         structure_version[0] += 1
