@@ -64,11 +64,11 @@ class RandomUniform(Initializer):
         return uniform_in_chunks(random.generator(self.seed), self.minval, self.maxval, shape, dtype or FLOATX)
 
 
-CHUNK = 1 << 20
+CHUNK = 1 << 18  # 2 MB of float64 at a time
 
 
 def uniform_in_chunks(generator, low, high, shape, dtype):
-    """generator.uniform(low, high, shape) cast to ``dtype``, drawn a million values at a time into the result:
+    """generator.uniform(low, high, shape) cast to ``dtype``, drawn 262,144 values at a time into the result:
     the same numbers (the generator's stream is sequential), without a float64 copy of the whole kernel."""
     out = numpy.empty(shape, dtype=dtype)
     flat = out.reshape(-1)
