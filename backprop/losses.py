@@ -151,7 +151,9 @@ class Loss:
         y_pred = _pred(y_pred)
         if y_pred.size == 0:
             raise ValueError(f"{self.name}: the batch is empty")
-        labels = self.prepare_labels(_labels_for(self.kernel, y_true, y_pred), y_pred)
+        labels = _labels_for(self.kernel, y_true, y_pred)
+        if type(self).prepare_labels is not Loss.prepare_labels:  # label smoothing
+            labels = self.prepare_labels(labels, y_pred)
         weights = None if sample_weight is None else np.asarray(_raw(sample_weight), dtype=y_pred.dtype)
         if self.reduction is None:
             values = loss_ops.PER_EXAMPLE_OPS[self.kernel](labels, y_pred, **self.options)

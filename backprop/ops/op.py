@@ -46,7 +46,7 @@ def differentiable(forward=None, *, arrays=None):
     @functools.wraps(forward)
     def op(*args, **params):
         inputs = args if arrays is None else args[:arrays]
-        values = [x.data if isinstance(x, Tensor) else operand(x) for x in inputs]
+        values = [x.data if isinstance(x, Tensor) else x if x is None else operand(x) for x in inputs]
         if arrays is not None:
             values.extend(args[arrays:])
         try:

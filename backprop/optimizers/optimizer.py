@@ -213,9 +213,13 @@ class Optimizer:
 
     def apply_to(self, params):
         """One update from the gradients already in ``params``' gradient buffers (the training loop's path)."""
-        self._use(params)
+        if params is self._params:
+            params.attach()
+        else:
+            self._use(params)
         lr = self.learning_rate
-        self._clip(params)
+        if self.clipvalue is not None or self.clipnorm is not None or self.global_clipnorm is not None:
+            self._clip(params)
         for dtype, (values, grads) in params.groups.items():
             if self.weight_decay:
                 decay = np.multiply(values, self.weight_decay * lr, out=self.scratch(values))
