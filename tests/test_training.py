@@ -423,3 +423,41 @@ def test_predict_runs_in_inference_mode():
     x = np.ones((8, 4), dtype=np.float32)
     assert np.array_equal(model.predict(x), x) and np.array_equal(model.predict(x, batch_size=3), x)
     assert model.predict(np.ones((0, 4))).shape == (0, 4)
+
+
+def test_evaluate_and_predict_check_their_arguments():
+    model = small_model()
+    x, y = binary_problem(20)
+    with pytest.raises(ValueError, match="x and y have different numbers of examples: 20 vs 19"):
+        model.evaluate(x, y[:19], verbose=0)
+    with pytest.raises(ValueError, match="sample_weight has 3 values for 20 examples"):
+        model.evaluate(x, y, sample_weight=np.ones(3), verbose=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        model.evaluate(x, y, batch_size=0, verbose=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        model.predict(x, batch_size=-1)
+    with pytest.raises(ValueError, match="one example of shape \\(2,\\)"):
+        model.evaluate(x[0], y[:1], verbose=0)
+    with pytest.raises(ValueError, match="validation y: unsupported|x and y have different"):
+        model.fit(x, y, verbose=0, validation_data=(x, y[:5]))
+    ints = model.evaluate(np.round(x).astype(int), y, verbose=0, return_dict=True)  # ints are cast
+    floats = model.evaluate(np.round(x), y, verbose=0, return_dict=True)
+    assert ints == floats
+    assert model.predict(np.round(x).astype(int)).dtype == np.float32
+
+
+@pytest.mark.parametrize("fraction, message", [(1.0, "must be in \\[0, 1\\)"), (-0.1, "must be in"),
+                                               (0.01, "leaves no examples for training or validation")])
+def test_validation_split_bounds(fraction, message):
+    x, y = binary_problem(20)
+    with pytest.raises(ValueError, match=message):
+        small_model().fit(x, y, validation_split=fraction, verbose=0)
+
+
+def test_validation_split_takes_the_last_examples():
+    x, y = binary_problem(20)
+    seen = {}
+    model = small_model()
+    model.fit(x, y, validation_split=0.25, epochs=1, verbose=0, shuffle=False,
+              callbacks=[bp.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.update(logs))])
+    assert seen["val_loss"] == pytest.approx(model.evaluate(x[15:], y[15:], verbose=0)[0], rel=1e-6)
