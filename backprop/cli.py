@@ -242,15 +242,12 @@ def model_inputs(model, preprocessing, path, what):
     header, rows = csv_reader.read_table(path, expected_names=expected)
     cells, lines = [row for _, row in rows], [line for line, _ in rows]
     if preprocessing is None:
-        print(f"note: {what} has no preprocessing (it was saved from Python): the columns of {path} are fed to "
-              "it as they are", file=sys.stderr)
+        note_no_preprocessing(what, path)
         width = model.example_shape[-1] if model.example_shape else len(cells[0])
         names = header or [f"column_{i + 1}" for i in range(len(cells[0]))]
         if len(cells[0]) != width:
             raise BadInput(f"{path}: {len(cells[0])} columns, but the model takes {width} numbers per example")
-        x = numpy.array([[csv_reader.parse_number(cell, path, line, names[i], i + 1) for i, cell in enumerate(row)]
-                         for line, row in zip(lines, cells)], dtype=numpy.float32)
-        return x, None, header, rows
+        return csv_reader.numbers(rows, names, path, range(width)).astype(numpy.float32), None, header, rows
     if "columns" not in preprocessing:
         raise BadInput(f"{what}: its preprocessing.json comes from an older backprop; retrain the run")
     preprocessor = tabular.Preprocessor.from_dict(preprocessing)
@@ -314,21 +311,23 @@ def cmd_evaluate(args):
     print(json.dumps({k: round(v, 6) for k, v in metrics.items()}, indent=2))
 
 
+def note_no_preprocessing(model_path, data_path):
+    print(f"note: {model_path} has no preprocessing (it was saved from Python): the columns of {data_path} are fed "
+          "to it as they are", file=sys.stderr)
+
+
 def evaluate_prepared(model, args):
     """A model saved from Python: the CSV's numbers as they are, the target column (--target, default the last)
     as labels, scored with the loss and metrics the model was compiled with."""
     from backprop.datasets import csv_reader
     if model.loss is None:
         raise BadInput(f"{args.model}: saved without compile, so there is no loss to evaluate with")
-    print(f"note: {args.model} has no preprocessing (it was saved from Python): the columns of {args.data} are fed "
-          "to it as they are", file=sys.stderr)
+    note_no_preprocessing(args.model, args.data)
     header, rows = csv_reader.read_table(args.data)
     names = header or [f"column_{i + 1}" for i in range(len(rows[0][1]))]
     target = csv_reader.target_index(args.target, names, args.data)
-    x = numpy.array([[csv_reader.parse_number(cell, args.data, line, names[i], i + 1)
-                      for i, cell in enumerate(row) if i != target] for line, row in rows], dtype=numpy.float32)
-    y = numpy.array([csv_reader.parse_number(row[target], args.data, line, names[target], target + 1)
-                     for line, row in rows])
+    x = csv_reader.numbers(rows, names, args.data, [i for i in range(len(names)) if i != target])
+    y = csv_reader.numbers(rows, names, args.data, [target])[:, 0]
     logs = model.evaluate(x, y, verbose=0, return_dict=True)
     print(json.dumps({f"test_{k}": round(v, 6) for k, v in logs.items()}, indent=2))
 

@@ -33,7 +33,6 @@ class FlatParameters:
             self.entries.append((name, variable, variable.dtype, start, start + variable.size))
         self.groups = {dtype: (np.empty(size, dtype=dtype), np.zeros(size, dtype=dtype))
                        for dtype, size in sizes.items()}
-        self.index = {name: position for position, name in enumerate(self.names)}
         self._ids = {id(v) for v in self.variables}
         self._views = [self.view(self.groups[entry[2]][0], position) for position, entry in enumerate(self.entries)]
         self._grad_views = [self.view(self.groups[entry[2]][1], position) for position, entry in enumerate(self.entries)]

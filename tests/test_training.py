@@ -453,11 +453,3 @@ def test_validation_split_bounds(fraction, message):
     with pytest.raises(ValueError, match=message):
         small_model().fit(x, y, validation_split=fraction, verbose=0)
 
-
-def test_validation_split_takes_the_last_examples():
-    x, y = binary_problem(20)
-    seen = {}
-    model = small_model()
-    model.fit(x, y, validation_split=0.25, epochs=1, verbose=0, shuffle=False,
-              callbacks=[bp.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.update(logs))])
-    assert seen["val_loss"] == pytest.approx(model.evaluate(x[15:], y[15:], verbose=0)[0], rel=1e-6)

@@ -82,6 +82,12 @@ def parse_number(text, path, line, name, index):
     return value
 
 
+def numbers(rows, names, path, columns):
+    """The cells of ``columns`` (indices) of (line, cells) rows as a float64 array, each checked like any number."""
+    return numpy.array([[parse_number(row[i], path, line, names[i], i + 1) for i in columns] for line, row in rows],
+                       dtype=numpy.float64).reshape(len(rows), len(columns))
+
+
 def _has_header(first_row):
     return any(not NUMBER.match(cell) for cell in first_row)
 

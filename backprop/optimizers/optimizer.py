@@ -6,6 +6,7 @@ Everything common to all rules (Keras 3's semantics) lives here. Slots are keyed
 variables' names, so state survives reordering, restarts and variables without gradients.
 """
 import math
+import re
 import warnings
 
 from backprop.parameters import FlatParameters
@@ -21,10 +22,10 @@ def _check_positive(name, value):
     return value
 
 
-def check_fraction(name, value, low_open=False):
-    """A hyperparameter in [0, 1) (or (0, 1)): betas, rho, momentum."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < 1 if low_open else 0 <= value < 1):
-        raise ValueError(f"{name} must be in {'(0, 1)' if low_open else '[0, 1)'}, got {value!r}")
+def check_fraction(name, value):
+    """A hyperparameter in [0, 1): betas, rho, momentum."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
     return value
 
 
@@ -135,7 +136,6 @@ class Optimizer:
             self._decay_masks = self._masks_for(self._params)
 
     def _decays(self, variable):
-        import re
         return id(variable) not in self._no_decay_ids and not any(
             re.search(pattern, variable.name or variable.path) for pattern in self._no_decay_names)
 

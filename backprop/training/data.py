@@ -31,6 +31,18 @@ def labels(y, what="y"):
     return array
 
 
+def prepare(model, x, y, sample_weight=None, what=""):
+    """(x, y, sample_weight) as fit and evaluate take them: x in the model's dtype (one example without its
+    batch axis refused), labels, float weights; lengths and weights checked."""
+    prefix = f"{what} " if what else ""
+    x = features(x, model.dtype, f"{prefix}x", model.example_shape)
+    y = labels(y, f"{prefix}y")
+    sample_weight = None if sample_weight is None else numpy.asarray(sample_weight, dtype=model.dtype)
+    check_lengths(x, y, sample_weight)
+    check_sample_weight(sample_weight)
+    return x, y, sample_weight
+
+
 def check_lengths(x, y, sample_weight=None):
     if y is not None and len(x) != len(y):
         raise ValueError(f"x and y have different numbers of examples: {len(x)} vs {len(y)}")
@@ -77,12 +89,11 @@ def check_steps(steps_per_epoch, batches):
     """The number of batches an epoch trains: all of them, or the first ``steps_per_epoch`` (Keras)."""
     if steps_per_epoch is None:
         return batches
-    if isinstance(steps_per_epoch, bool) or int(steps_per_epoch) != steps_per_epoch or steps_per_epoch < 1:
-        raise ValueError(f"steps_per_epoch must be a positive integer or None, got {steps_per_epoch!r}")
+    steps_per_epoch = whole_number("steps_per_epoch (or None)", steps_per_epoch, 1)
     if steps_per_epoch > batches:
         raise ValueError(f"steps_per_epoch={steps_per_epoch} but the data makes only {batches} batches an epoch; "
                          "use a smaller steps_per_epoch or batch_size")
-    return int(steps_per_epoch)
+    return steps_per_epoch
 
 
 def class_weights(y, class_weight, sample_weight, dtype):

@@ -40,10 +40,7 @@ class Trainer:
         model.check_compiled("fit")
         epochs = data.whole_number("epochs", epochs)
         initial_epoch = data.whole_number("initial_epoch", initial_epoch)
-        x, y = data.features(x, model.dtype, example_shape=model.example_shape), data.labels(y)
-        sample_weight = None if sample_weight is None else numpy.asarray(sample_weight, dtype=model.dtype)
-        data.check_lengths(x, y, sample_weight)
-        data.check_sample_weight(sample_weight)
+        x, y, sample_weight = data.prepare(model, x, y, sample_weight)
         if not allow_nonfinite:
             data.check_finite("x", x)
             data.check_finite("y", y)
@@ -145,10 +142,7 @@ class Trainer:
 
 def evaluate_logs(model, x, y, sample_weight=None, batch_size=32, what="validation"):
     """Loss and metrics over (x, y) in inference mode, as Python floats."""
-    x = data.features(x, model.dtype, f"{what} x".strip(), model.example_shape)
-    y = data.labels(y, f"{what} y".strip())
-    sample_weight = None if sample_weight is None else numpy.asarray(sample_weight, dtype=model.dtype)
-    data.check_lengths(x, y, sample_weight)
+    x, y, sample_weight = data.prepare(model, x, y, sample_weight, what)
     batch_size = data.check_batch_size(batch_size, len(x))
     accumulators = Accumulators(model)
     for index in data.batches(len(x), batch_size):
