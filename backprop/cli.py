@@ -1,4 +1,4 @@
-"""The ``backprop`` command: train, evaluate, predict, info, lecture.
+"""The ``backprop`` command: train, evaluate, predict, info, export, lecture.
 
 Exit codes: 0 success, 2 bad input (one line on stderr, nothing written), 1 unexpected
 failure, 130 interrupted (Ctrl-C).
@@ -27,6 +27,8 @@ EXAMPLES = {
   backprop predict runs/houses --input new_houses.csv --output predictions.csv""",
     "info": """examples:
   backprop info runs/digits-20261126-140000/model.bp""",
+    "export": """examples:
+  backprop export runs/houses --format onnx --output houses.onnx   # takes the raw columns predict takes""",
     "lecture": """examples:
   backprop lecture --out lecture          # then open lecture/index.html""",
 }
@@ -119,6 +121,11 @@ def build_parser():
 
     info = command("info", "print a saved model's summary")
     info.add_argument("model", help="run folder or model file")
+
+    export = command("export", "write a run's model for another runtime (ONNX), with its input scaling")
+    export.add_argument("model", help="run folder or model file")
+    export.add_argument("--format", choices=["onnx"], default="onnx", help="file format (default: onnx)")
+    export.add_argument("--output", required=True, help="file to write, e.g. model.onnx")
 
     lecture = command("lecture", "build the introductory lecture as an HTML report with figures")
     lecture.add_argument("--out", default="lecture", help="folder for index.html (default: lecture)")
@@ -341,6 +348,31 @@ def cmd_info(args):
               f"classes: {', '.join(preprocessing['classes']) if preprocessing.get('classes') else '-'}")
 
 
+def cmd_export(args):
+    from backprop.datasets import tabular
+    from backprop.export import onnx as onnx_export
+    from backprop.run import load_run
+    from backprop.tracing import TraceError
+    model, preprocessing = load_run(args.model)
+    try:
+        if preprocessing is None:
+            onnx_export.export(model, args.output)
+            print(f"wrote {args.output}: takes the model's inputs as they are (the model has no preprocessing)")
+            return
+        if "columns" not in preprocessing:
+            raise BadInput(f"{args.model}: its preprocessing.json comes from an older backprop; retrain the run")
+        from backprop.export.tabular import export_run
+        preprocessor = tabular.Preprocessor.from_dict(preprocessing)
+        export_run(model, preprocessor, args.output)
+    except TraceError as error:
+        raise BadInput(f"{args.model}: {error}") from None
+    categorical = [c["name"] for c in preprocessor.columns if c["kind"] == "categorical"]
+    print(f"wrote {args.output}: input 'features' takes the {len(preprocessor.columns) - len(categorical)} numeric "
+          f"columns as raw values" + (f", plus one text input per column {', '.join(categorical)}" if categorical
+                                      else "") + f"; output 'prediction'"
+          + (" and 'probabilities'" if preprocessor.task == "classification" else ""))
+
+
 def cmd_lecture(args):
     from backprop.lecture import build_report
     path = build_report(args.out, seed=args.seed)
@@ -348,7 +380,7 @@ def cmd_lecture(args):
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "info": cmd_info,
-            "lecture": cmd_lecture}
+            "export": cmd_export, "lecture": cmd_lecture}
 
 
 def main(argv=None):

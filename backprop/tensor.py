@@ -1,11 +1,17 @@
 """Tensor and Variable: thin wrappers around an array that the tape can follow."""
 
+import contextvars
+
 from backprop.naming import unique_name
 from backprop.xp import FLOATX, np
 
 # Bumped whenever a variable's trainable flag changes or a layer gains weights or sublayers, so
 # layers can cache their variable lists between such changes.
 structure_version = [0]
+
+# Set while backprop.tracing records a function: called with each tensor whose values Python reads
+# (numpy(), float(), bool(), ...), so a trace can refuse a value that would be frozen into the recording.
+value_reads = contextvars.ContextVar("backprop_value_reads", default=None)
 
 _BAD_KINDS = {"U": "string", "S": "bytes", "O": "object", "c": "complex", "V": "void", "M": "datetime", "m": "timedelta"}
 
@@ -40,6 +46,12 @@ def as_array(value, dtype=None):
     return array
 
 
+def _reading(tensor):
+    check = value_reads.get()
+    if check is not None:
+        check(tensor)
+
+
 class Tensor:
     """An immutable n-dimensional array whose operations a GradientTape can record."""
 
@@ -66,9 +78,11 @@ class Tensor:
 
     def numpy(self):
         """The values as a NumPy array (a copy, so changing it never changes the tensor)."""
+        _reading(self)
         return np.array(self.data)
 
     def __array__(self, dtype=None, copy=None):
+        _reading(self)
         array = self.data if dtype is None else self.data.astype(dtype, copy=False)
         return array.copy() if copy else array
 
@@ -93,15 +107,19 @@ class Tensor:
         return f"{type(self).__name__.lower()}({body}, dtype={self.dtype.name})"
 
     def __float__(self):
+        _reading(self)
         return float(self.data)
 
     def __int__(self):
+        _reading(self)
         return int(self.data)
 
     def __bool__(self):
+        _reading(self)
         return bool(self.data)
 
     def item(self):
+        _reading(self)
         return self.data.item()
 
     __hash__ = object.__hash__

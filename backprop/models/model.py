@@ -202,6 +202,17 @@ class Model(Layer):
         from backprop.saving import model_file
         model_file.save_weights(self, path)
 
+    def export(self, filepath, format="onnx", verbose=False):  # noqa: A002 - Keras' name
+        """Write the model's inference computation for another runtime (Keras 3's call); only "onnx" so far.
+        The batch dimension is dynamic; an op that cannot be exported is an error naming it and its layer."""
+        if format != "onnx":
+            raise ValueError(f"export: unknown format {format!r}; backprop exports 'onnx'")
+        from backprop.export import onnx
+        path = onnx.export(self, filepath)
+        if verbose:
+            print(f"wrote {path}")
+        return path
+
     def load_weights(self, path):
         from backprop.saving import model_file
         model_file.load_weights(self, path)

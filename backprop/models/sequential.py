@@ -11,9 +11,13 @@ class Sequential(Model):
     """``Sequential([Dense(3, activation="sigmoid"), Dense(1, activation="sigmoid")])``, or ``.add()``."""
 
     def __init__(self, layers=None, name=None, dtype=None, **kwargs):
+        layers = list(layers or [])
+        if dtype is None and layers:  # inputs are cast to the first layer's dtype, not float32 then promoted
+            first = layers[0].layer if isinstance(layers[0], SymbolicTensor) else layers[0]
+            dtype = getattr(first, "dtype", None)
         super().__init__(name=name, dtype=dtype, **kwargs)
         self._stack = []
-        for layer in layers or []:
+        for layer in layers:
             self.add(layer)
 
     def add(self, layer):

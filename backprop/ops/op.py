@@ -8,6 +8,7 @@ broadcast shape of ``out``: the tape sums them back to each input's shape.
 """
 import contextvars
 import functools
+import inspect
 import numbers
 
 from backprop import tape
@@ -15,7 +16,8 @@ from backprop.tensor import Tensor, as_array
 from backprop.xp import np
 
 _recording = tape.recording_tapes.get
-# Functions called with (op name, result, input arrays) after every op, per context: see backprop.debug.
+# Functions called with (op name, result, inputs, params) after every op, per context: see backprop.debug
+# (which checks values) and backprop.tracing (which records the graph for export).
 monitors = contextvars.ContextVar("backprop_op_monitors", default=())
 _monitors = monitors.get
 _new_tensor = object.__new__
@@ -42,6 +44,7 @@ def differentiable(forward=None, *, arrays=None):
     if forward is None:
         return functools.partial(differentiable, arrays=arrays)
     name = forward.__name__.lstrip("_")
+    parameter_names = list(inspect.signature(forward).parameters)
 
     @functools.wraps(forward)
     def op(*args, **params):
@@ -60,17 +63,29 @@ def differentiable(forward=None, *, arrays=None):
         result.data = out if type(out) is _ndarray else np.asarray(out)
         for recording_tape in _recording():
             recording_tape._record(result, inputs, backward, name)
-        for monitor in _monitors():  # empty unless bp.debug.check_numerics() is active
-            monitor(name, result, values[:len(inputs)])
+        for monitor in _monitors():  # empty unless check_numerics() or a tracer is active
+            monitor(name, result, inputs, {**dict(zip(parameter_names[len(inputs):], args[len(inputs):])), **params})
         return result
 
     op.forward = forward
     return op
 
 
+def notify(name, result, inputs, params):
+    """Tell the active monitors about an op that is not built with ``differentiable``."""
+    for monitor in _monitors():
+        monitor(name, result, inputs, params)
+
+
 def constant(forward):
     """Decorator for non-differentiable ops (argmax, one_hot): unwraps the first input, wraps the result."""
+    name = forward.__name__.lstrip("_")
+    parameter_names = list(inspect.signature(forward).parameters)[1:]
+
     @functools.wraps(forward)
     def op(value, *params, **kwargs):
-        return Tensor._wrap(forward(operand(value), *params, **kwargs))
+        result = Tensor._wrap(forward(operand(value), *params, **kwargs))
+        if _monitors():
+            notify(name, result, (value,), {**dict(zip(parameter_names, params)), **kwargs})
+        return result
     return op

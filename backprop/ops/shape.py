@@ -1,5 +1,5 @@
 """Ops that move values around without changing them: reshape, transpose, slicing, joining."""
-from backprop.ops.op import constant, differentiable, operand
+from backprop.ops.op import constant, differentiable, notify, operand
 from backprop.tensor import Tensor
 from backprop import tape
 from backprop.xp import np
@@ -104,6 +104,7 @@ def _join(values, axis, join, name):
         else:
             backward = lambda g, needs: tuple(np.moveaxis(g, axis, 0))  # noqa: E731
         tape.record(result, values, backward, name)
+    notify(name, result, values, {"axis": axis})
     return result
 
 

@@ -1,0 +1,1 @@
+"""Leaving backprop: ONNX files for serving runtimes (``model.export(path, format="onnx")``)."""
