@@ -344,6 +344,65 @@ class CSVLogger(Callback):
         self.file.close()
 
 
+class TensorBoard(Callback):
+    """Write TensorBoard event files: Keras' layout (``log_dir/train`` and ``log_dir/validation``) and tags
+    (``epoch_loss``, ``epoch_accuracy``, ``epoch_learning_rate``; ``batch_loss`` with ``update_freq``).
+
+    ``histogram_freq`` (epochs between weight histograms, 0 for none) defaults to 1 here, where Keras' is 0:
+    the models trained with backprop are small enough for it to cost little. ``update_freq`` is "epoch",
+    "batch" or a number of batches. Needs tensorboardX (``pip install 'backprop[tensorboard]'``).
+    """
+
+    def __init__(self, log_dir="logs", histogram_freq=1, update_freq="epoch"):
+        if update_freq != "epoch" and update_freq != "batch" and not (
+                isinstance(update_freq, int) and not isinstance(update_freq, bool) and update_freq > 0):
+            raise ValueError(f"TensorBoard: update_freq must be 'epoch', 'batch' or a positive number of batches, "
+                             f"got {update_freq!r}")
+        if isinstance(histogram_freq, bool) or not isinstance(histogram_freq, int) or histogram_freq < 0:
+            raise ValueError(f"TensorBoard: histogram_freq must be a whole number of epochs >= 0, got {histogram_freq!r}")
+        try:
+            import tensorboardX  # noqa: F401 - fail at construction, not after the first epoch
+        except ImportError:
+            raise ImportError("TensorBoard logs need tensorboardX: pip install 'backprop[tensorboard]'") from None
+        self.log_dir, self.histogram_freq = os.fspath(log_dir), histogram_freq
+        self.batch_every = 1 if update_freq == "batch" else None if update_freq == "epoch" else update_freq
+        self._writers, self._batches = {}, 0
+
+    def _writer(self, which):
+        if which not in self._writers:
+            from tensorboardX import SummaryWriter
+            self._writers[which] = SummaryWriter(os.path.join(self.log_dir, which))
+        return self._writers[which]
+
+    def on_train_begin(self, logs=None):
+        self._batches = getattr(self.model.optimizer, "iterations", 0) if self.model is not None else 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches += 1
+        if self.batch_every and self._batches % self.batch_every == 0 and logs:
+            for key, value in logs.items():
+                self._writer("train").add_scalar(f"batch_{key}", float(value), self._batches)
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            which, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+            self._writer(which).add_scalar(f"epoch_{name}", float(value), epoch)
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is not None and not (logs and "learning_rate" in logs):
+            self._writer("train").add_scalar("epoch_learning_rate", optimizer.learning_rate, epoch)
+        if self.histogram_freq and epoch % self.histogram_freq == 0:
+            from backprop.saving.model_file import weight_paths
+            for path, variable in weight_paths(self.model, unique=False):
+                self._writer("train").add_histogram(f"{path}/histogram", variable.numpy(), epoch)
+        for writer in self._writers.values():
+            writer.flush()
+
+    def on_train_end(self, logs=None):
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
+
+
 class LambdaCallback(Callback):
     """A callback from functions: ``LambdaCallback(on_epoch_end=lambda epoch, logs: ...)``."""
 

@@ -107,6 +107,8 @@ def build_parser():
     train.add_argument("--resume", action="store_true", help="continue the interrupted run with the same --out "
                                                              "from its last backup, exactly where it stopped")
     train.add_argument("--no-plots", action="store_true", help="skip the pictures")
+    train.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard logs there: loss, metrics and "
+                                                            "learning rate per epoch, weight histograms")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     evaluate = command("evaluate", "score a saved model on a dataset")

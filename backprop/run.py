@@ -44,6 +44,7 @@ class RunConfig:
     seed: int = 0
     out: str = None
     plots: bool = True
+    tensorboard: str = None  # a folder for TensorBoard event files (train/ and validation/)
 
 
 @dataclass
@@ -232,6 +233,11 @@ def check_config(config):
         raise ValueError(f"unknown --missing '{config.missing}'; valid: {', '.join(tabular.MISSING_CHOICES)}")
     if config.unseen not in ("error", "zeros"):
         raise ValueError(f"unknown --unseen '{config.unseen}'; valid: error, zeros")
+    if config.tensorboard:
+        try:
+            import tensorboardX  # noqa: F401
+        except ImportError:
+            raise ValueError("--tensorboard needs tensorboardX: pip install 'backprop[tensorboard]'") from None
 
 
 def prepare_output(out, force=False, create_parent=False):
@@ -336,10 +342,11 @@ def _fit(config, model, data, patience, directory, verbose):
     stopper = bp.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
     backup = bp.callbacks.BackupAndRestore(directory, delete_checkpoint=False)
     nan_guard = bp.callbacks.TerminateOnNaN()
+    extra = [bp.callbacks.TensorBoard(config.tensorboard)] if config.tensorboard else []
     with numpy.errstate(all="ignore"):  # a diverging run is reported below, not as NumPy warnings
         history = model.fit(data.x_train, data.preprocessor.scale_target(data.y_train), batch_size=config.batch_size,
                             epochs=config.epochs, validation_split=config.val_split, verbose=verbose,
-                            callbacks=[stopper, nan_guard, backup])
+                            callbacks=[stopper, nan_guard, backup] + extra)
     if nan_guard.stopped_at is not None:
         shutil.rmtree(directory, ignore_errors=True)
         at = nan_guard.stopped_at
