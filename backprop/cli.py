@@ -371,7 +371,7 @@ def cmd_export(args):
     categorical = [c["name"] for c in preprocessor.columns if c["kind"] == "categorical"]
     print(f"wrote {args.output}: input 'features' takes the {len(preprocessor.columns) - len(categorical)} numeric "
           f"columns as raw values" + (f", plus one text input per column {', '.join(categorical)}" if categorical
-                                      else "") + f"; output 'prediction'"
+                                      else "") + "; output 'prediction'"
           + (" and 'probabilities'" if preprocessor.task == "classification" else ""))
 
 

@@ -22,7 +22,7 @@ def _all_finite(array):
     return array.dtype.kind not in "fc" or bool(np.isfinite(array).all())
 
 
-def _check_value(name, result, inputs, params):
+def _check_value(name, result, inputs, params, forward):
     if not _all_finite(result.data) and all(_all_finite(op_module.operand(a)) for a in inputs if a is not None):
         raise NonFiniteError(f"check_numerics: op '{name}' produced NaN or Inf (output shape {result.shape}, "
                              f"dtype {result.dtype}) from finite inputs")

@@ -149,15 +149,25 @@ class Loss:
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         y_pred = _pred(y_pred)
+        return self.from_kernel_labels(self.kernel_labels(y_true, y_pred), y_pred, sample_weight)
+
+    def kernel_labels(self, y_true, y_pred):
+        """The labels as the kernel takes them (checked, converted, smoothed): a function of the labels and
+        of y_pred's shape and dtype only, which a compiled step computes before replaying the rest."""
         if y_pred.size == 0:
             raise ValueError(f"{self.name}: the batch is empty")
         labels = _labels_for(self.kernel, y_true, y_pred)
         if type(self).prepare_labels is not Loss.prepare_labels:  # label smoothing
             labels = self.prepare_labels(labels, y_pred)
-        weights = None if sample_weight is None else np.asarray(_raw(sample_weight), dtype=y_pred.dtype)
+        return labels
+
+    def from_kernel_labels(self, labels, y_pred, sample_weight=None):
+        """The loss from labels that ``kernel_labels`` made (or a tensor holding them)."""
+        weights = None if sample_weight is None else sample_weight if isinstance(sample_weight, Tensor) and \
+            sample_weight.dtype == y_pred.dtype else np.asarray(_raw(sample_weight), dtype=y_pred.dtype)
         if self.reduction is None:
             values = loss_ops.PER_EXAMPLE_OPS[self.kernel](labels, y_pred, **self.options)
-            return values if weights is None else values * loss_ops.align_weights(weights, values.shape)
+            return values if weights is None else values * loss_ops.align_weights(_raw(weights), values.shape)
         return loss_ops.MEAN_OPS[self.kernel](labels, y_pred, weights, self.reduction, **self.options)
 
     def prepare_labels(self, labels, y_pred):
@@ -296,6 +306,12 @@ class _FunctionLoss(Loss):
         super().__init__(getattr(fn, "__name__", "loss"))
         self.function = fn
 
-    def __call__(self, y_true, y_pred, sample_weight=None):
-        out = self.function(y_true, y_pred)
+    def kernel_labels(self, y_true, y_pred):
+        return y_true
+
+    def from_kernel_labels(self, labels, y_pred, sample_weight=None):
+        out = self.function(labels, y_pred)
         return out if out.ndim == 0 and sample_weight is None else reduce_mean(out, sample_weight)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        return self.from_kernel_labels(y_true, y_pred, sample_weight)

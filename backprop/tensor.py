@@ -13,6 +13,10 @@ structure_version = [0]
 # (numpy(), float(), bool(), ...), so a trace can refuse a value that would be frozen into the recording.
 value_reads = contextvars.ContextVar("backprop_value_reads", default=None)
 
+# Set while backprop.tracing records a function: called as (variable, kind, value) after each assign,
+# assign_add, assign_sub, *= or /= on a Variable, so a replay repeats the write.
+variable_writes = contextvars.ContextVar("backprop_variable_writes", default=None)
+
 _BAD_KINDS = {"U": "string", "S": "bytes", "O": "object", "c": "complex", "V": "void", "M": "datetime", "m": "timedelta"}
 
 
@@ -201,14 +205,20 @@ class Variable(Tensor):
         if np.shape(value) != self.data.shape:
             raise ValueError(f"assign to variable {self.name!r}: shape {np.shape(value)} does not match {self.data.shape}")
         self.data[...] = value
-        return self
+        return self._written("assign", value)
 
     def assign_add(self, delta):
         self.data += _raw(delta)
-        return self
+        return self._written("assign_add", delta)
 
     def assign_sub(self, delta):
         self.data -= _raw(delta)
+        return self._written("assign_sub", delta)
+
+    def _written(self, kind, value):
+        hook = variable_writes.get()
+        if hook is not None:
+            hook(self, kind, value)
         return self
 
     # In-place operators update the variable itself, as in PyTorch (`w -= lr * g`). Without them Python
@@ -218,11 +228,11 @@ class Variable(Tensor):
 
     def __imul__(self, other):
         self.data *= _raw(other)
-        return self
+        return self._written("multiply_assign", other)
 
     def __itruediv__(self, other):
         self.data /= _raw(other)
-        return self
+        return self._written("divide_assign", other)
 
     def __repr__(self):
         body = np.array2string(self.data, separator=", ")

@@ -1,4 +1,5 @@
-"""Record what a function computes as a graph of ops: the form that export (ONNX) translates.
+"""Record what a function computes as a graph of ops: the form that export (ONNX) translates and that a
+compiled step replays (each node keeps its op's forward function).
 
 ``trace(fn, examples)`` calls ``fn`` once on placeholder tensors while a monitor records every op
 (its name, parameters and where each input came from). Every input of a node is a ``Source``: one of
@@ -12,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 
 from backprop.ops import op as op_module
-from backprop.tensor import Tensor, Variable, value_reads
+from backprop.tensor import Tensor, Variable, value_reads, variable_writes
 
 _TENSOR_FILE = sys.modules[Tensor.__module__].__file__
 from backprop.xp import np
@@ -37,6 +38,8 @@ class Node:
     shape: tuple          # the output's shape and dtype in this trace
     dtype: object
     layer: str = None     # the innermost layer that called the op, for messages
+    forward: object = None  # the op's forward(*arrays, **params) -> (out, backward), for replay
+    effect: bool = False    # a write into a variable (assign_add, ...): replayed, never differentiated
 
 
 @dataclass
@@ -47,6 +50,35 @@ class Graph:
 
     def where(self, node):
         return f"op '{node.op}'" + (f" in layer '{node.layer}'" if node.layer else "")
+
+
+def _assign(target, value):
+    target[...] = value
+    return target, None
+
+
+def _assign_add(target, delta):
+    target += delta
+    return target, None
+
+
+def _assign_sub(target, delta):
+    target -= delta
+    return target, None
+
+
+def _multiply_assign(target, factor):
+    target *= factor
+    return target, None
+
+
+def _divide_assign(target, divisor):
+    target /= divisor
+    return target, None
+
+
+WRITES = {"assign": _assign, "assign_add": _assign_add, "assign_sub": _assign_sub,
+          "multiply_assign": _multiply_assign, "divide_assign": _divide_assign}
 
 
 def _calling_layer():
@@ -61,15 +93,29 @@ def _calling_layer():
     return None
 
 
-class _Recorder:
-    def __init__(self, graph, placeholders):
-        self.graph = graph
-        self.sources = {id(t): Source("input", i) for i, t in enumerate(placeholders)}
-        self.keep_alive = list(placeholders)  # ids stay unique while the trace holds the tensors
+class Recorder:
+    """The monitor that builds a Graph while ops run; ``add_input`` declares a new input mid-trace."""
+
+    def __init__(self, graph, strict=True):
+        self.graph, self.strict = graph, strict
+        self.sources = {}     # id(tensor or its array) -> Source
+        self.keep_alive = []  # ids stay unique while the trace holds the tensors
+        self.problem = None   # without ``strict``: the first reason the recording cannot be replayed
+
+    def add_input(self, array):
+        """A placeholder tensor for ``array``, recorded as the graph's next input."""
+        placeholder = Tensor._wrap(np.asarray(array))
+        source = Source("input", len(self.graph.inputs))
+        self.graph.inputs.append((placeholder.shape, placeholder.data.dtype))
+        self.sources[id(placeholder)] = self.sources[id(placeholder.data)] = source
+        self.keep_alive += [placeholder, placeholder.data]
+        return placeholder
 
     def source(self, value):
         if value is None:
             return None
+        if isinstance(value, np.ndarray) and id(value) in self.sources:  # a placeholder's own array, unwrapped
+            return self.sources[id(value)]
         if isinstance(value, Tensor):
             known = self.sources.get(id(value))
             if known is not None:
@@ -81,6 +127,20 @@ class _Recorder:
             return Source("constant", value=np.asarray(value))
         return Source("constant", value=value if isinstance(value, (int, float)) else np.array(value))
 
+    def write(self, variable, kind, value):
+        """A variable written inside the recording: the write is a node of its own, replayed in order."""
+        self.graph.nodes.append(Node(kind, [Source("variable", value=variable), self.source(value)], {},
+                                     tuple(variable.shape), variable.data.dtype, _calling_layer(), WRITES[kind],
+                                     effect=True))
+
+    def set_outputs(self, outputs):
+        for output in outputs:
+            source = self.source(output)
+            if source is None or source.kind not in ("node", "input"):
+                raise TraceError("the traced function returned a value that was not computed by backprop ops from "
+                                 "its inputs (was it converted with .numpy() or built from NumPy arrays?)")
+            self.graph.outputs.append(source)
+
     def check_read(self, value):
         """Reading a traced value in Python would freeze it into the recording: refuse, naming the line."""
         if isinstance(value, Variable) or id(value) not in self.sources:
@@ -89,43 +149,42 @@ class _Recorder:
         while frame is not None and frame.f_code.co_filename in (_TENSOR_FILE, __file__):
             frame = frame.f_back
         where = f" at {frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else ""
-        raise TraceError(f"a traced function reads a tensor's values in Python{where} (.numpy(), float(), bool() or "
-                         "an if on a tensor); a recording cannot replay that: compute with backprop ops instead")
+        problem = (f"a traced function reads a tensor's values in Python{where} (.numpy(), float(), bool() or an if "
+                   "on a tensor); a recording cannot replay that: compute with backprop ops instead")
+        if self.strict:
+            raise TraceError(problem)
+        self.problem = self.problem or problem
 
-    def __call__(self, name, result, inputs, params):
+    def __call__(self, name, result, inputs, params, forward=None):
         node = Node(name, [self.source(value) for value in inputs], dict(params), tuple(result.shape),
-                    result.data.dtype, _calling_layer())
+                    result.data.dtype, _calling_layer(), forward)
         self.sources[id(result)] = Source("node", len(self.graph.nodes))
         self.keep_alive.append(result)
         self.graph.nodes.append(node)
 
 
 @contextlib.contextmanager
-def _monitoring(recorder):
+def recording(recorder):
+    """Record every op run inside the block onto ``recorder``; reading a recorded value raises TraceError."""
     token = op_module.monitors.set(op_module.monitors.get() + (recorder,))
     reads = value_reads.set(recorder.check_read)
+    writes = variable_writes.set(recorder.write)
     try:
         yield
     finally:
+        variable_writes.reset(writes)
         value_reads.reset(reads)
         op_module.monitors.reset(token)
 
 
 def trace(fn, examples):
     """The Graph of ``fn(*placeholders)`` for example arrays; ``fn`` returns a tensor or a list of them."""
-    placeholders = [Tensor._wrap(np.asarray(example)) for example in examples]
-    graph = Graph([(p.shape, p.data.dtype) for p in placeholders])
-    recorder = _Recorder(graph, placeholders)
-    with _monitoring(recorder):
+    recorder = Recorder(Graph([]))
+    placeholders = [recorder.add_input(example) for example in examples]
+    with recording(recorder):
         outputs = fn(*placeholders)
-    single = isinstance(outputs, Tensor)
-    for output in [outputs] if single else list(outputs):
-        source = recorder.source(output)
-        if source is None or source.kind not in ("node", "input"):
-            raise TraceError("the traced function returned a value that was not computed by backprop ops from its "
-                             "inputs (was it converted with .numpy() or built from NumPy arrays?)")
-        graph.outputs.append(source)
-    return graph
+    recorder.set_outputs([outputs] if isinstance(outputs, Tensor) else list(outputs))
+    return recorder.graph
 
 
 def _same_constant(a, b):

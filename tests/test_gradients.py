@@ -89,6 +89,13 @@ def test_shape_and_softmax_ops(op):
     check_gradients(op, rng.uniform(-2, 2, (3, 4)))
 
 
+def test_dropout_with_a_fixed_mask():
+    # a fresh generator with one seed per call: the same mask at every finite-difference probe
+    check_gradients(lambda a: bp.ops.dropout(a, 0.4, generator=np.random.default_rng(3)), rng.uniform(-2, 2, (4, 5)))
+    out = bp.ops.dropout(bp.Tensor(np.ones((200, 50))), 0.4, generator=np.random.default_rng(3)).numpy()
+    assert set(np.unique(out)) == {0.0, 1 / 0.6} and abs((out == 0).mean() - 0.4) < 0.02
+
+
 def test_concat_and_stack():
     check_gradients(lambda a, b: bp.concat([a, b], axis=1), rng.uniform(-2, 2, (3, 2)), rng.uniform(-2, 2, (3, 4)))
     check_gradients(lambda a, b: bp.stack([a, b], axis=1), rng.uniform(-2, 2, (3, 4)), rng.uniform(-2, 2, (3, 4)))

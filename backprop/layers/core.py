@@ -4,7 +4,6 @@ import math
 from backprop import activations, initializers, ops, random, regularizers
 from backprop.layers.layer import Layer
 from backprop.ops.nn import FUSED_ACTIVATIONS
-from backprop.xp import np
 
 
 def _initializer_config(initializer):
@@ -109,9 +108,7 @@ class Dropout(Layer):
     def call(self, inputs, training=None):
         if not training or self.rate == 0:
             return inputs
-        generator = self._generator or random.generator()
-        keep = generator.random(inputs.shape, dtype=np.float32) >= self.rate
-        return ops.multiply(inputs, keep.astype(inputs.dtype) * inputs.dtype.type(1 / (1 - self.rate)))
+        return ops.dropout(inputs, self.rate, self._generator)
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}

@@ -64,8 +64,16 @@ class Model(Layer):
         return self._parameters
 
     # --- compile -----------------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
-        """Choose the optimizer, the loss (name or object) and the metrics ("accuracy", "mse", ...)."""
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, jit_compile="auto"):
+        """Choose the optimizer, the loss (name or object) and the metrics ("accuracy", "mse", ...).
+
+        ``jit_compile`` (Keras' flag; True and "auto" alike) makes ``fit`` trace its training step once per
+        batch shape and replay the recorded array calls (backprop.training.compiled); a step that cannot be
+        replayed faithfully trains eagerly, with a warning. False always trains eagerly."""
+        if jit_compile not in (True, False, "auto"):
+            raise ValueError(f"compile: jit_compile must be True, False or 'auto', got {jit_compile!r}")
+        self.jit_compile = jit_compile
+        self.__dict__.pop("_train_steps", None)
         self.optimizer = optimizers.get(optimizer)
         if loss is None:
             raise ValueError("compile: a loss is required, e.g. loss='mse' or bp.losses.BinaryCrossentropy()")
@@ -118,7 +126,15 @@ class Model(Layer):
 
     def compute_loss(self, y, y_pred, sample_weight=None):
         """The compiled loss plus the regularization penalties of every layer (a tensor)."""
-        loss = self.loss(y, y_pred, sample_weight)
+        return self.add_penalties(self.loss(y, y_pred, sample_weight))
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_train_steps", None)  # compiled steps hold closures; a copy traces its own
+        return state
+
+    def add_penalties(self, loss):
+        """``loss`` plus the regularization penalties of every layer."""
         penalties = self.losses
         return loss + sum(penalties[1:], penalties[0]) if penalties else loss
 

@@ -137,6 +137,17 @@ def log_softmax(a, axis=-1):
     return out, lambda g, needs: (g - np.exp(out) * np.sum(g, axis=axis, keepdims=True),)
 
 
+@differentiable(arrays=1)
+def dropout(a, rate, generator=None):
+    """Inverted dropout: zero each value with probability ``rate``, scale the rest by 1 / (1 - rate). The mask
+    is drawn inside the op (from ``generator``, or the library's generator when None), so a replayed step
+    draws a new one, continuing the same random stream."""
+    from backprop import random  # here: random imports tensor, which the ops package must not need first
+    keep = (generator or random.generator()).random(np.shape(a), dtype=np.float32) >= rate
+    scale = keep.astype(a.dtype) * a.dtype.type(1 / (1 - rate))
+    return a * scale, lambda g, needs: (g * scale,)
+
+
 # --- the fused dense layer ------------------------------------------------------------
 # Activations whose derivative is a function of the output alone can be fused into
 # matmul + bias: the backward pass then needs no extra tape node and no saved input.

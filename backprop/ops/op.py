@@ -16,7 +16,7 @@ from backprop.tensor import Tensor, as_array
 from backprop.xp import np
 
 _recording = tape.recording_tapes.get
-# Functions called with (op name, result, inputs, params) after every op, per context: see backprop.debug
+# Functions called with (op name, result, inputs, params, forward) after every op, per context: see backprop.debug
 # (which checks values) and backprop.tracing (which records the graph for export).
 monitors = contextvars.ContextVar("backprop_op_monitors", default=())
 _monitors = monitors.get
@@ -64,17 +64,12 @@ def differentiable(forward=None, *, arrays=None):
         for recording_tape in _recording():
             recording_tape._record(result, inputs, backward, name)
         for monitor in _monitors():  # empty unless check_numerics() or a tracer is active
-            monitor(name, result, inputs, {**dict(zip(parameter_names[len(inputs):], args[len(inputs):])), **params})
+            monitor(name, result, inputs, {**dict(zip(parameter_names[len(inputs):], args[len(inputs):])), **params},
+                    forward)
         return result
 
     op.forward = forward
     return op
-
-
-def notify(name, result, inputs, params):
-    """Tell the active monitors about an op that is not built with ``differentiable``."""
-    for monitor in _monitors():
-        monitor(name, result, inputs, params)
 
 
 def constant(forward):
@@ -82,10 +77,13 @@ def constant(forward):
     name = forward.__name__.lstrip("_")
     parameter_names = list(inspect.signature(forward).parameters)[1:]
 
+    def replayable(value, **params):  # the (out, backward) form that a compiled replay calls
+        return forward(value, **params), None
+
     @functools.wraps(forward)
     def op(value, *params, **kwargs):
         result = Tensor._wrap(forward(operand(value), *params, **kwargs))
-        if _monitors():
-            notify(name, result, (value,), {**dict(zip(parameter_names, params)), **kwargs})
+        for monitor in _monitors():
+            monitor(name, result, (value,), {**dict(zip(parameter_names, params)), **kwargs}, replayable)
         return result
     return op

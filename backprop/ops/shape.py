@@ -1,7 +1,6 @@
 """Ops that move values around without changing them: reshape, transpose, slicing, joining."""
-from backprop.ops.op import constant, differentiable, notify, operand
+from backprop.ops.op import constant, differentiable
 from backprop.tensor import Tensor
-from backprop import tape
 from backprop.xp import np
 
 
@@ -80,32 +79,31 @@ def _getitem(a, key):
 
 def concat(values, axis=0):
     """Join tensors along an existing axis."""
-    return _join(values, axis, np.concatenate, "concat")
+    return _concat(*values, axis=axis)
 
 
 def stack(values, axis=0):
     """Join tensors along a new axis."""
-    return _join(values, axis, np.stack, "stack")
+    return _stack(*values, axis=axis)
 
 
-def _join(values, axis, join, name):
-    values = list(values)
-    arrays = [operand(v) for v in values]
+def _joined(join, arrays, axis, name):
     try:
-        out = join(arrays, axis=axis)
+        return join(arrays, axis=axis)
     except ValueError as error:
         shapes = ", ".join(str(np.shape(a)) for a in arrays)
         raise ValueError(f"{name}: cannot join shapes {shapes} along axis {axis} ({error})") from None
-    result = Tensor._wrap(out)
-    if tape.recording():
-        if join is np.concatenate:
-            cuts = np.cumsum([np.shape(a)[axis] for a in arrays])[:-1]
-            backward = lambda g, needs: tuple(np.split(g, cuts, axis=axis))  # noqa: E731
-        else:
-            backward = lambda g, needs: tuple(np.moveaxis(g, axis, 0))  # noqa: E731
-        tape.record(result, values, backward, name)
-    notify(name, result, values, {"axis": axis})
-    return result
+
+
+@differentiable
+def _concat(*arrays, axis=0):
+    cuts = np.cumsum([np.shape(a)[axis] for a in arrays])[:-1]
+    return _joined(np.concatenate, arrays, axis, "concat"), lambda g, needs: tuple(np.split(g, cuts, axis=axis))
+
+
+@differentiable
+def _stack(*arrays, axis=0):
+    return _joined(np.stack, arrays, axis, "stack"), lambda g, needs: tuple(np.moveaxis(g, axis, 0))
 
 
 @constant

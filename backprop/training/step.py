@@ -35,14 +35,19 @@ class TrainStep:
             y_pred = model(x, training=True)
             loss = model.compute_loss(y, y_pred, sample_weight)
         params = model.parameters  # after the call: layers built lazily on it exist now
-        optimizer = model.optimizer
-        optimizer.load_gradients(params, tape.gradient(loss, params.variables))  # in params' order
+        return self.update(tape.gradient(loss, params.variables), loss.data, y_pred.data)
+
+    def update(self, grads, loss, y_pred):
+        """Gradients (in the order of ``model.parameters``) into the gradient buffer, reduced, then applied."""
+        params = self.model.parameters
+        optimizer = self.model.optimizer
+        optimizer.load_gradients(params, grads)
         if self.reduce_gradients is not None:
             self.reduce_gradients(params)
-        if self.guard_nonfinite and not np.isfinite(loss.data):
-            return StepResult(loss.data, y_pred.data, False)
+        if self.guard_nonfinite and not np.isfinite(loss):
+            return StepResult(loss, y_pred, False)
         optimizer.apply_to(params)
-        return StepResult(loss.data, y_pred.data, True)
+        return StepResult(loss, y_pred, True)
 
 
 def test_step(model, x, y, sample_weight=None):

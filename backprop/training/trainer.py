@@ -14,7 +14,8 @@ from backprop import callbacks as callbacks_module, random
 from backprop.training import data
 from backprop.training.interrupts import deferred_interrupts
 from backprop.training.logs import Accumulators, LazyLogs
-from backprop.training.step import TrainStep, test_step
+from backprop.training import compiled
+from backprop.training.step import test_step
 
 
 class Trainer:
@@ -57,7 +58,7 @@ class Trainer:
         backup = next((c for c in self.callbacks if isinstance(c, callbacks_module.BackupAndRestore)), None)
         if self.step is None:
             guard = any(getattr(c, "guards_updates", False) for c in self.callbacks)
-            self.step = TrainStep(model, guard_nonfinite=guard)
+            self.step = compiled.train_step(model, guard_nonfinite=guard)
         model.stop_training = False
         self.epoch, self.batch = initial_epoch, 0
         try:

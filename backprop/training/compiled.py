@@ -1,0 +1,114 @@
+"""The compiled training step: ``fit`` with ``jit_compile`` traces TrainStep once per input signature and
+replays the recorded ops (backprop.compiled.plan) on every later batch of that signature.
+
+A signature is the shapes and dtypes of x, y and the sample weights, plus the model's structure (which
+variables are trainable). Its first batch runs eagerly while recording; its second batch runs eagerly
+again and the two recordings must agree (same ops, same parameters, same constants: a value computed
+outside the ops from the data would differ); from the third batch on it is replayed. Anything that
+cannot be replayed faithfully makes the model train eagerly, with one warning. The labels are turned
+into what the loss kernel takes (``Loss.kernel_labels``) before the replay, since that is a function
+of the labels and of the predictions' shape alone.
+"""
+import collections
+import warnings
+
+from backprop import tape as tape_module
+from backprop.compiled.plan import Plan
+from backprop.ops import op as op_module
+from backprop.tape import GradientTape
+from backprop.tensor import Tensor, structure_version
+from backprop.tracing import Graph, Recorder, TraceError, recording, same_computation
+from backprop.training.step import TrainStep
+from backprop.xp import np
+
+
+class _Signature:
+    """What one input signature has learnt: its recordings, then its plan."""
+
+    __slots__ = ("graph", "plan", "prediction", "eager")
+
+    def __init__(self):
+        self.graph = self.plan = self.prediction = None
+        self.eager = False
+
+
+class CompiledTrainStep(TrainStep):
+    """TrainStep with replay; see the module docstring. ``max_signatures`` bounds the cache (oldest out)."""
+
+    def __init__(self, model, guard_nonfinite=False, reduce_gradients=None, max_signatures=8):
+        super().__init__(model, guard_nonfinite, reduce_gradients)
+        self.max_signatures = max_signatures
+        self.signatures = collections.OrderedDict()
+        self.tracing_count = 0
+        self.fallback = None  # why the model trains eagerly, once it does
+
+    def __call__(self, x, y, sample_weight=None):
+        if self.fallback is not None or op_module.monitors.get() or tape_module.gradient_monitors.get():
+            return super().__call__(x, y, sample_weight)
+        key = (x.shape, x.dtype.str, np.shape(y), np.asarray(y).dtype.str,
+               None if sample_weight is None else (sample_weight.shape, sample_weight.dtype.str), structure_version[0])
+        signature = self.signatures.get(key)
+        if signature is None:
+            signature = self.signatures[key] = _Signature()
+            while len(self.signatures) > self.max_signatures:
+                self.signatures.popitem(last=False)
+        if signature.plan is None:
+            return self._traced(signature, x, y, sample_weight)
+        self.signatures.move_to_end(key)
+        return self._replayed(signature, x, y, sample_weight)
+
+    @property
+    def cache_size(self):
+        return len(self.signatures)
+
+    def _replayed(self, signature, x, y, sample_weight):
+        labels = self.model.loss.kernel_labels(y, signature.prediction)
+        inputs = [x, labels] if sample_weight is None else [x, labels, sample_weight]
+        (loss, y_pred), grads = signature.plan.run(inputs)
+        return self.update(grads, loss, y_pred)
+
+    def _traced(self, signature, x, y, sample_weight):
+        """One eager step, recorded; the second recording of a signature becomes its plan."""
+        model = self.model
+        recorder = Recorder(Graph([]), strict=False)
+        with GradientTape() as tape:
+            with recording(recorder):
+                x_in = recorder.add_input(x)
+                y_pred = model(x_in, training=True)
+                labels = model.loss.kernel_labels(y, y_pred)
+                labels_in = recorder.add_input(labels)
+                weights_in = None if sample_weight is None else recorder.add_input(sample_weight)
+                loss = model.add_penalties(model.loss.from_kernel_labels(labels_in, y_pred, weights_in))
+        params = model.parameters
+        grads = tape.gradient(loss, params.variables)
+        self.tracing_count += 1
+        result = self.update(grads, loss.data, y_pred.data)
+        try:
+            recorder.set_outputs([loss, y_pred])
+            if recorder.problem:
+                raise TraceError(recorder.problem)
+            self._learn(signature, recorder.graph, params, y_pred)
+        except TraceError as error:
+            self.fallback = str(error)
+            warnings.warn(f"fit: training eagerly, this model's step cannot be compiled: {error}", stacklevel=4)
+        return result
+
+    def _learn(self, signature, graph, params, y_pred):
+        if signature.graph is None:
+            signature.graph = graph
+            return
+        same_computation(signature.graph, graph)
+        signature.plan = Plan(graph, 0, params.variables)
+        signature.prediction = Tensor._wrap(np.broadcast_to(np.zeros((), y_pred.dtype), y_pred.shape))
+        signature.graph = None
+
+
+def train_step(model, guard_nonfinite=False):
+    """The step ``fit`` uses: compiled unless ``compile(jit_compile=False)``, and kept on the model between
+    fits (as Keras keeps its train function) until the next ``compile``."""
+    if not getattr(model, "jit_compile", False):
+        return TrainStep(model, guard_nonfinite)
+    steps = model.__dict__.setdefault("_train_steps", {})
+    if guard_nonfinite not in steps:
+        steps[guard_nonfinite] = CompiledTrainStep(model, guard_nonfinite)
+    return steps[guard_nonfinite]
