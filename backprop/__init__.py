@@ -8,6 +8,7 @@ from backprop import activations, initializers, regularizers, layers, losses, me
 from backprop import datasets, debug, landscape, models, saving, utils
 from backprop.layers import Input
 from backprop.models import Model, Sequential
+from backprop.compiled.function import function
 
 convert_to_tensor = tensor
 

@@ -151,6 +151,12 @@ class Loss:
         y_pred = _pred(y_pred)
         return self.from_kernel_labels(self.kernel_labels(y_true, y_pred), y_pred, sample_weight)
 
+    @property
+    def replayable(self):
+        """Whether ``from_kernel_labels(kernel_labels(y, p), p, w)`` is the whole loss, as a compiled step runs
+        it: not for a subclass whose ``__call__`` computes more in Python."""
+        return type(self).__call__ is Loss.__call__
+
     def kernel_labels(self, y_true, y_pred):
         """The labels as the kernel takes them (checked, converted, smoothed): a function of the labels and
         of y_pred's shape and dtype only, which a compiled step computes before replaying the rest."""
@@ -256,6 +262,10 @@ class SparseCategoricalCrossentropy(Loss):
         self.options = {"from_logits": from_logits}
         self.ignore_class = ignore_class
 
+    @property
+    def replayable(self):
+        return self.ignore_class is None  # the mask of ignored labels is computed in Python
+
     def __call__(self, y_true, y_pred, sample_weight=None):
         if self.ignore_class is None:
             return super().__call__(y_true, y_pred, sample_weight)
@@ -305,6 +315,8 @@ class _FunctionLoss(Loss):
     def __init__(self, fn):
         super().__init__(getattr(fn, "__name__", "loss"))
         self.function = fn
+
+    replayable = True  # the function gets the labels as a tensor: what it reads in Python, the tracer sees
 
     def kernel_labels(self, y_true, y_pred):
         return y_true

@@ -6,6 +6,7 @@ numbers, so a training loop can update metrics every batch without waiting for t
 """
 import numpy
 
+from backprop import tracing
 from backprop.naming import snake_case
 from backprop.tensor import Tensor
 
@@ -32,6 +33,12 @@ def _count(values, weights):
 
 
 class Metric:
+    def __init_subclass__(cls, **kwargs):
+        """Every update_state is @replayed: a compiled function (bp.function) calls it again on replay."""
+        super().__init_subclass__(**kwargs)
+        if "update_state" in cls.__dict__:
+            cls.update_state = tracing.replayed(cls.__dict__["update_state"])
+
     def __init__(self, name=None):
         self.name = name or snake_case(type(self).__name__)
         self.reset_state()
@@ -39,6 +46,7 @@ class Metric:
     def reset_state(self):
         self.total, self.count = 0.0, 0.0
 
+    @tracing.replayed
     def update_state(self, y_true, y_pred, sample_weight=None):
         values = self.values(_array(y_true), _array(y_pred))
         weights = _weights(sample_weight, values)

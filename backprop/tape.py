@@ -18,6 +18,9 @@ from backprop.xp import np
 recording_tapes = contextvars.ContextVar("backprop_recording_tapes", default=())
 # Functions called with (op name, input index, gradient, incoming) during backprop: see backprop.debug.
 gradient_monitors = contextvars.ContextVar("backprop_gradient_monitors", default=())
+# Set while backprop.tracing records: called by gradient() with (tape, target, sources, results, unconnected,
+# output_gradients).
+gradient_hooks = contextvars.ContextVar("backprop_gradient_hooks", default=None)
 _wrap = Tensor._wrap
 
 
@@ -140,6 +143,9 @@ class GradientTape:
         self._backpropagate(grads, {id(s) for s in flat_sources})
         results = [_wrap(grads[id(s)]) if id(s) in grads else self._unconnected(s, unconnected_gradients)
                    for s in flat_sources]
+        hook = gradient_hooks.get()
+        if hook is not None:
+            hook(self, target, flat_sources, results, unconnected_gradients, output_gradients)
         if not self.persistent:
             self._used = True
             self.reset()

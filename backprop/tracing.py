@@ -9,14 +9,21 @@ ops (``.numpy()`` arithmetic, say); it is recorded as a constant, and ``same_com
 traces on different inputs to catch it.
 """
 import contextlib
+import contextvars
+import functools
 import sys
 from dataclasses import dataclass, field
 
+from backprop import tape as tape_module
 from backprop.ops import op as op_module
 from backprop.tensor import Tensor, Variable, value_reads, variable_writes
 
 _TENSOR_FILE = sys.modules[Tensor.__module__].__file__
 from backprop.xp import np
+
+
+# The Recorder of the current context, while one records: what tape.gradient and @replayed methods report to.
+current = contextvars.ContextVar("backprop_tracing_recorder", default=None)
 
 
 class TraceError(ValueError):
@@ -40,6 +47,7 @@ class Node:
     layer: str = None     # the innermost layer that called the op, for messages
     forward: object = None  # the op's forward(*arrays, **params) -> (out, backward), for replay
     effect: bool = False    # a write into a variable (assign_add, ...): replayed, never differentiated
+    tapes: tuple = ()       # the GradientTapes recording when the op ran, numbered in order of first use
 
 
 @dataclass
@@ -101,6 +109,7 @@ class Recorder:
         self.sources = {}     # id(tensor or its array) -> Source
         self.keep_alive = []  # ids stay unique while the trace holds the tensors
         self.problem = None   # without ``strict``: the first reason the recording cannot be replayed
+        self.tape_numbers = {}
 
     def add_input(self, array):
         """A placeholder tensor for ``array``, recorded as the graph's next input."""
@@ -122,10 +131,13 @@ class Recorder:
                 return known
             if isinstance(value, Variable):
                 return Source("variable", value=value)
-            return Source("constant", value=np.array(value.data))
-        if isinstance(value, (list, tuple)):
-            return Source("constant", value=np.asarray(value))
-        return Source("constant", value=value if isinstance(value, (int, float)) else np.array(value))
+            return Source("constant", value=value.data)
+        return Source("constant", value=op_module.operand(value))  # what the op itself made of it
+
+    def key(self, value):
+        """A hashable name for where a tensor comes from: ('input', i), ('node', j) or ('variable', id)."""
+        source = self.source(value)
+        return (source.kind, source.index if source.kind != "variable" else id(source.value))
 
     def write(self, variable, kind, value):
         """A variable written inside the recording: the write is a node of its own, replayed in order."""
@@ -135,7 +147,7 @@ class Recorder:
 
     def set_outputs(self, outputs):
         for output in outputs:
-            source = self.source(output)
+            source = output if isinstance(output, Source) else self.source(output)
             if source is None or source.kind not in ("node", "input"):
                 raise TraceError("the traced function returned a value that was not computed by backprop ops from "
                                  "its inputs (was it converted with .numpy() or built from NumPy arrays?)")
@@ -156,25 +168,143 @@ class Recorder:
         self.problem = self.problem or problem
 
     def __call__(self, name, result, inputs, params, forward=None):
+        tapes = tape_module.recording_tapes.get()
         node = Node(name, [self.source(value) for value in inputs], dict(params), tuple(result.shape),
-                    result.data.dtype, _calling_layer(), forward)
-        self.sources[id(result)] = Source("node", len(self.graph.nodes))
-        self.keep_alive.append(result)
+                    result.data.dtype, _calling_layer(), forward, tapes=tuple(map(self._number, tapes)))
+        self._add(node, result)
+
+    def _number(self, tape):
+        if id(tape) not in self.tape_numbers:
+            self.tape_numbers[id(tape)] = len(self.tape_numbers)
+            self.keep_alive.append(tape)
+        return self.tape_numbers[id(tape)]
+
+    def _add(self, node, result=None):
+        if result is not None:
+            self.sources[id(result)] = Source("node", len(self.graph.nodes))
+            self.keep_alive.append(result)
         self.graph.nodes.append(node)
+        return len(self.graph.nodes) - 1
+
+    def gradient(self, tape, target, sources, results, unconnected, output_gradients=None):
+        """``tape.gradient`` ran: a node that a replay answers with the backward pass over that tape's nodes."""
+        if not isinstance(target, Tensor) or output_gradients is not None:
+            raise TraceError("a recorded tape.gradient takes one target tensor and no output_gradients")
+        watched = frozenset(self.key(t) for t in tape._keep_alive)
+        inputs = [self.source(target)] + [self.source(s) for s in sources]
+        params = {"tape": self._number(tape), "watched": watched, "unconnected": unconnected}
+        index = self._add(Node("gradient", inputs, params, (), None, None, None, effect=True))
+        self.last_gradient = Source("node", index)
+        for position, result in enumerate(results):
+            if result is not None:
+                self._add(Node("gradient_output", [Source("node", index)], {"index": position}, result.shape,
+                               result.data.dtype, None, _select, effect=True), result)
+
+    def effect(self, method, owner, args, kwargs, recorded=None):
+        """A @replayed method called while recording: one node calling it again on the replay's arrays."""
+        args = _materialized(args)
+        if recorded is not None:
+            tensors, forward = recorded(owner, args, kwargs)
+            kwargs_for_replay = {}
+        else:
+            tensors = []
+            forward = _EffectCall(method, owner, _template(args, tensors))
+            kwargs_for_replay = dict(kwargs)
+        node = Node(f"{type(owner).__name__}.{method.__name__}", [self.source(t) for t in tensors], kwargs_for_replay,
+                    (), None, _calling_layer(), forward, effect=True)
+        self._add(node)
+        with paused():
+            return method(owner, *args, **kwargs)
+
+
+def _select(outputs, index):
+    return outputs[index], None
+
+
+def _materialized(args):
+    """Iterators among the arguments (``zip(grads, variables)``) as lists, so they can be read twice."""
+    return tuple(list(a) if not isinstance(a, (Tensor, list, tuple, dict, str, bytes, int, float, type(None)))
+                 and hasattr(a, "__next__") else a for a in args)
+
+
+def _template(value, tensors):
+    """``value`` with every non-Variable tensor replaced by its position in ``tensors`` (appended)."""
+    if isinstance(value, Tensor) and not isinstance(value, Variable):
+        tensors.append(value)
+        return _Slot(len(tensors) - 1)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_template(v, tensors) for v in value)
+    if isinstance(value, dict):
+        return {k: _template(v, tensors) for k, v in value.items()}
+    return value
+
+
+class _Slot:
+    __slots__ = ("position",)
+
+    def __init__(self, position):
+        self.position = position
+
+
+def _filled(template, tensors):
+    if isinstance(template, _Slot):
+        return tensors[template.position]
+    if isinstance(template, (list, tuple)):
+        return type(template)(_filled(v, tensors) for v in template)
+    if isinstance(template, dict):
+        return {k: _filled(v, tensors) for k, v in template.items()}
+    return template
+
+
+class _EffectCall:
+    """The forward of an effect node: the method again, its tensor arguments taken from the replay."""
+
+    def __init__(self, method, owner, template):
+        self.method, self.owner, self.template = method, owner, template
+
+    def __call__(self, *arrays, **kwargs):
+        args = _filled(self.template, [Tensor._wrap(a) for a in arrays])
+        return self.method(self.owner, *args, **kwargs), None
+
+
+def replayed(method=None, *, recorded=None):
+    """Decorator for methods whose effect a recording cannot see op by op (an optimizer's update, a metric's
+    update): while recording, the call itself becomes a node, replayed with the replay's tensors.
+    ``recorded(owner, args, kwargs) -> (tensors, forward)`` may give a faster replay than calling the method
+    again on rebuilt arguments."""
+    if method is None:
+        return functools.partial(replayed, recorded=recorded)
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        recorder = current.get()
+        if recorder is None:
+            return method(self, *args, **kwargs)
+        return recorder.effect(method, self, args, kwargs, recorded)
+    return wrapper
 
 
 @contextlib.contextmanager
-def recording(recorder):
-    """Record every op run inside the block onto ``recorder``; reading a recorded value raises TraceError."""
-    token = op_module.monitors.set(op_module.monitors.get() + (recorder,))
-    reads = value_reads.set(recorder.check_read)
-    writes = variable_writes.set(recorder.write)
+def _set(pairs):
+    tokens = [(variable, variable.set(value)) for variable, value in pairs]
     try:
         yield
     finally:
-        variable_writes.reset(writes)
-        value_reads.reset(reads)
-        op_module.monitors.reset(token)
+        for variable, token in reversed(tokens):
+            variable.reset(token)
+
+
+def recording(recorder):
+    """Record every op run inside the block onto ``recorder``; reading a recorded value raises TraceError."""
+    return _set([(op_module.monitors, op_module.monitors.get() + (recorder,)), (value_reads, recorder.check_read),
+                 (variable_writes, recorder.write), (tape_module.gradient_hooks, recorder.gradient),
+                 (current, recorder)])
+
+
+def paused():
+    """Nothing inside the block is recorded or checked (an effect's own work)."""
+    return _set([(op_module.monitors, tuple(m for m in op_module.monitors.get() if not isinstance(m, Recorder))),
+                 (value_reads, None), (variable_writes, None), (tape_module.gradient_hooks, None), (current, None)])
 
 
 def trace(fn, examples):

@@ -1,11 +1,11 @@
 """A recorded graph replayed as plain array calls.
 
-``Plan(graph, target, variables)`` turns a trace (backprop.tracing) into two flat loops: the forward
-functions of its ops in order, then the backward functions they returned, in reverse, for the nodes
-that lead to a trainable variable. No Tensor objects, no tape, no layer calls, no checks. The reverse
-loop applies the tape's rules (a gradient is summed back to its input's shape and cast to its dtype;
-gradients reaching one value add up in the same order), so a replay computes bit for bit what eager
-execution computes.
+``Plan(graph)`` turns a trace (backprop.tracing) into one flat loop over its nodes: each op's forward
+function on arrays, each effect (a variable write, an optimizer update) called again, and each
+``tape.gradient`` answered by the backward functions of the ops that tape recorded, in reverse. No
+Tensor objects, no tape, no layer calls, no checks. The reverse pass applies the tape's rules (a
+gradient is summed back to its input's shape and cast to its dtype; gradients reaching one value add up
+in the same order), so a replay computes bit for bit what eager execution computes.
 """
 from backprop.tape import unbroadcast
 from backprop.xp import np
@@ -14,70 +14,93 @@ _ndarray = np.ndarray
 
 
 class Plan:
-    """Replays one trace: ``run(inputs)`` -> (output arrays, gradients of ``target`` for ``variables``)."""
+    """``run(inputs)`` -> the graph's outputs, computed again from new input arrays."""
 
-    def __init__(self, graph, target, variables):
-        self.variables = list(variables)
-        self._values = [None] * len(graph.inputs)      # inputs, then constants, variables and node outputs
-        slot_of_variable = {}
-        requires = {}                                  # slot -> whether its gradient is needed
-        self._forward_steps, self._backward_steps = [], []
-
-        def slot(source):
-            if source is None:
-                return self._constant(None)
-            if source.kind == "input":
-                return source.index
-            if source.kind == "node":
-                return node_slots[source.index]
-            if source.kind == "variable":
-                key = id(source.value)
-                if key not in slot_of_variable:
-                    slot_of_variable[key] = self._constant(source.value.data)
-                    self._variable_slots.append((slot_of_variable[key], source.value))
-                    requires[slot_of_variable[key]] = bool(source.value._trainable)
-                return slot_of_variable[key]
-            return self._constant(source.value)
-
-        self._variable_slots, node_slots = [], []
-        for node in graph.nodes:
-            if node.forward is None:
+    def __init__(self, graph):
+        self._values = [None] * len(graph.inputs)  # inputs, then constants, variables and node outputs
+        self._variables = []                       # (slot, Variable): read afresh at every run
+        self._slot_of = {}                         # ('variable', id) / ('node', i) / ('input', i) -> slot
+        self._steps = []
+        for index, node in enumerate(graph.nodes):
+            inputs = tuple(self._slot(source) for source in node.inputs)
+            out = self._new_slot(None)
+            self._slot_of[("node", index)] = out
+            if node.op == "gradient":
+                self._steps.append((True, _Backpropagation(self, graph, index, inputs), (), None, out, None))
+            elif node.forward is None:
                 raise ValueError(f"{graph.where(node)} has no recorded forward function: it cannot be replayed")
-            inputs = tuple(slot(source) for source in node.inputs)
-            out = self._constant(None)
-            node_slots.append(out)
-            needs = tuple(not node.effect and requires.get(i, False) for i in inputs)
-            requires[out] = any(needs)
-            position = len(self._forward_steps)
-            self._forward_steps.append((node.forward, inputs, node.params, out, position if any(needs) else None))
-            if any(needs):
-                self._backward_steps.append((position, out, inputs, needs))
-        self.outputs = [source.index if source.kind == "input" else node_slots[source.index] for source in graph.outputs]
-        self._target = self.outputs[target]
-        self._gradient_slots = [slot_of_variable.get(id(v)) for v in self.variables]
+            else:
+                keeps_backward = index if not node.effect and node.tapes else None
+                self._steps.append((False, node.forward, inputs, node.params, out, keeps_backward))
+        self._size = len(graph.nodes)
+        self.outputs = [self._slot(source) for source in graph.outputs]
 
-    def _constant(self, value):
+    def _new_slot(self, value):
         self._values.append(value)
         return len(self._values) - 1
 
+    def _slot(self, source):
+        if source is None:
+            return self._new_slot(None)
+        if source.kind == "input":
+            return source.index
+        if source.kind == "node":
+            return self._slot_of[("node", source.index)]
+        if source.kind == "variable":
+            key = ("variable", id(source.value))
+            if key not in self._slot_of:
+                self._slot_of[key] = self._new_slot(source.value.data)
+                self._variables.append((self._slot_of[key], source.value))
+            return self._slot_of[key]
+        return self._new_slot(source.value)
+
+    def slot_of_key(self, key):
+        return key[1] if key[0] == "input" else self._slot_of.get(key)
+
     def run(self, inputs):
-        """Outputs (arrays) and the target's gradient for each variable (None where it does not depend on it)."""
         values = self._values
         values[:len(inputs)] = inputs
-        for slot, variable in self._variable_slots:
+        for slot, variable in self._variables:
             values[slot] = variable.data
-        backwards = [None] * len(self._forward_steps)
-        for forward, inputs_of, params, out, position in self._forward_steps:
-            result, backward = forward(*[values[i] for i in inputs_of], **params)
+        backwards = [None] * self._size
+        for is_gradient, call, inputs_of, params, out, position in self._steps:
+            if is_gradient:
+                values[out] = call(values, backwards)
+                continue
+            result, backward = call(*[values[i] for i in inputs_of], **params)
             values[out] = result if type(result) is _ndarray else np.asarray(result)
             if position is not None:
                 backwards[position] = backward
-        return [values[i] for i in self.outputs], self._gradients(values, backwards)
+        return [values[i] for i in self.outputs]
 
-    def _gradients(self, values, backwards):
-        grads = {self._target: np.ones_like(values[self._target])}
-        keep = set(self._gradient_slots)
-        for position, out, inputs, needs in reversed(self._backward_steps):
+
+class _Backpropagation:
+    """One ``tape.gradient`` call: the reverse pass over the nodes its tape recorded before it."""
+
+    def __init__(self, plan, graph, index, inputs):
+        node = graph.nodes[index]
+        tape, self.unconnected = node.params["tape"], node.params["unconnected"]
+        self.target, self.sources = inputs[0], inputs[1:]
+        requires = {plan.slot_of_key(key) for key in node.params["watched"]} - {None}
+        self.steps = []
+        for position in range(index):
+            earlier = graph.nodes[position]
+            if earlier.effect or tape not in earlier.tapes:
+                continue
+            slots = tuple(plan.slot_of_key((s.kind, s.index if s.kind != "variable" else id(s.value)))
+                          if s is not None and s.kind != "constant" else None for s in earlier.inputs)
+            needs = tuple(slot in requires for slot in slots)
+            if any(needs):
+                out = plan.slot_of_key(("node", position))
+                requires.add(out)
+                self.steps.append((position, out, slots, needs))
+        self.steps.reverse()
+
+    def __call__(self, values, backwards):
+        target = values[self.target]
+        grads = {self.target: np.ones_like(target)}
+        keep = set(self.sources)
+        for position, out, inputs, needs in self.steps:
             g = grads.get(out) if out in keep else grads.pop(out, None)
             if g is None:
                 continue
@@ -90,4 +113,6 @@ class Plan:
                 if gx.dtype != data.dtype:
                     gx = gx.astype(data.dtype)
                 grads[slot] = grads[slot] + gx if slot in grads else gx
-        return [None if slot is None else grads.get(slot) for slot in self._gradient_slots]
+        zeros = self.unconnected == "zero"
+        return [grads[slot] if slot in grads else np.zeros_like(values[slot]) if zeros else None
+                for slot in self.sources]

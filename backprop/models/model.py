@@ -7,7 +7,7 @@ from backprop import losses, metrics as metrics_module, optimizers, training
 from backprop.layers.layer import Layer
 from backprop.parameters import FlatParameters
 from backprop.tape import no_grad
-from backprop.training import data
+from backprop.training import compiled, data
 from backprop.xp import np
 
 
@@ -143,7 +143,8 @@ class Model(Layer):
         """One gradient step on one batch; returns the loss (before the step)."""
         self.check_compiled("train_on_batch")
         sample_weight = None if sample_weight is None else np.asarray(sample_weight, dtype=self.dtype)
-        return float(training.TrainStep(self)(data.features(x, self.dtype), data.labels(y), sample_weight).loss)
+        step = compiled.train_step(self)  # the step fit uses: compiled with jit_compile, as in Keras
+        return float(step(data.features(x, self.dtype), data.labels(y), sample_weight).loss)
 
     def test_on_batch(self, x, y, sample_weight=None):
         self.check_compiled("test_on_batch")

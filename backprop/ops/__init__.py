@@ -1,6 +1,7 @@
 """Every op of backprop, as top-level functions (also re-exported as ``bp.<name>``)."""
-from backprop.ops.arithmetic import (abs, add, clip, divide, exp, log, matmul, maximum, minimum, multiply,
-                                     negative, power, sqrt, square, subtract, where)
+from backprop.ops.arithmetic import (abs, add, clip, divide, equal, exp, greater, greater_equal, less, less_equal,
+                                     log, matmul, maximum, minimum, multiply, negative, not_equal, power, sqrt,
+                                     square, subtract, where)
 from backprop.ops.nn import (dense, dropout, elu, gelu, leaky_relu, log_softmax, relu, relu6, selu, sigmoid, silu, softmax,
                              softplus, softsign, swish, tanh)
 from backprop.ops import loss_kernels as _losses

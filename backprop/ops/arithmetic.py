@@ -1,5 +1,5 @@
 """Elementwise arithmetic and matrix multiplication, each forward next to its gradient."""
-from backprop.ops.op import differentiable
+from backprop.ops.op import constant, differentiable
 from backprop.xp import np
 
 
@@ -137,3 +137,34 @@ def _matmul_grads(a, b, g, needs):
     if gb is not None and b.ndim == 1:
         gb = gb[..., 0]
     return ga, gb
+
+
+# --- comparisons: elementwise booleans, never differentiated ------------------------------------------
+@constant(arrays=2)
+def less(a, b):
+    return np.less(a, b)
+
+
+@constant(arrays=2)
+def less_equal(a, b):
+    return np.less_equal(a, b)
+
+
+@constant(arrays=2)
+def greater(a, b):
+    return np.greater(a, b)
+
+
+@constant(arrays=2)
+def greater_equal(a, b):
+    return np.greater_equal(a, b)
+
+
+@constant(arrays=2)
+def equal(a, b):
+    return np.equal(a, b)
+
+
+@constant(arrays=2)
+def not_equal(a, b):
+    return np.not_equal(a, b)

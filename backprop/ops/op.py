@@ -72,18 +72,22 @@ def differentiable(forward=None, *, arrays=None):
     return op
 
 
-def constant(forward):
-    """Decorator for non-differentiable ops (argmax, one_hot): unwraps the first input, wraps the result."""
+def constant(forward=None, *, arrays=1):
+    """Decorator for non-differentiable ops (argmax, one_hot, comparisons): unwraps the first ``arrays``
+    inputs, wraps the result; no tape records it."""
+    if forward is None:
+        return functools.partial(constant, arrays=arrays)
     name = forward.__name__.lstrip("_")
-    parameter_names = list(inspect.signature(forward).parameters)[1:]
+    parameter_names = list(inspect.signature(forward).parameters)[arrays:]
 
-    def replayable(value, **params):  # the (out, backward) form that a compiled replay calls
-        return forward(value, **params), None
+    def replayable(*values, **params):  # the (out, backward) form that a compiled replay calls
+        return forward(*values, **params), None
 
     @functools.wraps(forward)
-    def op(value, *params, **kwargs):
-        result = Tensor._wrap(forward(operand(value), *params, **kwargs))
+    def op(*args, **kwargs):
+        inputs, params = args[:arrays], args[arrays:]
+        result = Tensor._wrap(forward(*[operand(value) for value in inputs], *params, **kwargs))
         for monitor in _monitors():
-            monitor(name, result, (value,), {**dict(zip(parameter_names, params)), **kwargs}, replayable)
+            monitor(name, result, inputs, {**dict(zip(parameter_names, params)), **kwargs}, replayable)
         return result
     return op

@@ -11,6 +11,7 @@ import warnings
 
 from backprop.parameters import FlatParameters
 from backprop.tensor import Tensor
+from backprop import tracing
 from backprop.xp import np
 
 
@@ -173,6 +174,20 @@ class Optimizer:
         return self._slot_views_by_variable()[id(variable)]
 
     # --- the step ------------------------------------------------------------------------
+    def _recorded_update(self, args, kwargs):
+        """How a recording replays apply_gradients: the gradients as inputs, the variables fixed."""
+        pairs = list(args[0])
+        present = [i for i, (grad, _) in enumerate(pairs) if grad is not None]
+        variables = [variable for _, variable in pairs]
+
+        def replay(*grads):
+            full = [None] * len(variables)
+            for position, grad in zip(present, grads):
+                full[position] = grad
+            return self._apply(full, variables), None
+        return [pairs[i][0] for i in present], replay
+
+    @tracing.replayed(recorded=_recorded_update)
     def apply_gradients(self, grads_and_vars):
         """One update of every variable. A ``None`` gradient counts as zero (the variable still takes the
         step its slots and weight decay give), with a warning; all ``None`` is an error."""
@@ -187,6 +202,10 @@ class Optimizer:
             variables.append(variable)
         if not variables:
             raise ValueError(f"{self.name}.apply_gradients: no (gradient, variable) pairs were given")
+        return self._apply(grads, variables)
+
+    def _apply(self, grads, variables):
+        """apply_gradients on checked arrays: the variables' FlatParameters found (or made), then one update."""
         params = self._params
         if params is None or not params.holds(variables):  # the usual case: the same variables every step
             params = self._parameters_for(variables)

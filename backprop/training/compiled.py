@@ -39,10 +39,12 @@ class CompiledTrainStep(TrainStep):
         super().__init__(model, guard_nonfinite, reduce_gradients)
         self.max_signatures = max_signatures
         self.signatures = collections.OrderedDict()
-        self.tracing_count = 0
+        self.tracing_count = self.replays = 0
         self.fallback = None  # why the model trains eagerly, once it does
 
     def __call__(self, x, y, sample_weight=None):
+        if self.fallback is None and not self.model.loss.replayable:
+            self._fall_back(f"the loss {self.model.loss.name!r} computes in Python around its kernel")
         if self.fallback is not None or op_module.monitors.get() or tape_module.gradient_monitors.get():
             return super().__call__(x, y, sample_weight)
         key = (x.shape, x.dtype.str, np.shape(y), np.asarray(y).dtype.str,
@@ -55,52 +57,57 @@ class CompiledTrainStep(TrainStep):
         if signature.plan is None:
             return self._traced(signature, x, y, sample_weight)
         self.signatures.move_to_end(key)
+        self.replays += 1
         return self._replayed(signature, x, y, sample_weight)
 
-    @property
-    def cache_size(self):
-        return len(self.signatures)
+    def info(self):
+        """What the step has done: traces, replays, cached signatures (bounded) and why it fell back, if it did."""
+        return {"tracing_count": self.tracing_count, "replays": self.replays, "cache_size": len(self.signatures),
+                "max_signatures": self.max_signatures, "fallback": self.fallback}
 
     def _replayed(self, signature, x, y, sample_weight):
         labels = self.model.loss.kernel_labels(y, signature.prediction)
         inputs = [x, labels] if sample_weight is None else [x, labels, sample_weight]
-        (loss, y_pred), grads = signature.plan.run(inputs)
+        loss, y_pred, grads = signature.plan.run(inputs)
         return self.update(grads, loss, y_pred)
 
     def _traced(self, signature, x, y, sample_weight):
         """One eager step, recorded; the second recording of a signature becomes its plan."""
         model = self.model
         recorder = Recorder(Graph([]), strict=False)
-        with GradientTape() as tape:
-            with recording(recorder):
+        with recording(recorder):
+            with GradientTape() as tape:
                 x_in = recorder.add_input(x)
                 y_pred = model(x_in, training=True)
                 labels = model.loss.kernel_labels(y, y_pred)
                 labels_in = recorder.add_input(labels)
                 weights_in = None if sample_weight is None else recorder.add_input(sample_weight)
                 loss = model.add_penalties(model.loss.from_kernel_labels(labels_in, y_pred, weights_in))
-        params = model.parameters
-        grads = tape.gradient(loss, params.variables)
+            params = model.parameters
+            grads = tape.gradient(loss, params.variables)
         self.tracing_count += 1
         result = self.update(grads, loss.data, y_pred.data)
         try:
-            recorder.set_outputs([loss, y_pred])
+            recorder.set_outputs([loss, y_pred, recorder.last_gradient])
             if recorder.problem:
                 raise TraceError(recorder.problem)
-            self._learn(signature, recorder.graph, params, y_pred)
+            self._learn(signature, recorder.graph, y_pred)
         except TraceError as error:
-            self.fallback = str(error)
-            warnings.warn(f"fit: training eagerly, this model's step cannot be compiled: {error}", stacklevel=4)
+            self._fall_back(str(error))
         return result
 
-    def _learn(self, signature, graph, params, y_pred):
+    def _learn(self, signature, graph, y_pred):
         if signature.graph is None:
             signature.graph = graph
             return
         same_computation(signature.graph, graph)
-        signature.plan = Plan(graph, 0, params.variables)
+        signature.plan = Plan(graph)
         signature.prediction = Tensor._wrap(np.broadcast_to(np.zeros((), y_pred.dtype), y_pred.shape))
         signature.graph = None
+
+    def _fall_back(self, reason):
+        self.fallback = reason
+        warnings.warn(f"fit: training eagerly, this model's step cannot be compiled: {reason}", stacklevel=5)
 
 
 def train_step(model, guard_nonfinite=False):
@@ -112,3 +119,9 @@ def train_step(model, guard_nonfinite=False):
     if guard_nonfinite not in steps:
         steps[guard_nonfinite] = CompiledTrainStep(model, guard_nonfinite)
     return steps[guard_nonfinite]
+
+
+def step_info(model):
+    """``info()`` of each compiled step ``fit`` has used on ``model`` since its last ``compile``, by whether it
+    guards against non-finite updates (TerminateOnNaN)."""
+    return {guard: step.info() for guard, step in model.__dict__.get("_train_steps", {}).items()}
