@@ -28,13 +28,42 @@ except ImportError:
     MLPClassifier = None
 
 
-def backprop_mlp(sizes, seed=0):
+def backprop_mlp(sizes, seed=0, jit_compile=True):
     bp.random.set_seed(seed)
     layers = [bp.layers.Input(shape=(sizes[0],))]
     layers += [bp.layers.Dense(n, activation="relu") for n in sizes[1:-1]] + [bp.layers.Dense(sizes[-1])]
     model = bp.Sequential(layers)
-    model.compile(optimizer=bp.optimizers.Adam(1e-3), loss=bp.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(optimizer=bp.optimizers.Adam(1e-3), loss=bp.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=jit_compile)
     return model
+
+
+def gemm_only(weights, x):
+    """The matrix products of one step (forward, then the input and weight gradients): the BLAS floor."""
+    kernels = weights[0::2]
+    activations, h = [x], x
+    for kernel in kernels:
+        h = h @ kernel
+        activations.append(h)
+
+    def step():
+        g = activations[-1]
+        for kernel, h in zip(kernels, activations):
+            h @ kernel
+        for i in range(len(kernels) - 1, -1, -1):
+            activations[i].T @ g
+            if i:
+                g = g @ kernels[i].T
+    return step
+
+
+def trace_ms(make_model, x, y):
+    """Milliseconds of the two recorded (eager) steps that precede the first replay of a signature."""
+    model = make_model()
+    start = time.perf_counter()
+    model.train_on_batch(x, y)
+    model.train_on_batch(x, y)
+    return (time.perf_counter() - start) * 1e3 / 2
 
 
 def torch_mlp(weights, adam_variant):
@@ -59,16 +88,20 @@ def torch_mlp(weights, adam_variant):
     return net, step
 
 
+def mlp_batch(sizes, batch):
+    rng = np.random.default_rng(0)
+    return rng.uniform(size=(batch, sizes[0])).astype(np.float32), rng.integers(0, sizes[-1], batch)
+
+
 def step_case(sizes, batch, threads, repeats, block):
     """ms per training step for each contender."""
     limiter = set_threads(threads)
-    rng = np.random.default_rng(0)
-    x = rng.uniform(size=(batch, sizes[0])).astype(np.float32)
-    y = rng.integers(0, sizes[-1], batch)
-    model = backprop_mlp(sizes)
+    x, y = mlp_batch(sizes, batch)
+    model, eager = backprop_mlp(sizes), backprop_mlp(sizes, jit_compile=False)
     weights = model.get_weights()
     fused = FusedMLP([w.copy() for w in weights])
-    contenders = {"backprop": lambda: model.train_on_batch(x, y), "numpy_fused": lambda: fused.step(x, y)}
+    contenders = {"backprop": lambda: model.train_on_batch(x, y), "backprop_eager": lambda: eager.train_on_batch(x, y),
+                  "numpy_fused": lambda: fused.step(x, y), "gemm_only": gemm_only(weights, x)}
     if torch is not None:
         tx, ty = torch.from_numpy(x), torch.from_numpy(y)
         for variant in ("default", "fused"):
@@ -83,17 +116,41 @@ def step_case(sizes, batch, threads, repeats, block):
     return {name: [s * 1e3 for s in values] for name, values in samples.items()}
 
 
+def lecture_model(jit_compile=True):
+    bp.random.set_seed(0)
+    model = bp.Sequential([bp.layers.Input(shape=(2,)), bp.layers.Dense(3, activation="sigmoid"),
+                           bp.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer=bp.optimizers.SGD(0.1), loss="binary_crossentropy", jit_compile=jit_compile)
+    return model
+
+
+def tape_loop(model, x, y):
+    """The lecture's own training loop on a GradientTape."""
+    loss_fn, optimizer = bp.losses.BinaryCrossentropy(), bp.optimizers.SGD(0.1)
+    x, y = bp.Tensor(x), bp.Tensor(y[:, None])
+
+    def train_step(x, y):
+        with bp.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+    return train_step, x, y
+
+
 def lecture_case(repeats, block):
     """The lecture's 2-3-1 sigmoid net, BCE, SGD, batch 32: steps per second."""
     set_threads(1)
     x, y = bp.datasets.pass_fail(32)
-    x = (x - x.mean(0)) / x.std(0)
-    bp.random.set_seed(0)
-    model = bp.Sequential([bp.layers.Input(shape=(2,)), bp.layers.Dense(3, activation="sigmoid"),
-                           bp.layers.Dense(1, activation="sigmoid")])
-    model.compile(optimizer=bp.optimizers.SGD(0.1), loss="binary_crossentropy")
+    x = ((x - x.mean(0)) / x.std(0)).astype(np.float32)
     yf = y.astype(np.float32)
-    contenders = {"backprop": lambda: model.train_on_batch(x, yf)}
+    model, eager = lecture_model(), lecture_model(jit_compile=False)
+    step, tx_bp, ty_bp = tape_loop(lecture_model(), x, yf)
+    compiled_step = bp.function(tape_loop(lecture_model(), x, yf)[0])
+    contenders = {"backprop fit step": lambda: model.train_on_batch(x, yf),
+                  "backprop fit step, eager": lambda: eager.train_on_batch(x, yf),
+                  "bp.function tape loop": lambda: compiled_step(tx_bp, ty_bp),
+                  "eager tape loop": lambda: step(tx_bp, ty_bp)}
     if torch is not None:
         w = model.get_weights()
         net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Sigmoid(), torch.nn.Linear(3, 1), torch.nn.Sigmoid())
@@ -111,7 +168,8 @@ def lecture_case(repeats, block):
             optimizer.step()
         contenders["torch"] = torch_step
     samples = interleaved(contenders, repeats=repeats, block=block * 10)
-    return {name: [1 / s for s in values] for name, values in samples.items()}
+    trace = trace_ms(lecture_model, x, yf)
+    return {name: [1 / s for s in values] for name, values in samples.items()}, trace
 
 
 def fit_case(epochs, threads, repeats=3):
@@ -119,7 +177,8 @@ def fit_case(epochs, threads, repeats=3):
     set_threads(threads)
     x_train, y_train, x_test, y_test = mnist_like()
     x_train, x_test = x_train.astype(np.float32), x_test.astype(np.float32)
-    runners = {"backprop": lambda: fit_backprop(x_train, y_train, x_test, y_test, epochs)}
+    runners = {"backprop": lambda: fit_backprop(x_train, y_train, x_test, y_test, epochs),
+               "backprop_eager": lambda: fit_backprop(x_train, y_train, x_test, y_test, epochs, jit_compile=False)}
     if torch is not None:
         runners["torch_fused"] = lambda: fit_torch(x_train, y_train, x_test, y_test, epochs)
     if MLPClassifier is not None:
@@ -133,8 +192,8 @@ def fit_case(epochs, threads, repeats=3):
     return {name: (summary(times[name])[0], accuracy[name]) for name in runners}
 
 
-def fit_backprop(x_train, y_train, x_test, y_test, epochs):
-    model = backprop_mlp([784, 256, 128, 10])  # no metrics during fit: the PyTorch loop computes none either
+def fit_backprop(x_train, y_train, x_test, y_test, epochs, jit_compile=True):
+    model = backprop_mlp([784, 256, 128, 10], jit_compile=jit_compile)  # no metrics during fit: the PyTorch loop computes none either
     model.fit(x_train, y_train, batch_size=128, epochs=epochs, verbose=0)
     return float((model.predict(x_test).argmax(1) == y_test).mean())
 
@@ -162,7 +221,7 @@ def fit_sklearn(x_train, y_train, x_test, y_test, epochs):
     return clf.score(x_test, y_test)
 
 
-def memory_case(epochs):
+def memory_case(epochs, jit_compile=True):
     """Peak traced memory of a fit vs what it must hold; memory at each epoch end (growth check)."""
     import tracemalloc
     tracemalloc.start()  # before the data and the model exist: everything they allocate is counted
@@ -170,7 +229,7 @@ def memory_case(epochs):
     x_train = x_train.astype(np.float32)
     tracemalloc.reset_peak()
     base = tracemalloc.get_traced_memory()[0] - x_train.nbytes - y_train.nbytes  # keep only the training set
-    model = backprop_mlp([784, 256, 128, 10])
+    model = backprop_mlp([784, 256, 128, 10], jit_compile=jit_compile)
     at_epoch_end = []
     tracker = bp.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: at_epoch_end.append(
         tracemalloc.get_traced_memory()[0]))
@@ -197,9 +256,10 @@ def main():
     args = parser.parse_args()
     repeats, block = (3, 10) if args.quick else (7, 40)
     sizes = [784, 256, 128, 10]
-    lines = ["| batch, threads | backprop | hand-fused NumPy | PyTorch default Adam | PyTorch fused Adam | scikit-learn | "
-             "PyTorch(best) / backprop | backprop / hand-fused | backprop samples/s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| batch, threads | backprop (compiled) | backprop eager | hand-fused NumPy | GEMM only | PyTorch default Adam | "
+             "PyTorch fused Adam | scikit-learn | PyTorch(best) / backprop | backprop / hand-fused | backprop / GEMM | "
+             "backprop samples/s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     raw = {"machine": machine(), "steps": {}}
     for threads in (1, 2):
         for batch in (32, 128, 1024):
@@ -207,29 +267,38 @@ def main():
             raw["steps"][f"{batch},{threads}"] = result
             med = {k: summary(v)[0] for k, v in result.items()}
             best_torch = min((v for k, v in med.items() if k.startswith("torch")), default=float("nan"))
-            row = (f"| {batch}, {threads} | {fmt(result['backprop'])} | {fmt(result['numpy_fused'])} | "
+            row = (f"| {batch}, {threads} | {fmt(result['backprop'])} | {fmt(result['backprop_eager'])} | "
+                   f"{fmt(result['numpy_fused'])} | {fmt(result['gemm_only'])} | "
                    f"{fmt(result['torch_default']) if 'torch_default' in result else '-'} | "
                    f"{fmt(result['torch_fused']) if 'torch_fused' in result else '-'} | "
                    f"{fmt(result['sklearn']) if 'sklearn' in result else '-'} | "
                    f"{best_torch / med['backprop']:.2f} | {med['backprop'] / med['numpy_fused']:.2f} | "
+                   f"{med['backprop'] / med['gemm_only']:.2f} | "
                    f"{batch / med['backprop'] * 1e3:,.0f} |")
             lines.append(row)
             print(row, flush=True)
-    lecture = lecture_case(repeats, block)
+    lecture, lecture_trace = lecture_case(repeats, block)
     raw["lecture"] = lecture
     lecture_line = " · ".join(f"{k}: {summary(v)[0]:,.0f} steps/s ({summary(v)[1]:,.0f}–{summary(v)[2]:,.0f})"
                               for k, v in lecture.items())
     if "torch" in lecture:
-        lecture_line += f" · ratio backprop/PyTorch: {summary(lecture['backprop'])[0] / summary(lecture['torch'])[0]:.1f}×"
+        torch_rate = summary(lecture["torch"])[0]
+        lecture_line += " · ratios to PyTorch: " + ", ".join(
+            f"{k} {summary(v)[0] / torch_rate:.1f}×" for k, v in lecture.items() if k != "torch")
+    mlp_trace = {batch: trace_ms(lambda: backprop_mlp(sizes), *mlp_batch(sizes, batch)) for batch in (32, 1024)}
+    lecture_line += (f"\n\nTrace time per signature (the mean of its two recorded eager steps): lecture net "
+                     f"{lecture_trace:.2f} ms; MLP batch 32 {mlp_trace[32]:.2f} ms, batch 1024 {mlp_trace[1024]:.2f} ms.")
     print(lecture_line, flush=True)
     fit = fit_case(3 if args.quick else 20, threads=2)
     raw["fit"] = fit
     fit_lines = ["| contender | wall time (s), median of 3 | test accuracy |", "|---|---|---|"]
     fit_lines += [f"| {k} | {t:.2f} | {a:.3f} |" for k, (t, a) in fit.items()]
     peak, needed, growth = memory_case(20)
-    fit_lines.append(f"\nMemory of that fit (tracemalloc, NumPy arrays included): peak {peak / 1e6:.1f} MB vs "
+    eager_peak, _, eager_growth = memory_case(20, jit_compile=False)
+    fit_lines.append(f"\nMemory of that fit (tracemalloc, NumPy arrays included): compiled, peak {peak / 1e6:.1f} MB vs "
                      f"{needed / 1e6:.1f} MB for weights + Adam slots + one batch's activations + the dataset "
-                     f"(ratio {peak / needed:.2f}); growth from epoch 2 to epoch 20: {growth / 1e3:.1f} kB. "
+                     f"(ratio {peak / needed:.2f}), growth from epoch 2 to epoch 20 {growth / 1e3:.1f} kB; eager, peak "
+                     f"{eager_peak / 1e6:.1f} MB, growth {eager_growth / 1e3:.1f} kB. "
                      f"Peak RSS of the whole benchmark process (Python, NumPy, PyTorch, scikit-learn loaded): "
                      f"{peak_rss_mb():.0f} MB.")
     print("\n".join(fit_lines))

@@ -58,7 +58,7 @@ class Plan:
         return key[1] if key[0] == "input" else self._slot_of.get(key)
 
     def run(self, inputs):
-        values = self._values
+        values = self._values.copy()  # this run's arrays are freed when it returns: nothing held between runs
         values[:len(inputs)] = inputs
         for slot, variable in self._variables:
             values[slot] = variable.data

@@ -86,11 +86,17 @@ class CompiledTrainStep(TrainStep):
             params = model.parameters
             grads = tape.gradient(loss, params.variables)
         self.tracing_count += 1
+        problem = recorder.problem
+        if problem is None:
+            try:
+                recorder.set_outputs([loss, y_pred, recorder.last_gradient])
+            except TraceError as error:
+                problem = str(error)
+        recorder.keep_alive.clear()  # the recording's tensors go before the update, as the tape's do
         result = self.update(grads, loss.data, y_pred.data)
         try:
-            recorder.set_outputs([loss, y_pred, recorder.last_gradient])
-            if recorder.problem:
-                raise TraceError(recorder.problem)
+            if problem is not None:
+                raise TraceError(problem)
             self._learn(signature, recorder.graph, y_pred)
         except TraceError as error:
             self._fall_back(str(error))
