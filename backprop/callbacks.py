@@ -141,6 +141,8 @@ class EarlyStopping(Callback):
 class ModelCheckpoint(Callback):
     """Save the model (or weights) after each epoch; ``filepath`` may use ``{epoch}`` and log keys."""
 
+    writes_files = True  # under MPI, rank 0's alone
+
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
                  mode="auto"):
         self.filepath, self.monitor, self.verbose = os.fspath(filepath), monitor, verbose
@@ -320,6 +322,8 @@ class ReduceLROnPlateau(Callback):
 class CSVLogger(Callback):
     """Append one row per epoch (epoch, then every log key) to a CSV file."""
 
+    writes_files = True  # under MPI, rank 0's alone
+
     def __init__(self, filename, separator=",", append=False):
         self.filename, self.separator, self.append = os.fspath(filename), separator, append
 
@@ -352,6 +356,8 @@ class TensorBoard(Callback):
     the models trained with backprop are small enough for it to cost little. ``update_freq`` is "epoch",
     "batch" or a number of batches. Needs tensorboardX (``pip install 'backprop[tensorboard]'``).
     """
+
+    writes_files = True  # under MPI, rank 0's alone
 
     def __init__(self, log_dir="logs", histogram_freq=1, update_freq="epoch"):
         if update_freq != "epoch" and update_freq != "batch" and not (

@@ -4,6 +4,7 @@ Exit codes: 0 success, 2 bad input (one line on stderr, nothing written), 1 unex
 failure, 130 interrupted (Ctrl-C).
 """
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -106,6 +107,8 @@ def build_parser():
                                                             "run's backup)")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run with the same --out "
                                                              "from its last backup, exactly where it stopped")
+    train.add_argument("--workers", type=positive_int, help="train data-parallel on this many MPI processes (needs "
+                                                           "pip install 'backprop[mpi]'; the batch size stays global)")
     train.add_argument("--no-plots", action="store_true", help="skip the pictures")
     train.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard logs there: loss, metrics and "
                                                             "learning rate per epoch, weight histograms")
@@ -211,8 +214,36 @@ def load_config_file(path):
     return {key.replace("-", "_"): value for key, value in values.items()}
 
 
+def launch_workers(args):
+    """``--workers N`` outside an MPI job: the same command under ``mpiexec -n N``; its exit code."""
+    import shutil
+    import subprocess
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        raise BadInput("--workers needs mpi4py and an MPI: pip install 'backprop[mpi]'") from None
+    mpiexec = shutil.which("mpiexec") or shutil.which("mpiexec", path=os.path.dirname(sys.executable))
+    if mpiexec is None:
+        raise BadInput("--workers needs an mpiexec on PATH (pip install 'backprop[mpi]' brings MPICH's)")
+    argv, skip = [], False
+    for word in args.argv:
+        if skip or word == "--workers" or word.startswith("--workers="):
+            skip = word == "--workers"
+            continue
+        argv.append(word)
+    return subprocess.run([mpiexec, "-n", str(args.workers), sys.executable, "-m", "backprop", *argv]).returncode
+
+
 def cmd_train(args):
-    from backprop import run
+    from backprop import distribute, run
+    if args.workers and args.workers > 1 and not distribute._launched_by_mpi():
+        if args.batch_size and args.batch_size < args.workers:
+            raise BadInput(f"--batch-size {args.batch_size} is smaller than --workers {args.workers}: the global batch "
+                           "is split across the workers")
+        return launch_workers(args)
+    distribute.init()
+    if not distribute.is_main():  # rank 0 speaks for the job
+        sys.stdout = open(os.devnull, "w")
     config = run_config(args, build_parser())
     try:
         run.check_config(config)
@@ -221,7 +252,7 @@ def cmd_train(args):
     name = os.path.splitext(os.path.basename(config.data))[0]
     out = config.out or os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     out = run.prepare_output(out, args.force, create_parent=True)
-    with run.output_lock(out):
+    with run.output_lock(out) if distribute.is_main() else contextlib.nullcontext():
         try:
             run.check_backup(config, out, args.resume, args.force)
         except ValueError as error:
@@ -234,9 +265,12 @@ def cmd_train(args):
 
 
 def train_interruptibly(run, config, out, quiet):
+    from backprop.distribute import WorkersError
     from backprop.training.resume import ResumeError
     try:
         return run.train(config, out, verbose=0 if quiet else 1)
+    except WorkersError as error:
+        raise BadInput(str(error)) from None
     except ResumeError as error:
         raise BadInput(f"{error} (or run with --force to start over)") from None
     except KeyboardInterrupt:
@@ -387,12 +421,12 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     from backprop.datasets.csv_reader import DataError
     from backprop.saving.tensor_file import FileFormatError
     from backprop.run import NonFiniteLoss
     try:
-        COMMANDS[args.command](args)
-        return 0
+        return COMMANDS[args.command](args) or 0
     except KeyboardInterrupt as interrupt:
         print(f"\ninterrupted: {interrupt}" if interrupt.args else "\ninterrupted", file=sys.stderr)
         return 130
@@ -405,7 +439,9 @@ def main(argv=None):
             raise
         message = error.args[0] if isinstance(error, OSError) and error.args and isinstance(error.args[0], str) \
             and len(error.args) == 1 else str(error)
-        print(f"error: {message}".replace("\n", "\\n"), file=sys.stderr)  # always one line
+        from backprop import distribute
+        if distribute.is_main():  # under MPI every rank meets the same bad input: one line, from rank 0
+            print(f"error: {message}".replace("\n", "\\n"), file=sys.stderr)  # always one line
         return 2
     except ImportError as error:  # an optional dependency (matplotlib, scikit-learn) is missing
         print(f"error: {error}", file=sys.stderr)

@@ -302,17 +302,22 @@ def train(config, out, verbose=1):
         for notice in data.notices:  # a dropped column is always worth a line
             print(notice)
     directory = backup_directory(out)
-    os.makedirs(directory, exist_ok=True)
-    _write_json(os.path.join(directory, "config.json"), asdict(config))
+    main = bp.distribute.is_main()  # under MPI every rank trains; rank 0 alone writes
+    if main:
+        os.makedirs(directory, exist_ok=True)
+        _write_json(os.path.join(directory, "config.json"), asdict(config))
     finished = _load_finished(directory, model)
     if finished is None:
         history, stopper = _fit(config, model, data, patience, directory, verbose)
-        _save_finished(directory, model, history, stopper)
+        if main:
+            _save_finished(directory, model, history, stopper)
     else:
         history, stopper = finished
     metrics = evaluate(model, data.x_test, data.y_test, data.preprocessor)
     metrics.update(baseline(data), epochs_run=len(history.history.get("loss", [])), best_epoch=stopper.best_epoch + 1,
                    stopped_early=bool(stopper.stopped_epoch), n_train=len(data.x_train), n_test=len(data.x_test))
+    if not main:
+        return metrics
     parent, name = os.path.split(out)
     os.makedirs(parent, exist_ok=True)
     for stale in glob.glob(os.path.join(parent, f".{name}.run-*")):  # left by a killed run of this --out
@@ -348,7 +353,8 @@ def _fit(config, model, data, patience, directory, verbose):
                             epochs=config.epochs, validation_split=config.val_split, verbose=verbose,
                             callbacks=[stopper, nan_guard, backup] + extra)
     if nan_guard.stopped_at is not None:
-        shutil.rmtree(directory, ignore_errors=True)
+        if bp.distribute.is_main():
+            shutil.rmtree(directory, ignore_errors=True)
         at = nan_guard.stopped_at
         raise NonFiniteLoss(f"the loss became {at['loss']} at epoch {at['epoch']}, batch {at['batch']}; nothing "
                             f"was written (try a smaller --lr than {config.lr:g})")

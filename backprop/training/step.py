@@ -3,7 +3,8 @@
 A step reads the batch and the training state (the model's FlatParameters, the optimizer's
 slots keyed by name, its iteration count) and writes the new state in place; what it returns
 stays arrays, so nothing waits for the device. Wrappers work on the state's flat buffers:
-``reduce_gradients`` runs between the gradients and the update (an allreduce across workers),
+``reduce_gradients(params, loss) -> loss`` runs between the gradients and the update (an allreduce
+across workers),
 and a compiled step can replay the same array calls.
 """
 from backprop.tape import GradientTape, no_grad
@@ -42,8 +43,8 @@ class TrainStep:
         params = self.model.parameters
         optimizer = self.model.optimizer
         optimizer.load_gradients(params, grads)
-        if self.reduce_gradients is not None:
-            self.reduce_gradients(params)
+        if self.reduce_gradients is not None:  # e.g. an allreduce across ranks; it returns the reduced loss
+            loss = self.reduce_gradients(params, loss)
         if self.guard_nonfinite and not np.isfinite(loss):
             return StepResult(loss, y_pred, False)
         optimizer.apply_to(params)

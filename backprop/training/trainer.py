@@ -10,11 +10,11 @@ import math
 
 import numpy
 
-from backprop import callbacks as callbacks_module, random
+from backprop import callbacks as callbacks_module, distribute, random
 from backprop.training import data
 from backprop.training.interrupts import deferred_interrupts
 from backprop.training.logs import Accumulators, LazyLogs
-from backprop.training import compiled
+from backprop.training import compiled, parallel
 from backprop.training.step import test_step
 
 
@@ -33,6 +33,7 @@ class Trainer:
         self.history = None
         self.completed = False
         self.logs = None           # the last epoch's logs
+        self.workers = None        # the MPI ranks training together (backprop.distribute), or None
 
     def fit(self, x, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
@@ -53,12 +54,17 @@ class Trainer:
         batch_size = data.check_batch_size(batch_size, len(x))
         self.steps_per_epoch = data.check_steps(steps_per_epoch, math.ceil(len(x) / batch_size))
         self.callbacks = list(callbacks or [])
+        self.workers = distribute.current()
+        if self.workers is not None:
+            verbose = self._join_workers(x, batch_size, verbose)
         self.history = model.history = callbacks_module.History()
         hooks = self._hooks(epochs, self.steps_per_epoch, verbose)
         backup = next((c for c in self.callbacks if isinstance(c, callbacks_module.BackupAndRestore)), None)
         if self.step is None:
             guard = any(getattr(c, "guards_updates", False) for c in self.callbacks)
             self.step = compiled.train_step(model, guard_nonfinite=guard)
+            if self.workers is not None:
+                self.step = parallel.DataParallelStep(self.step, self.workers)
         model.stop_training = False
         self.epoch, self.batch = initial_epoch, 0
         try:
@@ -71,12 +77,30 @@ class Trainer:
             self.completed = True
         finally:
             hooks.on_train_end(self.logs)
-            if backup is not None and self.completed:
+            if backup is not None and self.completed and distribute.is_main():
                 backup.finish()
         return self.history
 
+    def _join_workers(self, x, batch_size, verbose):
+        """Under MPI: one model everywhere (rank 0's weights), and only rank 0 prints and writes files."""
+        workers, model = self.workers, self.model
+        if len(x) < workers.size or batch_size < workers.size:
+            raise distribute.WorkersError(f"fit on {workers.size} workers needs at least {workers.size} training examples and a "
+                             f"batch_size of at least {workers.size} (the global batch is split across them); got "
+                             f"{len(x)} examples and batch_size {batch_size}")
+        if not model.built:
+            model.predict(x[:1])
+        for variable in model.variables:
+            workers.broadcast_(variable.data)
+        if not distribute.is_main():
+            return 0
+        return verbose
+
     def _hooks(self, epochs, steps, verbose):
-        hooks = self.callbacks + [self.history]  # History after the user's: it records what they add to logs
+        callbacks = self.callbacks
+        if not distribute.is_main():  # files are written by rank 0 alone; backups are saved by it (see _save)
+            callbacks = [c for c in callbacks if not getattr(c, "writes_files", False)]
+        hooks = callbacks + [self.history]  # History after the user's: it records what they add to logs
         verbose = 1 if verbose == "auto" else verbose
         if verbose:
             hooks.append(callbacks_module.ProgressBar(epochs, steps, verbose))
@@ -98,6 +122,8 @@ class Trainer:
             hooks.on_epoch_begin(self.epoch)
             if self.batch == 0:  # a fresh epoch (a resumed one keeps its order and running metrics)
                 self.order = random.generator().permutation(len(x)) if shuffle else None
+                if self.order is not None and self.workers is not None:
+                    self.workers.broadcast_(self.order)  # rank 0's order everywhere
                 self.accumulators = Accumulators(model)
             all_applied = self._train_epoch(x, y, sample_weight, batch_size, hooks, backup, interrupted)
             logs = self.accumulators.results()
@@ -138,7 +164,8 @@ class Trainer:
 
     def _save(self, backup):
         from backprop.training import resume
-        backup.save(*resume.capture(self))
+        if distribute.is_main():
+            backup.save(*resume.capture(self))
 
 
 def evaluate_logs(model, x, y, sample_weight=None, batch_size=32, what="validation"):
@@ -146,11 +173,30 @@ def evaluate_logs(model, x, y, sample_weight=None, batch_size=32, what="validati
     x, y, sample_weight = data.prepare(model, x, y, sample_weight, what)
     batch_size = data.check_batch_size(batch_size, len(x))
     accumulators = Accumulators(model)
-    for index in data.batches(len(x), batch_size):
-        wb = data.take(sample_weight, index)
-        loss, y_pred = test_step(model, x[index], y[index], wb)
-        accumulators.update(loss, y[index], y_pred, wb)
+    batches = list(data.batches(len(x), batch_size))
+    workers = distribute.current()
+    results = _sharded_test_steps(model, x, y, sample_weight, batches, workers) if workers is not None else (
+        test_step(model, x[index], y[index], data.take(sample_weight, index)) for index in batches)
+    for index, (loss, y_pred) in zip(batches, results):
+        accumulators.update(loss, y[index], y_pred, data.take(sample_weight, index))
     return accumulators.results()
+
+
+def _sharded_test_steps(model, x, y, sample_weight, batches, workers):
+    """(loss, predictions) of every batch, each rank computing a contiguous share of the batches and
+    gathering the rest, so every rank accumulates all of them in order, as one process would."""
+    sizes = [len(range(len(x))[index]) for index in batches]  # slices or index arrays
+    share = workers.counts(len(batches))
+    first = sum(share[:workers.rank])
+    mine = [test_step(model, x[index], y[index], data.take(sample_weight, index))
+            for index in batches[first:first + share[workers.rank]]]
+    probe = mine[0][1] if mine else test_step(model, x[:1], y[:1], None)[1]  # the shape of a prediction
+    rows = numpy.concatenate([p for _, p in mine]) if mine else numpy.empty((0,) + probe.shape[1:], probe.dtype)
+    rows_per_rank = [sum(sizes[sum(share[:r]):sum(share[:r + 1])]) for r in range(workers.size)]
+    predictions = workers.gather_rows(rows, rows_per_rank, probe.shape[1:], probe.dtype)
+    losses = workers.gather_rows(numpy.array([float(loss) for loss, _ in mine]), share, (), numpy.float64)
+    starts = numpy.cumsum([0] + sizes)
+    return [(losses[b], predictions[starts[b]:starts[b + 1]]) for b in range(len(batches))]
 
 
 def predict(model, x, batch_size=32):

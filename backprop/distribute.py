@@ -1,0 +1,114 @@
+"""Data-parallel training on MPI: ``mpiexec -n 4 python train.py``, with ``bp.distribute.init()`` once.
+
+In a single process everything here is a no-op and mpi4py is never imported. Under ``mpiexec`` each
+process (rank) holds the whole model; ``fit`` gives each rank a contiguous shard of every global batch,
+sums the shards' gradients (each weighted by its share of the batch, so a ragged last batch is exact)
+with one allreduce of the flat gradient buffer per dtype, and gathers the predictions and losses so
+that every rank keeps the same logs and History (backprop.training.parallel). Rank 0's initial
+weights and shuffled order are broadcast; only rank 0 prints and writes files. An exception on any
+rank aborts the whole job (MPI_Abort) instead of leaving the others waiting in a collective.
+"""
+import os
+import sys
+
+from backprop.xp import np
+
+# Variables that MPI launchers set in the processes they start (MPICH/Hydra, Open MPI, PMIx, Intel MPI).
+_LAUNCHER_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS")
+_workers = None
+
+
+class WorkersError(ValueError):
+    """A fit that cannot be split across the job's ranks (fewer examples, or a smaller batch, than ranks)."""
+
+
+class Workers:
+    """The ranks of one job and the collectives training needs, on an mpi4py communicator."""
+
+    def __init__(self, comm):
+        self.comm, self.rank, self.size = comm, comm.Get_rank(), comm.Get_size()
+        from mpi4py import MPI
+        self._mpi = MPI
+
+    def counts(self, n):
+        """How many of n examples each rank takes: contiguous parts, the first n % size ranks one more."""
+        base, extra = divmod(n, self.size)
+        return [base + (r < extra) for r in range(self.size)]
+
+    def shard(self, n):
+        """[start, stop) of this rank's part of n examples."""
+        counts = self.counts(n)
+        start = sum(counts[:self.rank])
+        return start, start + counts[self.rank]
+
+    def broadcast_(self, array):
+        """Overwrite ``array`` in place with rank 0's values."""
+        self.comm.Bcast(array, root=0)
+        return array
+
+    def sum_(self, array):
+        """Overwrite ``array`` in place with its sum over the ranks."""
+        self.comm.Allreduce(self._mpi.IN_PLACE, array, op=self._mpi.SUM)
+        return array
+
+    def gather_rows(self, rows, counts, row_shape, dtype):
+        """Every rank's ``rows`` (counts[r] of them), concatenated in rank order, on every rank."""
+        width = int(np.prod(row_shape, dtype=np.int64))
+        out = np.empty((sum(counts),) + tuple(row_shape), dtype=dtype)
+        sizes = [c * width for c in counts]
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist()
+        send = np.ascontiguousarray(rows, dtype=dtype).ravel()
+        self.comm.Allgatherv(send, [out.reshape(-1), (sizes, offsets)])
+        return out
+
+    def abort(self, code=1):
+        self.comm.Abort(code)
+
+
+def _launched_by_mpi():
+    return any(os.environ.get(name) for name in _LAUNCHER_VARIABLES)
+
+
+def init():
+    """Join the MPI job this process was started in (a no-op outside ``mpiexec``); returns the rank."""
+    global _workers
+    if _workers is not None or not _launched_by_mpi():
+        return rank()
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise ImportError("bp.distribute.init(): started by an MPI launcher but mpi4py is missing: "
+                          "pip install 'backprop[mpi]'") from None
+    workers = Workers(MPI.COMM_WORLD)
+    if workers.size > 1:
+        _workers = workers
+        _abort_on_uncaught_exceptions(workers)
+    return rank()
+
+
+def _abort_on_uncaught_exceptions(workers):
+    previous = sys.excepthook
+
+    def hook(kind, value, traceback):
+        previous(kind, value, traceback)
+        sys.stderr.flush()
+        workers.abort(1)
+    sys.excepthook = hook
+
+
+def current():
+    """The Workers of this job, or None in a single process."""
+    return _workers
+
+
+def rank():
+    return 0 if _workers is None else _workers.rank
+
+
+def size():
+    return 1 if _workers is None else _workers.size
+
+
+def is_main():
+    """True on rank 0 (and in a single process): the rank that prints and writes files."""
+    return rank() == 0

@@ -1,0 +1,54 @@
+"""A fit for the MPI tests: python train_distributed.py OUT [options as JSON]; run alone or under mpiexec.
+
+Float64, shuffling, a validation split, a ragged last batch (101 training examples, batch 20), L2,
+Adam with a schedule, EarlyStopping and ReduceLROnPlateau; rank 0 writes OUT (.npz): weights and
+history. Options: {"fail_on_rank": r} raises on that rank after the first epoch; {"backup": dir,
+"kill_at": n} backs up and SIGKILLs rank 1 after n batches.
+"""
+import json
+import os
+import signal
+import sys
+
+import numpy as np
+
+import backprop as bp
+
+
+def main():
+    out = sys.argv[1]
+    options = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
+    bp.distribute.init()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(130, 6))
+    y = (x[:, 0] - x[:, 1] + 0.5 * x[:, 2] ** 2 > 0.3).astype(np.int64)
+    bp.random.set_seed(0)
+    model = bp.Sequential([bp.layers.Dense(16, activation="tanh", input_shape=(6,), dtype="float64",
+                                           kernel_regularizer=bp.regularizers.L2(1e-3)),
+                           bp.layers.Dense(3, dtype="float64")])
+    schedule = bp.optimizers.schedules.ExponentialDecay(0.02, decay_steps=7, decay_rate=0.9)
+    model.compile(optimizer=bp.optimizers.Adam(schedule), metrics=["accuracy"],
+                  loss=bp.losses.SparseCategoricalCrossentropy(from_logits=True))
+    callbacks = [bp.callbacks.EarlyStopping(monitor="val_loss", patience=4, restore_best_weights=True),
+                 bp.callbacks.ReduceLROnPlateau(monitor="loss", patience=1, factor=0.5)]
+    if "backup" in options:
+        callbacks.append(bp.callbacks.BackupAndRestore(options["backup"], save_freq=3))
+    if "fail_on_rank" in options and bp.distribute.rank() == options["fail_on_rank"]:
+        def fail(epoch, logs):
+            raise RuntimeError(f"rank {bp.distribute.rank()} failed on purpose")
+        callbacks.append(bp.callbacks.LambdaCallback(on_epoch_end=fail))
+    if "kill_at" in options and bp.distribute.rank() == 1:
+        seen = {"batches": 0}
+
+        def die(batch, logs):
+            seen["batches"] += 1
+            if seen["batches"] == options["kill_at"]:
+                os.kill(os.getpid(), signal.SIGKILL)
+        callbacks.append(bp.callbacks.LambdaCallback(on_train_batch_end=die))
+    history = model.fit(x, y, batch_size=20, epochs=12, validation_split=0.22, verbose=0, callbacks=callbacks)
+    if bp.distribute.is_main():
+        np.savez(out, *model.get_weights(), history=json.dumps(history.history), size=bp.distribute.size())
+
+
+if __name__ == "__main__":
+    main()

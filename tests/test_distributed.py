@@ -1,0 +1,128 @@
+"""Data-parallel fit on MPI: real jobs under mpiexec (subprocesses with timeouts, so a hang fails)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import backprop as bp
+
+pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install 'backprop[mpi]')")
+MPIEXEC = shutil.which("mpiexec") or str(Path(sys.executable).parent / "mpiexec")
+if not os.path.exists(MPIEXEC):
+    pytest.skip("no mpiexec on PATH (pip install 'backprop[mpi]' brings MPICH's)", allow_module_level=True)
+
+SCRIPT = Path(__file__).parent / "scripts" / "train_distributed.py"
+
+
+def run(tmp_path, name, ranks, options=None, timeout=120):
+    out = tmp_path / f"{name}.npz"
+    command = [sys.executable, str(SCRIPT), str(out), json.dumps(options or {})]
+    if ranks:
+        command = [MPIEXEC, "-n", str(ranks)] + command
+    started = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
+    return result, out, time.monotonic() - started
+
+
+def load(path):
+    with np.load(path) as archive:
+        weights = [archive[k] for k in sorted((k for k in archive.files if k.startswith("arr_")),
+                                              key=lambda k: int(k[4:]))]
+        return weights, json.loads(str(archive["history"])), int(archive["size"])
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    result, out, _ = run(tmp_path_factory.mktemp("single"), "single", 0)
+    assert result.returncode == 0, result.stderr
+    return load(out)
+
+
+def assert_same_training(a, b):
+    (weights_a, history_a, _), (weights_b, history_b, _) = a, b
+    assert history_a.keys() == history_b.keys() and len(history_a["loss"]) == len(history_b["loss"])
+    for key in history_a:
+        np.testing.assert_allclose(history_b[key], history_a[key], rtol=1e-9)
+    for wa, wb in zip(weights_a, weights_b):
+        np.testing.assert_allclose(wb, wa, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_ranks_train_like_one_process_with_the_global_batch(tmp_path, single, ranks):
+    # float64, shuffling, a validation split, ragged last batches (3 ranks: one rank gets no example),
+    # a schedule, L2, EarlyStopping and ReduceLROnPlateau (see the script)
+    result, out, _ = run(tmp_path, "parallel", ranks)
+    assert result.returncode == 0, result.stderr
+    parallel = load(out)
+    assert parallel[2] == ranks
+    assert_same_training(single, parallel)
+
+
+def test_an_exception_on_one_rank_stops_every_rank(tmp_path):
+    result, out, seconds = run(tmp_path, "failing", 2, {"fail_on_rank": 1}, timeout=60)
+    assert result.returncode != 0 and "rank 1 failed on purpose" in result.stderr
+    assert not out.exists() and seconds < 30
+
+
+def test_a_killed_rank_ends_the_job_and_the_backup_resumes_exactly(tmp_path, single):
+    options = {"backup": str(tmp_path / "backup")}
+    result, out, seconds = run(tmp_path, "killed", 2, {**options, "kill_at": 10}, timeout=60)
+    assert result.returncode != 0 and not out.exists() and seconds < 30
+    assert (tmp_path / "backup" / "backup.bp").exists()
+    result, out, _ = run(tmp_path, "resumed", 2, options)
+    assert result.returncode == 0, result.stderr
+    assert_same_training(single, load(out))
+    assert not (tmp_path / "backup" / "backup.bp").exists()  # rank 0 cleans up after a finished run
+
+
+def test_in_one_process_distribute_is_a_no_op():
+    assert bp.distribute.init() == 0 and bp.distribute.size() == 1 and bp.distribute.is_main()
+    assert bp.distribute.current() is None
+
+
+def test_too_many_ranks_for_the_batch_is_a_clear_error(tmp_path):
+    script = tmp_path / "tiny.py"
+    script.write_text("import numpy as np, backprop as bp\nbp.distribute.init()\n"
+                      "m = bp.Sequential([bp.layers.Dense(1, input_shape=(2,))])\nm.compile(loss='mse')\n"
+                      "m.fit(np.ones((8, 2)), np.ones(8), batch_size=1, verbose=0)\n")
+    result = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode != 0 and "batch_size of at least 2" in result.stderr
+
+
+def cli(*args, cwd, env=None):
+    return subprocess.run([sys.executable, "-m", "backprop", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=180, env={**os.environ, "MPLBACKEND": "Agg", **(env or {})})
+
+
+def test_cli_workers_train_like_one_process(tmp_path):
+    common = ["train", "--data", "moons", "--epochs", "6", "--quiet", "--no-plots"]
+    alone = cli(*common, "--out", "alone", cwd=tmp_path)
+    together = cli(*common, "--workers", "2", "--out", "together", cwd=tmp_path)
+    assert alone.returncode == 0 and together.returncode == 0, together.stderr
+    assert together.stdout == alone.stdout.replace("alone", "together")  # rank 0 alone prints
+    a, b = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("alone", "together"))
+    assert b["test_loss"] == pytest.approx(a["test_loss"], rel=1e-5) and b["test_accuracy"] == a["test_accuracy"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alone", "together"]  # no stray files from rank 1
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["--workers", "0"], None, "--workers: invalid value: '0'"),
+    (["--workers", "3", "--batch-size", "2"], None, "--batch-size 2 is smaller than --workers 3"),
+    (["--workers", "2"], "no-mpi4py", "--workers needs mpi4py and an MPI"),
+])
+def test_cli_workers_refuses_what_cannot_run(tmp_path, args, env, message):
+    extra = None
+    if env == "no-mpi4py":  # a package of that name that fails to import stands for a missing mpi4py
+        (tmp_path / "shadow" / "mpi4py").mkdir(parents=True)
+        (tmp_path / "shadow" / "mpi4py" / "__init__.py").write_text("raise ImportError('no MPI here')\n")
+        extra = {"PYTHONPATH": str(tmp_path / "shadow")}
+    result = cli("train", "--data", "moons", "--out", "run", *args, cwd=tmp_path, env=extra)
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) <= 13
+    assert not (tmp_path / "run").exists()
