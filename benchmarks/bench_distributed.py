@@ -1,0 +1,120 @@
+"""Data-parallel fit on MPI: one process with 2 BLAS threads against 2 ranks with 1 thread each.
+
+Run:  python benchmarks/bench_distributed.py [--write]     (needs pip install -e '.[mpi]')
+Each case is a fit on the MNIST sample (784-256-128-10, Adam, 10 epochs after one warm-up epoch) at a
+global batch of 256 and 1024, timed inside the job; the allreduce's share is timed on rank 0. Then
+the ring-allreduce cost model for more ranks and faster networks, from the measured compute speed.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import write_section  # noqa: E402
+
+PARAMETERS = 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
+EPOCHS = 10
+
+
+def job(batch, out):
+    """Runs inside each process of a case: times the fit and the allreduce, rank 0 writes the numbers."""
+    import numpy as np
+    import backprop as bp
+    from common import mnist_like
+    bp.distribute.init()
+    x, y, _, _ = mnist_like()
+    x = x.astype(np.float32)
+    bp.random.set_seed(0)
+    model = bp.Sequential([bp.layers.Input(shape=(784,)), bp.layers.Dense(256, activation="relu"),
+                           bp.layers.Dense(128, activation="relu"), bp.layers.Dense(10)])
+    model.compile(optimizer=bp.optimizers.Adam(1e-3), loss=bp.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, batch_size=batch, epochs=1, verbose=0)  # warm-up: traces, page faults
+    spent = [0.0]
+    workers = bp.distribute.current()
+    if workers is not None:
+        summed = workers.sum_
+
+        def timed_sum(array):
+            start = time.perf_counter()
+            result = summed(array)
+            spent[0] += time.perf_counter() - start
+            return result
+        workers.sum_ = timed_sum
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=batch, epochs=EPOCHS, verbose=0)
+    seconds = time.perf_counter() - start
+    if bp.distribute.is_main():
+        steps = EPOCHS * -(-len(x) // batch)
+        Path(out).write_text(json.dumps({"samples_per_s": EPOCHS * len(x) / seconds,
+                                         "allreduce_ms_per_step": spent[0] / steps * 1e3,
+                                         "step_ms": seconds / steps * 1e3}))
+
+
+def case(batch, ranks, threads):
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
+           "MKL_NUM_THREADS": str(threads)}
+    with tempfile.TemporaryDirectory() as folder:
+        out = os.path.join(folder, "result.json")
+        command = [sys.executable, __file__, "--job", str(batch), out]
+        if ranks > 1:
+            command = [str(Path(sys.executable).parent / "mpiexec"), "-n", str(ranks)] + command
+        subprocess.run(command, env=env, check=True, timeout=600)
+        return json.loads(Path(out).read_text())
+
+
+def ring_allreduce_ms(ranks, gbit_per_s, latency_us, parameters=PARAMETERS, bytes_per_value=4):
+    """2 (N - 1) / N of the buffer over the link, plus 2 (N - 1) message latencies."""
+    bandwidth = gbit_per_s * 1e9 / 8
+    return (2 * (ranks - 1) / ranks * parameters * bytes_per_value / bandwidth + 2 * (ranks - 1) * latency_us * 1e-6) * 1e3
+
+
+def smallest_efficient_batch(ranks, allreduce_ms, samples_per_s_per_rank, efficiency=0.8):
+    """The global batch at which compute / (compute + allreduce) reaches ``efficiency``."""
+    compute_ms_needed = allreduce_ms * efficiency / (1 - efficiency)
+    return ranks * compute_ms_needed * 1e-3 * samples_per_s_per_rank
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--write", action="store_true")
+    parser.add_argument("--job", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.job:
+        return job(int(args.job[0]), args.job[1])
+    lines = ["| global batch | 1 process, 1 thread | 1 process, 2 threads | 2 ranks × 1 thread | allreduce per step "
+             "(2 ranks) | speed-up over 1 thread | scaling efficiency | 2 ranks / 1 process with 2 threads |",
+             "|---|---|---|---|---|---|---|---|"]
+    single_thread_rate = None
+    for batch in (256, 1024):
+        one = case(batch, 1, 1)
+        two_threads = case(batch, 1, 2)
+        ranks = case(batch, 2, 1)
+        speedup = ranks["samples_per_s"] / one["samples_per_s"]
+        lines.append(f"| {batch} | {one['samples_per_s']:,.0f} samples/s | {two_threads['samples_per_s']:,.0f} | "
+                     f"{ranks['samples_per_s']:,.0f} | {ranks['allreduce_ms_per_step']:.2f} ms of "
+                     f"{ranks['step_ms']:.2f} ms | {speedup:.2f}× | {speedup / 2:.0%} | "
+                     f"{ranks['samples_per_s'] / two_threads['samples_per_s']:.2f} |")
+        print(lines[-1], flush=True)
+        single_thread_rate = one["samples_per_s"]
+    model = ["", f"Ring-allreduce model for the {PARAMETERS:,} float32 parameters ({PARAMETERS * 4 / 1e6:.2f} MB), "
+             f"with one rank computing {single_thread_rate:,.0f} samples/s (the 1-thread rate above): allreduce time "
+             "and the smallest global batch that keeps 80 % efficiency.", "",
+             "| ranks | 10 Gbit/s, 5 µs | batch for 80 % | 100 Gbit/s, 2 µs | batch for 80 % |", "|---|---|---|---|---|"]
+    for ranks in (2, 8, 64):
+        slow, fast = ring_allreduce_ms(ranks, 10, 5), ring_allreduce_ms(ranks, 100, 2)
+        model.append(f"| {ranks} | {slow:.2f} ms | {smallest_efficient_batch(ranks, slow, single_thread_rate):,.0f} | "
+                     f"{fast:.2f} ms | {smallest_efficient_batch(ranks, fast, single_thread_rate):,.0f} |")
+    print("\n".join(model))
+    if args.write:
+        write_section("distributed", ["Command: `python benchmarks/bench_distributed.py --write` (MPICH from the "
+                                      "`mpi` extra; fit on the MNIST sample, 784-256-128-10, Adam, 10 timed epochs).",
+                                      "", *lines, *model], "Data-parallel fit on MPI")
+
+
+if __name__ == "__main__":
+    main()
