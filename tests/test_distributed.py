@@ -53,7 +53,7 @@ def assert_same_training(a, b):
         np.testing.assert_allclose(wb, wa, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("ranks", [2, 3])
+@pytest.mark.parametrize("ranks", [2, pytest.param(3, marks=pytest.mark.slow)])
 def test_ranks_train_like_one_process_with_the_global_batch(tmp_path, single, ranks):
     # float64, shuffling, a validation split, ragged last batches (3 ranks: one rank gets no example),
     # a schedule, L2, EarlyStopping and ReduceLROnPlateau (see the script)
@@ -70,6 +70,7 @@ def test_an_exception_on_one_rank_stops_every_rank(tmp_path):
     assert not out.exists() and seconds < 30
 
 
+@pytest.mark.slow
 def test_a_killed_rank_ends_the_job_and_the_backup_resumes_exactly(tmp_path, single):
     options = {"backup": str(tmp_path / "backup")}
     result, out, seconds = run(tmp_path, "killed", 2, {**options, "kill_at": 10}, timeout=60)
@@ -86,6 +87,7 @@ def test_in_one_process_distribute_is_a_no_op():
     assert bp.distribute.current() is None
 
 
+@pytest.mark.slow
 def test_too_many_ranks_for_the_batch_is_a_clear_error(tmp_path):
     script = tmp_path / "tiny.py"
     script.write_text("import numpy as np, backprop as bp\nbp.distribute.init()\n"
@@ -101,6 +103,7 @@ def cli(*args, cwd, env=None):
                           text=True, timeout=180, env={**os.environ, "MPLBACKEND": "Agg", **(env or {})})
 
 
+@pytest.mark.slow
 def test_cli_workers_train_like_one_process(tmp_path):
     common = ["train", "--data", "moons", "--epochs", "6", "--quiet", "--no-plots"]
     alone = cli(*common, "--out", "alone", cwd=tmp_path)

@@ -82,6 +82,7 @@ def test_exported_run_answers_like_predict(houses, target, drop, task):
         assert json.loads(metadata["classes"]) == ["high", "low"] and metadata["target"] == "band"
 
 
+@pytest.mark.slow
 def test_exported_bundled_run_and_a_bad_model_file(tmp_path):
     result = backprop("train", "--data", "blobs", "--epochs", "3", "--quiet", "--no-plots", "--out", "run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

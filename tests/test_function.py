@@ -145,6 +145,7 @@ def replay_memory_growth(replays):
     return grown
 
 
+@pytest.mark.slow
 def test_replays_do_not_grow_memory():
     assert replay_memory_growth(1000) < 1000
 

@@ -69,6 +69,7 @@ def test_ten_thousand_steps_do_not_grow_memory():
     assert live_tensors() == tensors_before
 
 
+@pytest.mark.slow
 def test_hundred_thousand_op_chain_differentiates_and_is_freed():
     x = bp.Variable(1.0, dtype="float64")
     with bp.GradientTape() as tape:

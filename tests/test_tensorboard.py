@@ -65,6 +65,7 @@ def test_batch_scalars_and_options(tmp_path):
         bp.callbacks.TensorBoard(tmp_path, histogram_freq=-1)
 
 
+@pytest.mark.slow
 def test_cli_writes_tensorboard_logs(tmp_path):
     result = subprocess.run([sys.executable, "-m", "backprop", "train", "--data", "xor", "--epochs", "4", "--quiet",
                              "--no-plots", "--out", "run", "--tensorboard", "tb"], cwd=tmp_path, capture_output=True,
