@@ -69,6 +69,7 @@ def test_every_activation(activation):
     (lambda: bp.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.2), np.eye(3)[CLASSES], 3),
     (lambda: bp.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight"),
      CLASSES, 3),
+    (lambda: bp.losses.KLDivergence(), np.eye(3)[CLASSES] * 0.8 + 0.2 / 3, 3),
     (lambda: (lambda y_true, y_pred: bp.ops.mean(bp.ops.square(y_pred - y_true), axis=-1)), TARGET, 1),
 ])
 def test_every_loss(loss, y, head):
@@ -135,6 +136,22 @@ class Residual(bp.Model):
             self.seen.assign_add(float(inputs.shape[0]))
         h = self.inner(inputs) + inputs * 0.5
         return self.head(bp.ops.concat([h, bp.ops.maximum(h, 0.0)], axis=1))
+
+
+def test_flatten_and_activation_layers():
+    def build():
+        return bp.Sequential([bp.layers.Flatten(input_shape=(2, 2)), bp.layers.Dense(5), bp.layers.Activation("softmax"),
+                              bp.layers.Dense(3)])
+    runs = []
+    for jit in (False, True):
+        bp.random.set_seed(0)
+        model = build()
+        model.compile(**sparse()(), jit_compile=jit)
+        model.fit(X.reshape(-1, 2, 2), CLASSES, epochs=3, batch_size=16, verbose=0)
+        runs.append(model)
+    assert replayed(runs[1])
+    for a, b in zip(runs[0].get_weights(), runs[1].get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_subclassed_and_functional_models():

@@ -64,6 +64,16 @@ def test_ranks_train_like_one_process_with_the_global_batch(tmp_path, single, ra
     assert_same_training(single, parallel)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("options", [{"shuffle": False}, {"validation_split": 0.0}])
+def test_other_fits_too(tmp_path, options):
+    result, out, _ = run(tmp_path, "single", 0, options)
+    assert result.returncode == 0, result.stderr
+    result, parallel, _ = run(tmp_path, "parallel", 2, options)
+    assert result.returncode == 0, result.stderr
+    assert_same_training(load(out), load(parallel))
+
+
 def test_an_exception_on_one_rank_stops_every_rank(tmp_path):
     result, out, seconds = run(tmp_path, "failing", 2, {"fail_on_rank": 1}, timeout=60)
     assert result.returncode != 0 and "rank 1 failed on purpose" in result.stderr

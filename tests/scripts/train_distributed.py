@@ -3,7 +3,7 @@
 Float64, shuffling, a validation split, a ragged last batch (101 training examples, batch 20), L2,
 Adam with a schedule, EarlyStopping and ReduceLROnPlateau; rank 0 writes OUT (.npz): weights and
 history. Options: {"fail_on_rank": r} raises on that rank after the first epoch; {"backup": dir,
-"kill_at": n} backs up and SIGKILLs rank 1 after n batches.
+"kill_at": n} backs up and SIGKILLs rank 1 after n batches; "shuffle" and "validation_split" change the fit.
 """
 import json
 import os
@@ -29,7 +29,8 @@ def main():
     schedule = bp.optimizers.schedules.ExponentialDecay(0.02, decay_steps=7, decay_rate=0.9)
     model.compile(optimizer=bp.optimizers.Adam(schedule), metrics=["accuracy"],
                   loss=bp.losses.SparseCategoricalCrossentropy(from_logits=True))
-    callbacks = [bp.callbacks.EarlyStopping(monitor="val_loss", patience=4, restore_best_weights=True),
+    monitor = "val_loss" if options.get("validation_split", 0.22) else "loss"
+    callbacks = [bp.callbacks.EarlyStopping(monitor=monitor, patience=4, restore_best_weights=True),
                  bp.callbacks.ReduceLROnPlateau(monitor="loss", patience=1, factor=0.5)]
     if "backup" in options:
         callbacks.append(bp.callbacks.BackupAndRestore(options["backup"], save_freq=3))
@@ -45,7 +46,8 @@ def main():
             if seen["batches"] == options["kill_at"]:
                 os.kill(os.getpid(), signal.SIGKILL)
         callbacks.append(bp.callbacks.LambdaCallback(on_train_batch_end=die))
-    history = model.fit(x, y, batch_size=20, epochs=12, validation_split=0.22, verbose=0, callbacks=callbacks)
+    history = model.fit(x, y, batch_size=20, epochs=12, validation_split=options.get("validation_split", 0.22),
+                        shuffle=options.get("shuffle", True), verbose=0, callbacks=callbacks)
     if bp.distribute.is_main():
         np.savez(out, *model.get_weights(), history=json.dumps(history.history), size=bp.distribute.size())
 
