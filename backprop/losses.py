@@ -6,6 +6,8 @@ kernel in backprop.ops.loss_kernels, which also holds the gradient.
 Probabilities (``from_logits=False``) are clipped to [1e-7, 1 - 1e-7] before the log,
 as Keras does, so p in {0, 1} stays finite.
 """
+import warnings
+
 from backprop import ops
 from backprop.ops import loss_kernels as loss_ops
 from backprop.naming import snake_case
@@ -162,10 +164,21 @@ class Loss:
         of y_pred's shape and dtype only, which a compiled step computes before replaying the rest."""
         if y_pred.size == 0:
             raise ValueError(f"{self.name}: the batch is empty")
+        if self.__dict__.get("_checks_left", 3) and "from_logits" in self.options:
+            self._check_predictions(y_pred.data)
         labels = _labels_for(self.kernel, y_true, y_pred)
         if type(self).prepare_labels is not Loss.prepare_labels:  # label smoothing
             labels = self.prepare_labels(labels, y_pred)
         return labels
+
+    def _check_predictions(self, values):
+        """On the first batches only: warn once when the predictions look like the other kind than
+        ``from_logits`` says (probabilities to a loss expecting logits, or the reverse)."""
+        self._checks_left = self.__dict__.get("_checks_left", 3) - 1
+        message = _logits_mismatch(self.options["from_logits"], self.kernel, values)
+        if message:
+            self._checks_left = 0
+            warnings.warn(f"{type(self).__name__}: {message}", stacklevel=5)
 
     def from_kernel_labels(self, labels, y_pred, sample_weight=None):
         """The loss from labels that ``kernel_labels`` made (or a tensor holding them)."""
@@ -210,6 +223,25 @@ class KLDivergence(Loss):
     """sum(y log(y / p)) over classes, y and p clipped to [1e-7, 1]."""
 
     kernel = "kl_divergence"
+
+
+def _logits_mismatch(from_logits, kernel, values):
+    """Why ``values`` look like probabilities when ``from_logits`` (or like logits when not), or None."""
+    if values.dtype.kind != "f" or values.size < 8 or not np.isfinite(values).all():
+        return None
+    in_unit_interval = values.min() >= 0 and values.max() <= 1
+    sums_to_one = kernel != "binary_crossentropy" and values.shape[-1] > 1 and \
+        np.allclose(values.sum(axis=-1), 1, atol=1e-3)
+    if from_logits and in_unit_interval and (kernel == "binary_crossentropy" or sums_to_one):
+        what = "a sigmoid" if kernel == "binary_crossentropy" else "a softmax"
+        return (f"from_logits=True, but the predictions look like probabilities (all in [0, 1]"
+                f"{', each row summing to 1' if sums_to_one else ''}), as from {what} output layer. Either remove "
+                f"that final activation or build the loss with from_logits=False")
+    if not from_logits and not in_unit_interval:
+        return (f"from_logits=False, but the predictions look like raw logits (values from {values.min():.3g} to "
+                f"{values.max():.3g}, outside [0, 1]); they are clipped into [1e-7, 1 - 1e-7], which makes the loss "
+                "meaningless. Build the loss with from_logits=True, or end the model with a sigmoid/softmax")
+    return None
 
 
 def _check_smoothing(label_smoothing):

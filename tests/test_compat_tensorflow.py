@@ -1,0 +1,174 @@
+"""The lecture's TensorFlow code blocks, transcribed from the slides, run unchanged on backprop.compat.tensorflow.
+
+Each block is kept as the slide has it (comments included); what the slide leaves undefined (x, y, n,
+compute_loss, lr) is set up around it, and `while True` loops run a fixed number of times.
+"""
+import numpy as np
+import pytest
+
+import backprop as bp
+import backprop.compat.tensorflow as tf
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(16, 3)).astype(np.float32)
+y_onehot = np.eye(2, dtype=np.float32)[(x[:, 0] > 0).astype(int)]
+
+
+def test_the_dense_layer_written_by_hand():
+    class MyDenseLayer(tf.keras.layers.Layer):
+        def __init__(self, input_dim, output_dim):
+            super(MyDenseLayer, self).__init__()
+
+            # Initialize weights and bias
+            self.W = self.add_weight([input_dim, output_dim])
+            self.b = self.add_weight([1, output_dim])
+
+        def call(self, inputs):
+            # Forward propagate the inputs
+            z = tf.matmul(inputs, self.W) + self.b
+
+            # Feed through a non-linear activation
+            output = tf.math.sigmoid(z)
+
+            return output
+
+    layer = MyDenseLayer(3, 2)
+    out = layer(x)
+    expected = 1 / (1 + np.exp(-(x @ layer.W.numpy() + layer.b.numpy())))
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-6)
+    assert len(layer.trainable_variables) == 2
+
+
+def test_dense_and_sequential_models():
+    n, n1, n2, nk = 4, 5, 6, 3
+    layer = tf.keras.layers.Dense(units=2)
+
+    model = tf.keras.Sequential([
+        tf.keras.layers.Dense(n),
+        tf.keras.layers.Dense(2)
+    ])
+
+    deep = tf.keras.Sequential([
+        tf.keras.layers.Dense(n1),
+        tf.keras.layers.Dense(n2),
+        tf.keras.layers.Dense(nk),
+        tf.keras.layers.Dense(2)
+    ])
+    assert layer(x).shape == (16, 2) and model(x).shape == (16, 2) and deep(x).shape == (16, 2)
+    assert len(deep.trainable_variables) == 8
+
+
+def test_the_losses():
+    y = y_onehot
+    predicted = tf.keras.Sequential([tf.keras.layers.Dense(2)])(x)
+    loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(y, predicted))
+    logits = predicted.numpy()
+    log_p = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    assert float(loss) == pytest.approx(float(-(y * log_p).sum(1).mean()), rel=1e-6)
+
+    loss = tf.reduce_mean(tf.square(tf.subtract(y, predicted)))
+    assert float(loss) == pytest.approx(float(((y - logits) ** 2).mean()), rel=1e-6)
+    loss = tf.keras.losses.MSE(y, predicted)
+    np.testing.assert_allclose(loss.numpy(), ((y - logits) ** 2).mean(1), rtol=1e-6)
+
+
+def test_the_gradient_descent_loop():
+    lr = 0.1
+
+    def compute_loss(weights):
+        return tf.reduce_sum(tf.square(weights - 3.0))
+
+    weights = tf.Variable([tf.random.normal(())])
+    start = float(weights.numpy()[0])
+    steps = 0
+    with pytest.raises(ValueError, match="assign_sub"):  # what TensorFlow answers with None, backprop explains
+        while True:  # loop forever (here: until the slide's rebinding turns weights into a plain tensor)
+            with tf.GradientTape() as g:
+                loss = compute_loss(weights)
+            gradient = g.gradient(loss, weights)
+
+            weights = weights - lr * gradient
+            steps += 1
+    assert steps == 1 and float(weights.numpy()[0]) == pytest.approx(start - lr * 2 * (start - 3.0), rel=1e-6)
+
+
+def test_the_optimizers_and_the_training_loop():
+    for optimizer_class in (tf.keras.optimizers.SGD, tf.keras.optimizers.Adam, tf.keras.optimizers.Adadelta,
+                            tf.keras.optimizers.Adagrad, tf.keras.optimizers.RMSprop):
+        assert isinstance(optimizer_class(), bp.optimizers.Optimizer)
+    model = tf.keras.Sequential([tf.keras.layers.Dense(8, activation="relu"), tf.keras.layers.Dense(2)])
+    optimizer = tf.keras.optimizers.SGD(0.1)
+
+    def compute_loss(y, prediction):
+        return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(y, prediction))
+    y = y_onehot
+    losses = []
+    for _ in range(30):  # while True:
+        # forward pass through the network
+        with tf.GradientTape() as tape:
+            prediction = model(x)
+            # compute the loss
+            loss = compute_loss(y, prediction)
+        # update the weights using the gradient
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        losses.append(float(loss))
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_dropout_and_early_stopping():
+    tf.keras.layers.Dropout(p=0.5)
+    model = tf.keras.Sequential([tf.keras.layers.Dense(8, activation="relu"), tf.keras.layers.Dropout(rate=0.5),
+                                 tf.keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss=tf.keras.losses.CategoricalCrossentropy(from_logits=True))
+    history = model.fit(x, y_onehot, epochs=50, verbose=0, validation_split=0.25,
+                        callbacks=[tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=2)])
+    assert 3 <= len(history.history["loss"]) <= 50
+    with pytest.raises(TypeError, match="rate= \\(or the slides' p=\\)"):
+        tf.keras.layers.Dropout()
+
+
+def test_the_map_is_backprop_itself():
+    assert tf.keras.layers.Dense is bp.layers.Dense and tf.matmul is bp.matmul and tf.GradientTape is bp.GradientTape
+    with pytest.raises(AttributeError, match="keras.layers"):
+        tf.keras.layers.Conv2D
+
+
+# --- the lecture's classic mistakes, answered with the fix -------------------------------------------------
+def fit_warnings(final_activation, loss, y):
+    import warnings
+    model = bp.Sequential([bp.layers.Dense(y.shape[1] if y.ndim > 1 else 1, activation=final_activation,
+                                           input_shape=(3,))])
+    model.compile(optimizer="sgd", loss=loss)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, epochs=3, batch_size=8, verbose=0)
+    return [str(w.message) for w in caught if "from_logits" in str(w.message)]
+
+
+@pytest.mark.parametrize("activation, loss, y, expected", [
+    ("softmax", bp.losses.CategoricalCrossentropy(from_logits=True), y_onehot, "look like probabilities"),
+    ("sigmoid", bp.losses.BinaryCrossentropy(from_logits=True), y_onehot[:, :1], "as from a sigmoid"),
+    (None, bp.losses.CategoricalCrossentropy(), y_onehot, "look like raw logits"),
+    (None, bp.losses.BinaryCrossentropy(), y_onehot[:, :1], "Build the loss with from_logits=True"),
+    ("softmax", bp.losses.CategoricalCrossentropy(), y_onehot, None),
+    (None, bp.losses.CategoricalCrossentropy(from_logits=True), y_onehot, None),
+    ("sigmoid", bp.losses.BinaryCrossentropy(), y_onehot[:, :1], None),
+])
+def test_outputs_of_the_wrong_kind_for_from_logits_warn_once(activation, loss, y, expected):
+    messages = fit_warnings(activation, loss, y)
+    if expected is None:
+        assert messages == []
+    else:
+        assert len(messages) == 1 and expected in messages[0]
+
+
+def test_the_slides_ordering_mistake_names_the_fix():
+    model = tf.keras.Sequential([tf.keras.layers.Dense(2)])
+    optimizer = tf.keras.optimizers.SGD()
+    prediction = model(x)  # the slide's order: the forward pass before the tape
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(y_onehot, prediction))
+    grads = tape.gradient(loss, model.trainable_variables)
+    with pytest.raises(ValueError, match="forward pass ran before the tape, move it inside"):
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
