@@ -28,6 +28,8 @@ EXAMPLES = {
   backprop predict runs/houses --input new_houses.csv --output predictions.csv""",
     "info": """examples:
   backprop info runs/digits-20261126-140000/model.bp""",
+    "lr-find": """examples:
+  backprop lr-find --data moons --optimizer sgd          # then: backprop train --data moons --lr <suggestion>""",
     "export": """examples:
   backprop export runs/houses --format onnx --output houses.onnx   # takes the raw columns predict takes""",
     "lecture": """examples:
@@ -132,6 +134,14 @@ def build_parser():
     export.add_argument("--format", choices=["onnx"], default="onnx", help="file format (default: onnx)")
     export.add_argument("--output", required=True, help="file to write, e.g. model.onnx")
 
+    lr_find = command("lr-find", "the learning-rate range test for the model `backprop train` would build")
+    for flag in ("--data", "--target", "--features", "--drop", "--layers", "--activation", "--optimizer",
+                 "--batch-size", "--seed", "--missing", "--task"):
+        action = next(a for a in train._actions if flag in a.option_strings)
+        lr_find.add_argument(flag, type=action.type, choices=action.choices, help=action.help)
+    lr_find.add_argument("--steps", type=positive_int, default=100, help="batches in the test (default: 100)")
+    lr_find.add_argument("--plot", help="also save the curve as a PNG there")
+
     lecture = command("lecture", "build the introductory lecture as an HTML report with figures")
     lecture.add_argument("--out", default="lecture", help="folder for index.html (default: lecture)")
     lecture.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -141,7 +151,7 @@ def build_parser():
 # --- commands -------------------------------------------------------------------------------------
 def run_config(args, parser):
     from backprop.run import RunConfig
-    values = load_config_file(args.config) if args.config else {}
+    values = load_config_file(args.config) if getattr(args, "config", None) else {}
     known = {f.name for f in fields(RunConfig)}
     unknown = set(values) - known
     if unknown:
@@ -151,7 +161,7 @@ def run_config(args, parser):
         value = getattr(args, name, None)
         if value is not None:
             values[name] = value
-    if args.no_plots:
+    if getattr(args, "no_plots", False):
         values["plots"] = False
     return RunConfig(**values)
 
@@ -409,6 +419,26 @@ def cmd_export(args):
           + (" and 'probabilities'" if preprocessor.task == "classification" else ""))
 
 
+def cmd_lr_find(args):
+    from backprop import run
+    config = run_config(args, build_parser())
+    try:
+        run.check_config(config)
+    except ValueError as error:
+        raise BadInput(str(error)) from None
+    curve, _ = run.learning_rate_curve(config, steps=args.steps)
+    low, high = curve.learning_rates[0], curve.learning_rates[-1]
+    print(f"learning-rate range test: {len(curve.learning_rates)} batches from {low:.1g} to {high:.2g}"
+          f"{' (stopped: the loss diverged)' if curve.stopped_early else ''}; lowest smoothed loss "
+          f"{min(curve.smoothed):.4g} at {curve.learning_rates[curve.smoothed.index(min(curve.smoothed))]:.2g}")
+    print(f"suggested learning rate: {curve.suggestion:.2g} (where the loss falls fastest); "
+          f"backprop train ... --lr {curve.suggestion:.2g}")
+    if args.plot:
+        from backprop.plot import figure as figures
+        figures.save(curve.plot(), args.plot)
+        print(f"curve: {args.plot}")
+
+
 def cmd_lecture(args):
     from backprop.lecture import build_report
     path = build_report(args.out, seed=args.seed)
@@ -416,7 +446,7 @@ def cmd_lecture(args):
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "info": cmd_info,
-            "export": cmd_export, "lecture": cmd_lecture}
+            "export": cmd_export, "lr-find": cmd_lr_find, "lecture": cmd_lecture}
 
 
 def main(argv=None):

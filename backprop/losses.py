@@ -232,16 +232,26 @@ def _logits_mismatch(from_logits, kernel, values):
     in_unit_interval = values.min() >= 0 and values.max() <= 1
     sums_to_one = kernel != "binary_crossentropy" and values.shape[-1] > 1 and \
         np.allclose(values.sum(axis=-1), 1, atol=1e-3)
-    if from_logits and in_unit_interval and (kernel == "binary_crossentropy" or sums_to_one):
-        what = "a sigmoid" if kernel == "binary_crossentropy" else "a softmax"
-        return (f"from_logits=True, but the predictions look like probabilities (all in [0, 1]"
-                f"{', each row summing to 1' if sums_to_one else ''}), as from {what} output layer. Either remove "
-                f"that final activation or build the loss with from_logits=False")
+    if from_logits and in_unit_interval and sums_to_one:  # raw logits almost never do both
+        return ("from_logits=True, but the predictions look like probabilities (all in [0, 1], each row summing "
+                "to 1), as from a softmax output layer. Either remove that final activation or build the loss "
+                "with from_logits=False")
     if not from_logits and not in_unit_interval:
         return (f"from_logits=False, but the predictions look like raw logits (values from {values.min():.3g} to "
                 f"{values.max():.3g}, outside [0, 1]); they are clipped into [1e-7, 1 - 1e-7], which makes the loss "
                 "meaningless. Build the loss with from_logits=True, or end the model with a sigmoid/softmax")
     return None
+
+
+def check_output_activation(model, loss):
+    """Warn when a model ending in sigmoid or softmax is compiled with a loss that expects logits."""
+    layers = getattr(model, "layers", None) or []
+    name = getattr(layers[-1], "activation_name", None) if layers else None
+    if name in ("sigmoid", "softmax") and getattr(loss, "options", {}).get("from_logits"):
+        warnings.warn(f"{type(loss).__name__}(from_logits=True), but the model's last layer ({layers[-1].name!r}) "
+                      f"applies {name}: the loss would apply it a second time. Either remove that final activation "
+                      "or build the loss with from_logits=False", stacklevel=3)
+        loss._checks_left = 0
 
 
 def _check_smoothing(label_smoothing):

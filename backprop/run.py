@@ -356,10 +356,29 @@ def _fit(config, model, data, patience, directory, verbose):
         if bp.distribute.is_main():
             shutil.rmtree(directory, ignore_errors=True)
         at = nan_guard.stopped_at
-        raise NonFiniteLoss(f"the loss became {at['loss']} at epoch {at['epoch']}, batch {at['batch']}; nothing "
-                            f"was written (try a smaller --lr than {config.lr:g})")
+        losses = history.history.get("loss", []) + [float("nan")]
+        suggestion = suggest_learning_rate(config, data, dropout=0.0)
+        raise NonFiniteLoss(f"the loss became {at['loss']} at epoch {at['epoch']}, batch {at['batch']}; nothing was "
+                            f"written. Diagnosis: {bp.tools.diagnose_divergence(losses, config.lr, suggestion)} "
+                            f"(--lr {suggestion:.2g})")
     model.preprocessing = data.preprocessor.to_dict()
     return history, stopper
+
+
+def suggest_learning_rate(config, data, dropout, steps=100):
+    """The learning-rate range test's suggestion for this run's model, on a fresh copy of it."""
+    model = build_model(config, data.x_train.shape[1], data, dropout)
+    y = data.preprocessor.scale_target(data.y_train)
+    return bp.tools.find_learning_rate(model, data.x_train, y, batch_size=config.batch_size, steps=steps).suggestion
+
+
+def learning_rate_curve(config, steps=100):
+    """(curve, data) of the range test for the model ``backprop train`` would build with ``config``."""
+    data = load_data(config)
+    dropout, _ = small_data_defaults(config, len(data.x_train))
+    model = build_model(config, data.x_train.shape[1], data, dropout)
+    y = data.preprocessor.scale_target(data.y_train)
+    return bp.tools.find_learning_rate(model, data.x_train, y, batch_size=config.batch_size, steps=steps), data
 
 
 FINISHED_MODEL, FINISHED_STATE = "finished.bp", "finished.json"

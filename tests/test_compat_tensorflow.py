@@ -139,16 +139,16 @@ def fit_warnings(final_activation, loss, y):
     import warnings
     model = bp.Sequential([bp.layers.Dense(y.shape[1] if y.ndim > 1 else 1, activation=final_activation,
                                            input_shape=(3,))])
-    model.compile(optimizer="sgd", loss=loss)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        model.compile(optimizer="sgd", loss=loss)
         model.fit(x, y, epochs=3, batch_size=8, verbose=0)
     return [str(w.message) for w in caught if "from_logits" in str(w.message)]
 
 
 @pytest.mark.parametrize("activation, loss, y, expected", [
-    ("softmax", bp.losses.CategoricalCrossentropy(from_logits=True), y_onehot, "look like probabilities"),
-    ("sigmoid", bp.losses.BinaryCrossentropy(from_logits=True), y_onehot[:, :1], "as from a sigmoid"),
+    ("sigmoid", bp.losses.BinaryCrossentropy(from_logits=True), y_onehot[:, :1], "applies sigmoid"),
+    ("softmax", bp.losses.CategoricalCrossentropy(from_logits=True), y_onehot, "applies softmax"),
     (None, bp.losses.CategoricalCrossentropy(), y_onehot, "look like raw logits"),
     (None, bp.losses.BinaryCrossentropy(), y_onehot[:, :1], "Build the loss with from_logits=True"),
     ("softmax", bp.losses.CategoricalCrossentropy(), y_onehot, None),
@@ -161,6 +161,17 @@ def test_outputs_of_the_wrong_kind_for_from_logits_warn_once(activation, loss, y
         assert messages == []
     else:
         assert len(messages) == 1 and expected in messages[0]
+
+
+def test_softmax_values_reach_a_logits_loss_through_a_layer_of_their_own():
+    model = bp.Sequential([bp.layers.Dense(2, input_shape=(3,)), bp.layers.Activation(lambda t: bp.ops.softmax(t))])
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.compile(optimizer="sgd", loss=bp.losses.CategoricalCrossentropy(from_logits=True))
+        model.fit(x, y_onehot, epochs=2, batch_size=8, verbose=0)
+    messages = [str(w.message) for w in caught if "from_logits" in str(w.message)]
+    assert len(messages) == 1 and "look like probabilities" in messages[0]
 
 
 def test_the_slides_ordering_mistake_names_the_fix():

@@ -78,6 +78,7 @@ class Model(Layer):
         if loss is None:
             raise ValueError("compile: a loss is required, e.g. loss='mse' or bp.losses.BinaryCrossentropy()")
         self.loss = losses.get(loss)
+        losses.check_output_activation(self, self.loss)
         self._metric_specs = list(metrics or [])
         self.new_metrics()  # resolve every name now, as Keras does: an unknown one fails here, not in fit
 
