@@ -74,6 +74,7 @@ def cli(*args, cwd):
                           timeout=300, env={**os.environ, "MPLBACKEND": "Agg"})
 
 
+@pytest.mark.slow
 def test_cli_lr_find_and_the_diverged_run_it_answers(tmp_path):
     found = cli("lr-find", "--data", "moons", "--optimizer", "sgd", "--steps", "60", "--plot", "lr.png", cwd=tmp_path)
     assert found.returncode == 0, found.stderr
