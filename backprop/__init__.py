@@ -5,7 +5,7 @@ from backprop.ops import *  # noqa: F401,F403
 from backprop.ops import UFUNC_OPS as _UFUNC_OPS  # noqa: F401
 from backprop import ops, random
 from backprop import activations, initializers, regularizers, layers, losses, metrics, optimizers, callbacks
-from backprop import datasets, debug, distribute, landscape, models, saving, tools, utils
+from backprop import datasets, debug, distribute, explain, landscape, models, saving, tools, utils
 from backprop.layers import Input
 from backprop.models import Model, Sequential
 from backprop.compiled.function import function
