@@ -83,3 +83,43 @@ def test_computation_and_the_graph_picture():
     figure = bp.plot.graph(J, tape, names=names)
     texts = [t.get_text() for t in figure.axes[0].texts if t.get_text()]  # the arrows are empty annotations
     assert any(t.startswith("ŷ\n= sigmoid(…)\n0.4454\ngrad -1.109") for t in texts) and len(texts) == 10
+
+
+# --- a real network's loss landscape --------------------------------------------------------------------------
+def trained_moons():
+    x, y = bp.datasets.moons(200)
+    bp.random.set_seed(0)
+    model = bp.Sequential([bp.layers.Dense(8, activation="relu", input_shape=(2,)), bp.layers.Dense(1)])
+    model.compile(optimizer=bp.optimizers.Adam(0.02), loss=bp.losses.BinaryCrossentropy(from_logits=True))
+    trajectory = bp.landscape.Trajectory()
+    model.fit(x, y.astype(np.float32), epochs=12, verbose=0, callbacks=[trajectory])
+    return model, x, y.astype(np.float32), trajectory
+
+
+def test_filter_normalised_directions_and_the_surface_around_the_weights():
+    model, x, y, _ = trained_moons()
+    weights = model.get_weights()
+    direction = bp.landscape._filter_normalized(model, np.random.default_rng(1).standard_normal(
+        sum(w.size for w in weights)))
+    kernel_size = weights[0].size
+    first = direction[:kernel_size].reshape(weights[0].shape)
+    np.testing.assert_allclose(np.linalg.norm(first, axis=0), np.linalg.norm(weights[0], axis=0), rtol=1e-6)
+    assert not direction[kernel_size:kernel_size + weights[1].size].any()  # biases get no component
+    surface = bp.landscape.network_surface(model, x, y, resolution=9, span=0.5)
+    assert surface.losses.shape == (9, 9) and np.isfinite(surface.losses).all()
+    centre = model.evaluate(x, y, verbose=0, batch_size=1000)
+    assert surface.losses[4, 4] == pytest.approx(centre, rel=1e-5)  # the grid's middle is the model itself
+    assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))
+
+
+def test_the_trajectory_is_projected_on_its_principal_plane():
+    pytest.importorskip("matplotlib")
+    model, x, y, trajectory = trained_moons()
+    assert len(trajectory.points) == 13  # the start and every epoch
+    surface = bp.landscape.network_surface(model, x, y, resolution=7, trajectory=trajectory.points)
+    np.testing.assert_allclose(surface.path[-1], [0, 0], atol=1e-9)  # the path ends at the trained weights
+    assert surface.path_losses[0] > surface.path_losses[-1]
+    start_distance = np.linalg.norm(trajectory.points[0] - trajectory.points[-1])
+    assert np.linalg.norm(surface.path[0]) == pytest.approx(start_distance, rel=0.2)  # the plane holds most of it
+    figure = bp.plot.network_landscape(model, x, y, trajectory=trajectory.points, resolution=7)
+    assert figure.axes[0].get_xlabel() == "PC 1" and "training path" in figure.axes[0].get_title()

@@ -41,34 +41,51 @@ def loss_landscape(loss_fn, w_range, path=None, paths=None, resolution=120, log_
     paths = dict(paths or {})
     if path is not None:
         paths["path"] = path
+    drawn = {label: (numpy.asarray(points), [float(loss_fn(Tensor(p)).numpy()) for p in numpy.asarray(points)])
+             for label, points in paths.items()}
+    figure, flat = _surface_figure(w1, w2, values, drawn, ("w1", "w2"), title, log_scale)
+    (a0, a1), (b0, b1) = w_range
+    flat.set_xlim(a0, a1)
+    flat.set_ylim(b0, b1)
+    return figure
+
+
+def network_landscape(model, x, y, trajectory=None, resolution=31, span=1.0, log_scale=False, seed=0):
+    """A trained network's loss on a plane through its weights (backprop.landscape.network_surface):
+    contour and surface, with the training trajectory projected on them when one is given."""
+    surface = landscape.network_surface(model, x, y, resolution, span, trajectory, seed)
+    a, b = numpy.meshgrid(surface.alphas, surface.betas)
+    paths = {} if surface.path is None else {"training": (surface.path, surface.path_losses)}
+    axes = ("direction 1 (filter-normalised)", "direction 2") if surface.path is None else ("PC 1", "PC 2")
+    title = "loss around the trained weights" + (", with the training path" if paths else "")
+    return _surface_figure(a, b, surface.losses, paths, axes, title, log_scale)[0]
+
+
+def _surface_figure(w1, w2, values, paths, axis_labels, title, log_scale):
+    """Contour (left) and 3-D surface (right) of ``values``; ``paths`` {label: (points, heights)}."""
     figure = new(width=12, height=5)[0]
     figure.clear()
     flat = figure.add_subplot(1, 2, 1)
-    shown = numpy.log10(values - values.min() + 1e-3) if log_scale else values
+    shown = numpy.log10(values - numpy.nanmin(values) + 1e-3) if log_scale else values
     contour = flat.contourf(w1, w2, shown, levels=30, cmap="viridis")
     figure.colorbar(contour, ax=flat, label="log10(loss - min)" if log_scale else "loss")
     surface = figure.add_subplot(1, 2, 2, projection="3d")
     surface.plot_surface(w1, w2, values, cmap="viridis", alpha=0.75, linewidth=0)
-    for color, (label, points) in zip(COLORS[1:] + COLORS[:1], paths.items()):
-        points = numpy.asarray(points)
+    for color, (label, (points, heights)) in zip(COLORS[1:] + COLORS[:1], paths.items()):
         flat.plot(points[:, 0], points[:, 1], "o-", color=color, markersize=2.5, linewidth=1.2, label=label)
-        heights = [float(loss_fn(Tensor(p)).numpy()) for p in points]
         surface.plot(points[:, 0], points[:, 1], heights, color=color, linewidth=2)
     if paths:
-        start = numpy.asarray(next(iter(paths.values())))[0]
+        start = next(iter(paths.values()))[0][0]
         flat.scatter([start[0]], [start[1]], color="white", edgecolors="black", s=60, zorder=5, label="start")
         flat.legend(fontsize=8, loc="upper right")
-    (a0, a1), (b0, b1) = w_range
-    flat.set_xlim(a0, a1)
-    flat.set_ylim(b0, b1)
     for ax in (flat, surface):
-        ax.set_xlabel("w1")
-        ax.set_ylabel("w2")
+        ax.set_xlabel(axis_labels[0])
+        ax.set_ylabel(axis_labels[1])
     surface.set_zlabel("loss")
     flat.set_title(title)
     surface.set_title("the same surface in 3-D")
     figure.tight_layout()
-    return figure
+    return figure, flat
 
 
 def learning_rates(loss_fn=landscape.bowl, rates=(0.01, 0.15, 0.205), start=(-4.0, 1.5), steps=60,
