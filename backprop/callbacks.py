@@ -199,6 +199,11 @@ class TerminateOnNaN(Callback):
             return
         self.stopped_at = {"epoch": self.epoch + 1, "batch": batch + 1, "loss": loss}
         message = f"TerminateOnNaN: loss became {loss} at epoch {self.epoch + 1}, batch {batch + 1}"
+        from backprop.tools import diagnose_divergence
+        history = getattr(getattr(self.model, "history", None), "history", {}).get("loss", [])
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is not None:
+            message += f" ({diagnose_divergence(list(history) + [loss], optimizer.learning_rate)})"
         if self.raise_error:
             raise FloatingPointError(f"{message}; the update was not applied")
         print(f"{message}; stopping before applying that update")

@@ -10,6 +10,7 @@ rank aborts the whole job (MPI_Abort) instead of leaving the others waiting in a
 """
 import os
 import sys
+import time
 
 from backprop.xp import np
 
@@ -90,8 +91,11 @@ def _abort_on_uncaught_exceptions(workers):
     previous = sys.excepthook
 
     def hook(kind, value, traceback):
+        sys.stderr.write(f"rank {workers.rank} of {workers.size}: {kind.__name__}: {value}; aborting the job\n")
+        sys.stderr.flush()
         previous(kind, value, traceback)
         sys.stderr.flush()
+        time.sleep(0.5)  # let the launcher forward this rank's output before MPI_Abort tears the job down
         workers.abort(1)
     sys.excepthook = hook
 

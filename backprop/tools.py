@@ -125,6 +125,7 @@ class SweepResult:
     learning_rate: float
     losses: list = field(default_factory=list)
     regime: str = ""
+    initial: float = None  # the loss before training
 
 
 def regime(losses, initial, stuck_below=0.05, diverged_above=1.5):
@@ -150,25 +151,29 @@ def learning_rate_sweep(build, x, y, rates=(1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0), 
         with np.errstate(all="ignore"):
             history = model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, allow_nonfinite=True)
         losses = history.history.get("loss", [])
-        results.append(SweepResult(rate, losses, regime(losses, initial)))
+        results.append(SweepResult(rate, losses, regime(losses, initial), initial))
     return results
 
 
-def diagnose_divergence(losses, learning_rate, suggestion=None):
-    """A sentence naming why a run's loss blew up and what to try next, or None when it did not."""
-    finite = [v for v in losses if math.isfinite(v)]
+def diagnose_divergence(losses, learning_rate, suggestion=None, initial=None):
+    """A sentence naming why a run's loss blew up and what to try next, or None when it did not: NaN or
+    infinity, growth by three orders of magnitude within the run, or (given the loss before training,
+    ``initial``) ending above 1.5 times it."""
     if not losses:
         return None
-    blew_up = len(finite) < len(losses)
-    if not blew_up:
-        if len(finite) < 2 or min(finite) <= 0 or finite[-1] < 1e3 * min(finite):
-            return None
-    start = min(finite) if finite else None
-    where = f"epoch {len(finite) + 1}" if blew_up else f"epoch {len(losses)}"
-    growth = "became NaN or infinite" if blew_up else f"grew {finite[-1] / start:.3g}×"
-    span = f" after {len(finite)} finite epoch{'s' if len(finite) != 1 else ''}" if finite else " in the first epoch"
+    finite = [v for v in losses if math.isfinite(v)]
+    if len(finite) < len(losses):
+        growth = "became NaN or infinite"
+    elif len(finite) >= 2 and min(finite) > 0 and finite[-1] >= 1e3 * min(finite):
+        growth = f"grew {finite[-1] / min(finite):.3g}×"
+    elif initial is not None and finite[-1] > 1.5 * initial:
+        growth = f"ended {finite[-1] / initial:.3g}× above where it started ({initial:.3g})"
+    else:
+        return None
+    span = (f" after {len(finite)} finite epoch{'s' if len(finite) != 1 else ''}" if len(finite) < len(losses)
+            else f" over {len(losses)} epoch{'s' if len(losses) != 1 else ''}")
     advice = (f"try {suggestion:.2g}, the learning-rate finder's suggestion" if suggestion else
               f"try {learning_rate / 10:g}, or the rate the learning-rate finder suggests (bp.tools.find_learning_rate, "
               "`backprop lr-find`)")
-    return (f"the loss {growth}{span} (by {where}) at learning rate {learning_rate:g}: the steps are too large "
-            f"for this loss surface, so each one overshoots the minimum by more than the last; {advice}")
+    return (f"the loss {growth}{span} at learning rate {learning_rate:g}: the steps are too large for this loss "
+            f"surface, so each one overshoots the minimum; {advice}")

@@ -62,11 +62,14 @@ def test_the_sweep_labels_the_three_regimes():
 
 def test_the_diagnosis_names_the_cause_and_the_next_step():
     text = tools.diagnose_divergence([0.7, 3.0, float("nan")], 1.0, suggestion=0.03)
-    assert "became NaN or infinite after 2 finite epochs" in text and "at learning rate 1" in text
+    assert "became NaN or infinite after 2 finite epochs at learning rate 1:" in text
     assert "try 0.03, the learning-rate finder's suggestion" in text
     grew = tools.diagnose_divergence([0.5, 40.0, 6e4], 2.0)
     assert "grew 1.2e+05×" in grew and "try 0.2" in grew and "backprop lr-find" in grew
     assert tools.diagnose_divergence([0.7, 0.5, 0.4], 0.1) is None and tools.diagnose_divergence([], 0.1) is None
+    above = tools.diagnose_divergence([5.0, 4.0, 4.5], 300.0, initial=0.69)
+    assert "ended 6.52× above where it started (0.69) over 3 epochs at learning rate 300" in above
+    assert tools.diagnose_divergence([0.6, 0.5], 0.1, initial=0.69) is None
 
 
 def cli(*args, cwd):
@@ -86,3 +89,17 @@ def test_cli_lr_find_and_the_diverged_run_it_answers(tmp_path):
     line = diverged.stderr.strip().splitlines()[-1]
     assert "Diagnosis: the loss became NaN or infinite" in line and "learning-rate finder's suggestion" in line
     assert not math.isnan(float(line.rsplit("--lr ", 1)[1].rstrip(")")))
+
+
+def test_fit_explains_a_nan_and_a_loss_that_exploded(capsys):
+    model = build(1e4)
+    with np.errstate(all="ignore"):  # the overflow is the point
+        model.fit(X, Y, epochs=3, verbose=0, callbacks=[bp.callbacks.TerminateOnNaN()])
+    printed = capsys.readouterr().out
+    assert "became NaN or infinite" in printed and "at learning rate 10000" in printed and "try 1000" in printed
+    history = bp.callbacks.History()
+    history.history = {"loss": [0.5, 80.0, 900.0]}
+    trainer = bp.training.Trainer(build(1.0))
+    trainer.history = history
+    with pytest.warns(UserWarning, match="fit: the loss grew 1.8e\\+03× over 3 epochs at learning rate 1"):
+        trainer._diagnose()

@@ -7,6 +7,7 @@ attributes. A TerminateOnNaN in the list asks the step to refuse non-finite upda
 BackupAndRestore is the loop's backup store. ``on_train_end`` runs whatever happens.
 """
 import math
+import warnings
 
 import numpy
 
@@ -75,11 +76,21 @@ class Trainer:
                 self._epochs(x, y, sample_weight, batch_size, epochs, shuffle, validation_data, hooks, backup,
                              interrupted)
             self.completed = True
+            self._diagnose()
         finally:
             hooks.on_train_end(self.logs)
             if backup is not None and self.completed and distribute.is_main():
                 backup.finish()
         return self.history
+
+    def _diagnose(self):
+        """A loss that grew by orders of magnitude without becoming NaN ends the fit with a diagnosis."""
+        from backprop.tools import diagnose_divergence
+        losses = self.history.history.get("loss", [])
+        if losses and all(math.isfinite(v) for v in losses):
+            diagnosis = diagnose_divergence(losses, self.model.optimizer.learning_rate)
+            if diagnosis:
+                warnings.warn(f"fit: {diagnosis}", stacklevel=4)
 
     def _join_workers(self, x, batch_size, verbose):
         """Under MPI: one model everywhere (rank 0's weights), and only rank 0 prints and writes files."""

@@ -3,7 +3,8 @@
 Run one directly: ``python -m backprop.lecture.examples.s01_perceptron`` (or ``python examples/s01_perceptron.py``).
 """
 SECTIONS = ["s01_perceptron", "s02_activations", "s03_dense_by_hand", "s04_pass_fail", "s05_losses",
-            "s06_gradient_descent", "s07_learning_rates", "s08_optimizers", "s09_minibatches", "s10_overfitting"]
+            "s06_gradient_descent", "s07_learning_rates", "s08_optimizers", "s09_minibatches", "s10_overfitting",
+            "s11_backpropagation", "s12_network_landscape", "s13_learning_rate_finder"]
 
 
 def show(result):
