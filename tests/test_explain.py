@@ -3,20 +3,7 @@ import numpy as np
 import pytest
 
 import backprop as bp
-
-
-def lecture_network():
-    """The lecture's 1-1-1 network, J = (y - sigmoid(w2 sigmoid(w1 x)))^2, in float64."""
-    w1, w2 = bp.Variable(np.float64(0.5), name="w1"), bp.Variable(np.float64(-0.3), name="w2")
-    x, y = bp.Tensor(np.float64(2.0)), bp.Tensor(np.float64(1.0))
-    with bp.GradientTape(persistent=True) as tape:
-        z1 = x * w1
-        a1 = bp.sigmoid(z1)
-        z2 = a1 * w2
-        y_hat = bp.sigmoid(z2)
-        J = bp.square(y - y_hat)
-    names = {J: "J", y_hat: "ŷ", z2: "z2", a1: "a1", z1: "z1", x: "x", y: "y"}
-    return tape, J, (w1, w2), names
+from backprop.lecture.examples.s11_backpropagation import lecture_network
 
 
 def test_the_lectures_derivation_for_w1():

@@ -1,7 +1,7 @@
 """Build the lecture report: run every section's example, then write one self-contained HTML page.
 
 Each section shows its text, the numbers it computed, its figures (PNG files beside index.html)
-and the source of the example's ``run`` function: the code that produced them.
+and the source of the example's functions (``run`` and its helpers): the code that produced them.
 """
 import html
 import inspect
@@ -39,8 +39,16 @@ def run_section(module, out, seed):
     pyplot().close("all")
     figures = result.pop("figures", [])
     return {"title": module.TITLE, "text": module.TEXT, "numbers": result, "figures": figures,
-            "code": inspect.getsource(module.run), "seconds": time.perf_counter() - start,
+            "code": _example_code(module), "seconds": time.perf_counter() - start,
             "script": module.__name__.rsplit(".", 1)[1] + ".py"}
+
+
+def _example_code(module):
+    """The example's functions (``run`` and whatever it calls there), without the module's header and footer."""
+    source = inspect.getsource(module)
+    start = source.index("\ndef ") + 1 if "\ndef " in source else 0
+    end = source.find('\nif __name__ == "__main__":')
+    return source[start:end if end != -1 else None].rstrip() + "\n"
 
 
 def format_number(value):

@@ -140,31 +140,12 @@ def _matmul_grads(a, b, g, needs):
 
 
 # --- comparisons: elementwise booleans, never differentiated ------------------------------------------
-@constant(arrays=2)
-def less(a, b):
-    return np.less(a, b)
+def _comparison(ufunc):
+    def forward(a, b):
+        return ufunc(a, b)
+    forward.__name__ = ufunc.__name__
+    return constant(forward, arrays=2)
 
 
-@constant(arrays=2)
-def less_equal(a, b):
-    return np.less_equal(a, b)
-
-
-@constant(arrays=2)
-def greater(a, b):
-    return np.greater(a, b)
-
-
-@constant(arrays=2)
-def greater_equal(a, b):
-    return np.greater_equal(a, b)
-
-
-@constant(arrays=2)
-def equal(a, b):
-    return np.equal(a, b)
-
-
-@constant(arrays=2)
-def not_equal(a, b):
-    return np.not_equal(a, b)
+less, less_equal, greater, greater_equal, equal, not_equal = map(
+    _comparison, (np.less, np.less_equal, np.greater, np.greater_equal, np.equal, np.not_equal))
