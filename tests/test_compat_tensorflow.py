@@ -183,3 +183,33 @@ def test_the_slides_ordering_mistake_names_the_fix():
     grads = tape.gradient(loss, model.trainable_variables)
     with pytest.raises(ValueError, match="forward pass ran before the tape, move it inside"):
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
+
+
+# --- the same blocks in TensorFlow itself, where it is installed (never a dependency) --------------------------
+def test_numbers_match_tensorflow():
+    real = pytest.importorskip("tensorflow")
+    weights = [rng.normal(size=(3, 8)).astype(np.float32), np.zeros(8, np.float32),
+               rng.normal(size=(8, 2)).astype(np.float32), np.zeros(2, np.float32)]
+
+    def train(framework):
+        model = framework.keras.Sequential([framework.keras.layers.Dense(8, activation="relu"),
+                                            framework.keras.layers.Dense(2)])
+        model(x[:1])
+        model.set_weights(weights)
+        optimizer = framework.keras.optimizers.SGD(0.1)
+        losses = []
+        for _ in range(30):
+            with framework.GradientTape() as tape:
+                prediction = model(x)
+                loss = framework.reduce_mean(framework.nn.softmax_cross_entropy_with_logits(y_onehot, prediction))
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            losses.append(float(loss))
+        mse = framework.keras.losses.MSE(y_onehot, model(x))
+        return losses, [np.asarray(w) for w in model.get_weights()], np.asarray(mse)
+
+    ours, theirs = train(tf), train(real)
+    np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-5)
+    for a, b in zip(ours[1], theirs[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(ours[2], theirs[2], rtol=1e-5)
