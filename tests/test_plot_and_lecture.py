@@ -93,10 +93,15 @@ def test_lecture_report(tmp_path):
     page = open(path).read()
     for figure in re.findall(r"<img src='([^']+)'", page):
         assert os.path.getsize(tmp_path / "lecture" / figure) > 5000, figure
-    assert len(re.findall(r"<h2 id=", page)) == 10
+    assert len(re.findall(r"<h2 id=", page)) == 13
     numbers = dict(re.findall(r"<td>([^<]+)</td><td class='value'>([^<]+)</td>", page))
     check_numbers(numbers)
     assert float(numbers["trained P(pass | 4 lectures, 5 hours)"]) < 0.5  # (4+1)(5+1) = 30 < 40: fails
     assert float(numbers["training accuracy"]) >= 0.95
     assert float(numbers["ReLU network accuracy"]) > float(numbers["linear network accuracy"]) + 0.2
     assert "def run(" in page and "bp.sigmoid" in page
+    assert numbers["∂J/∂w1, the product"] == numbers["∂J/∂w1, the tape&#x27;s gradient"] or \
+        numbers["∂J/∂w1, the product"] == numbers.get("∂J/∂w1, the tape's gradient")
+    assert [numbers[k] for k in numbers if k.startswith("regime at")] == ["stuck", "converging", "diverged"]
+    assert "too large for this loss surface" in numbers["diagnosis of the diverged run"]
+    assert float(numbers["loss after 40 epochs"]) < 0.05
