@@ -175,6 +175,7 @@ def test_config_file(empty_dir):
     assert result.returncode == 2 and "unknown keys lerning_rate" in result.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_then_resume_matches_an_uninterrupted_run(tmp_path):
     import signal
     import time

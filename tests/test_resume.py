@@ -156,8 +156,8 @@ def run_folder(path):
             (path / "metrics.json").read_text(), (path / "history.csv").read_text())
 
 
-@pytest.mark.parametrize("phase", ["training"] + [pytest.param(p, marks=pytest.mark.slow) for p in
-                                                  ("after-fit", "evaluation", "writing", "renaming", "cleanup")])
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", ["training", "after-fit", "evaluation", "writing", "renaming", "cleanup"])
 def test_a_cli_run_killed_in_any_phase_resumes_to_the_same_folder(tmp_path, straight_run, phase):
     killed = run_cli(tmp_path, *CLI_ARGS, "--out", "run", phase=phase)
     assert killed.returncode == 137, killed.stderr
