@@ -28,6 +28,9 @@ EXAMPLES = {
   backprop predict runs/houses --input new_houses.csv --output predictions.csv""",
     "info": """examples:
   backprop info runs/digits-20261126-140000/model.bp""",
+    "playground": """examples:
+  backprop playground                     # prints the address with its token and opens the browser
+  backprop playground --port 8765 --no-browser""",
     "lr-find": """examples:
   backprop lr-find --data moons --optimizer sgd          # then: backprop train --data moons --lr <suggestion>""",
     "export": """examples:
@@ -133,6 +136,12 @@ def build_parser():
     export.add_argument("model", help="run folder or model file")
     export.add_argument("--format", choices=["onnx"], default="onnx", help="file format (default: onnx)")
     export.add_argument("--output", required=True, help="file to write, e.g. model.onnx")
+
+    playground = command("playground", "a page in your browser that trains a network while you watch")
+    playground.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this "
+                                                                "machine only)")
+    playground.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    playground.add_argument("--no-browser", action="store_true", help="print the address without opening a browser")
 
     lr_find = command("lr-find", "the learning-rate range test for the model `backprop train` would build")
     for flag in ("--data", "--target", "--features", "--drop", "--layers", "--activation", "--optimizer",
@@ -419,6 +428,34 @@ def cmd_export(args):
           + (" and 'probabilities'" if preprocessor.task == "classification" else ""))
 
 
+def cmd_playground(args):
+    import secrets
+    import socket
+    try:
+        import uvicorn
+        from backprop.playground.server import create_app
+    except ImportError:
+        raise BadInput("the playground needs Starlette and uvicorn: pip install 'backprop[playground]'") from None
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {args.host}: anyone who can reach it and has the token can train here",
+              file=sys.stderr)
+    with socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET) as probe:
+        try:
+            probe.bind((args.host, args.port))
+        except OSError as error:
+            raise BadInput(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
+        port = probe.getsockname()[1]
+    token = secrets.token_urlsafe(16)
+    origins = {f"http://{name}:{port}" for name in ("127.0.0.1", "localhost", args.host)}
+    url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{port}/?token={token}"
+    print(f"backprop playground: {url}  (Ctrl-C stops it)", flush=True)
+    if not args.no_browser:
+        import webbrowser
+        webbrowser.open(url)
+    uvicorn.run(create_app(token, origins), host=args.host, port=port, log_level="warning",
+                ws_max_size=1 << 20)
+
+
 def cmd_lr_find(args):
     from backprop import run
     config = run_config(args, build_parser())
@@ -446,7 +483,8 @@ def cmd_lecture(args):
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "info": cmd_info,
-            "export": cmd_export, "lr-find": cmd_lr_find, "lecture": cmd_lecture}
+            "export": cmd_export, "lr-find": cmd_lr_find,
+            "playground": cmd_playground, "lecture": cmd_lecture}
 
 
 def main(argv=None):

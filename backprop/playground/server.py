@@ -1,0 +1,117 @@
+"""The playground's server: one page and one WebSocket per tab, each owning its training (Starlette).
+
+Every request needs the per-run token; WebSocket connections whose Origin is another site are refused,
+so a page elsewhere cannot drive training here. Messages are JSON, at most 64 kB:
+``{"type": "setup", ...settings}``, ``play``, ``pause``, ``step`` (one epoch), ``reset``. The server
+answers with ``points`` (the data) and ``frame`` messages (epoch, losses, the output over a grid), or
+``error`` with a message; a bad message never stops the server or the connection.
+"""
+import asyncio
+import hmac
+import json
+from importlib import resources
+
+from backprop.playground.session import Session, SetupError, checked
+
+MAX_MESSAGE = 64 * 1024
+FRAME_SECONDS = 0.04  # training between two frames while playing: about 25 frames a second
+
+
+def create_app(token, allowed_origins=()):
+    """The ASGI app for one run: ``token`` guards everything; ``allowed_origins`` are the page's own."""
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse, PlainTextResponse
+    from starlette.routing import Route, WebSocketRoute
+
+    page = resources.files("backprop.playground").joinpath("static/index.html").read_text(encoding="utf-8")
+
+    def authorized(given):
+        return isinstance(given, str) and hmac.compare_digest(given.encode(), token.encode())
+
+    async def index(request):
+        if not authorized(request.query_params.get("token")):
+            return PlainTextResponse("403: this page needs the token printed by `backprop playground`", 403)
+        return HTMLResponse(page, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"})
+
+    async def socket(websocket):
+        origin = websocket.headers.get("origin")
+        if not authorized(websocket.query_params.get("token")) or (origin is not None and origin not in allowed_origins):
+            await websocket.close(code=1008)
+            return
+        await websocket.accept()
+        await Connection(websocket).serve()
+
+    return Starlette(routes=[Route("/", index), WebSocketRoute("/ws", socket)])
+
+
+class Connection:
+    """One tab: its session, whether it plays, and the lock that keeps one training at a time."""
+
+    def __init__(self, websocket):
+        self.websocket, self.session, self.playing = websocket, None, False
+        self.lock, self.wake = asyncio.Lock(), asyncio.Event()
+
+    async def serve(self):
+        from starlette.websockets import WebSocketDisconnect
+        player = asyncio.create_task(self.play())
+        try:
+            while True:
+                await self.handle(await self.websocket.receive_text())
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self.playing = False
+            player.cancel()
+
+    async def handle(self, text):
+        if len(text) > MAX_MESSAGE:
+            return await self.error(f"message of {len(text)} bytes; the limit is {MAX_MESSAGE}")
+        try:
+            message = json.loads(text)
+        except json.JSONDecodeError as problem:
+            return await self.error(f"not JSON: {problem}")
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "setup":
+            try:
+                setup = checked(message)
+            except SetupError as problem:
+                return await self.error(str(problem))
+            await self.start(setup)
+        elif kind in ("play", "pause", "step", "reset") and self.session is None:
+            await self.error("send a setup first")
+        elif kind == "play":
+            self.playing = True
+            self.wake.set()
+        elif kind == "pause":
+            self.playing = False
+        elif kind == "step":
+            self.playing = False
+            await self.train(epochs=1)
+        elif kind == "reset":
+            self.playing = False
+            await self.start(self.session.setup)
+        else:
+            await self.error(f"unknown message type {kind!r}")
+
+    async def start(self, setup):
+        async with self.lock:
+            self.session = await asyncio.to_thread(Session, setup)
+        await self.websocket.send_json(self.session.points())
+        await self.websocket.send_json(self.session.frame())
+
+    async def train(self, epochs=1, seconds=None):
+        async with self.lock:
+            session = self.session
+            await asyncio.to_thread(session.train, epochs, seconds)
+            frame = await asyncio.to_thread(session.frame)
+        await self.websocket.send_json(frame)
+
+    async def play(self):
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.playing:
+                await self.train(epochs=1, seconds=FRAME_SECONDS)
+
+    async def error(self, text):
+        await self.websocket.send_json({"type": "error", "message": text})
