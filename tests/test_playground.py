@@ -119,3 +119,41 @@ def test_the_cli_serves_on_localhost_with_a_token_and_stops_on_ctrl_c(tmp_path):
     finally:
         process.kill()
         process.wait(timeout=20)
+
+
+def chromium():
+    import shutil
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(chromium() is None, reason="no system Chromium (.ci/run installs Debian's)")
+def test_in_a_real_browser_xor_is_learnt_while_you_watch(tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    process = subprocess.Popen([sys.executable, "-m", "backprop", "playground", "--no-browser"], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = process.stdout.readline().split("backprop playground: ")[1].split()[0]
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(url)
+            page.wait_for_selector("text=Epoch 0", timeout=30_000)
+            page.select_option("#dataset", "xor")
+            page.wait_for_timeout(500)
+            before = page.evaluate("document.getElementById('boundary').toDataURL()")
+            page.get_by_role("button", name="Play", exact=True).click()
+            page.wait_for_function("parseFloat(document.getElementById('test-loss').textContent.split(' ').pop()) < 0.1",
+                                   timeout=60_000)
+            page.get_by_role("button", name="Pause", exact=True).click()
+            assert page.evaluate("document.getElementById('boundary').toDataURL()") != before
+            assert page.inner_text("#error") == ""
+            page.screenshot(path=str(tmp_path / "playground.png"))
+            browser.close()
+        assert (tmp_path / "playground.png").stat().st_size > 20_000
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -16,6 +16,7 @@ DATASETS = {"circle": lambda n, noise, seed: bp.datasets.circles(n, noise=noise 
 FEATURES = {"x1": lambda a, b: a, "x2": lambda a, b: b, "x1^2": lambda a, b: a * a, "x2^2": lambda a, b: b * b,
             "x1*x2": lambda a, b: a * b, "sin(x1)": lambda a, b: np.sin(a), "sin(x2)": lambda a, b: np.sin(b)}
 OPTIMIZERS = ("sgd", "adam", "adamw", "adagrad", "rmsprop", "adadelta")
+SPAN = 2.5  # the page shows standardised inputs in [-SPAN, SPAN]
 LIMITS = {"layers": 8, "units": 64, "points": 10_000, "grid": 60}
 DEFAULTS = {"dataset": "xor", "points": 400, "noise": 0.1, "test_ratio": 0.3, "features": ["x1", "x2"],
             "layers": [4, 4], "activation": "tanh", "optimizer": "adam", "learning_rate": 0.03, "batch_size": 16,
@@ -89,7 +90,7 @@ class Session:
         self.setup, self.grid = setup, grid
         x, y = DATASETS[setup["dataset"]](setup["points"], setup["noise"], setup["seed"])
         x = np.asarray(x, np.float64)
-        self.raw_x = (x - x.mean(0)) / x.std(0).clip(1e-9)  # shown in [-3, 3] whatever the dataset's units
+        self.raw_x = (x - x.mean(0)) / x.std(0).clip(1e-9)  # standardised: one view fits every dataset
         self.y = (np.asarray(y) > 0).astype(np.float32)
         n_test = max(1, int(round(len(self.y) * setup["test_ratio"])))
         order = np.random.default_rng(setup["seed"]).permutation(len(self.y))
@@ -97,7 +98,7 @@ class Session:
         self.features = self.featurize(self.raw_x)
         self.model = self.build()
         self.epoch, self.history = 0, {"loss": [], "val_loss": []}
-        span = np.linspace(-3, 3, grid)
+        span = np.linspace(-SPAN, SPAN, grid)
         a, b = np.meshgrid(span, span)
         self.grid_features = self.featurize(np.stack([a.ravel(), b.ravel()], axis=1))
 
@@ -149,5 +150,5 @@ class Session:
                 "grid": self.grid, "boundary": [round(float(p), 3) for p in probability]}
 
     def points(self):
-        return {"type": "points", "x": np.round(self.raw_x, 3).tolist(), "y": self.y.astype(int).tolist(),
+        return {"type": "points", "span": SPAN, "x": np.round(self.raw_x, 3).tolist(), "y": self.y.astype(int).tolist(),
                 "test": sorted(int(i) for i in self.test_rows)}
