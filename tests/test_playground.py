@@ -157,3 +157,31 @@ def test_in_a_real_browser_xor_is_learnt_while_you_watch(tmp_path):
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.mark.slow
+def test_closing_the_tab_stops_its_training_and_leaves_nothing_behind(client):
+    import gc
+    import threading
+    import tracemalloc
+
+    def cycle():
+        with client.websocket_connect(f"/ws?token={TOKEN}") as ws:
+            ws.send_json({"type": "setup", "points": 60, "layers": [4]})
+            receive(ws, "frame")
+            ws.send_json({"type": "play"})
+            receive(ws, "frame")
+            receive(ws, "frame")  # playing: frames keep coming until the socket closes
+    for _ in range(5):
+        cycle()
+    gc.collect()
+    threads = threading.active_count()
+    tracemalloc.start()
+    settled = tracemalloc.get_traced_memory()[0]
+    for _ in range(100):
+        cycle()
+    time.sleep(0.3)  # a training chunk that was running when its tab closed finishes
+    gc.collect()
+    grown = tracemalloc.get_traced_memory()[0] - settled
+    tracemalloc.stop()
+    assert threading.active_count() <= threads and grown < 500_000
