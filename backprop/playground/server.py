@@ -9,7 +9,7 @@ answers with ``points`` (the data) and ``frame`` messages (epoch, losses, the ou
 import asyncio
 import hmac
 import json
-from importlib import resources
+from pathlib import Path
 
 from backprop.playground.session import Session, SetupError, checked
 
@@ -23,7 +23,7 @@ def create_app(token, allowed_origins=()):
     from starlette.responses import HTMLResponse, PlainTextResponse
     from starlette.routing import Route, WebSocketRoute
 
-    page = resources.files("backprop.playground").joinpath("static/index.html").read_text(encoding="utf-8")
+    page = (Path(__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
 
     def authorized(given):
         return isinstance(given, str) and hmac.compare_digest(given.encode(), token.encode())
