@@ -1,6 +1,5 @@
 """The playground server through Starlette's test client: token, Origin, bounds, messages, training."""
 import json
-import os
 import signal
 import subprocess
 import sys
