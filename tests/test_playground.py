@@ -184,3 +184,32 @@ def test_closing_the_tab_stops_its_training_and_leaves_nothing_behind(client):
     grown = tracemalloc.get_traced_memory()[0] - settled
     tracemalloc.stop()
     assert threading.active_count() <= threads and grown < 500_000
+
+
+def test_the_code_panel_repeats_the_training_and_the_model_downloads(client, tmp_path):
+    import base64
+
+    import numpy as np
+
+    import backprop as bp
+    with client.websocket_connect(f"/ws?token={TOKEN}") as ws:
+        ws.send_json({"type": "setup", "dataset": "moons", "points": 120, "layers": [5, 3], "l2": 0.001,
+                      "dropout": 0.1, "features": ["x1", "x2", "x1*x2"], "optimizer": "rmsprop", "batch_size": 10})
+        receive(ws, "frame")
+        for _ in range(3):
+            ws.send_json({"type": "step"})
+            frame = receive(ws, "frame")
+        ws.send_json({"type": "code"})
+        code = receive(ws, "code")["code"]
+        ws.send_json({"type": "download"})
+        model_message = receive(ws, "model")
+    namespace = {}
+    exec(compile(code, "playground_code.py", "exec"), namespace)  # the page's code, run as a user would
+    path = tmp_path / model_message["name"]
+    path.write_bytes(base64.b64decode(model_message["data"]))
+    downloaded = bp.models.load_model(path)
+    for mine, theirs in zip(namespace["model"].get_weights(), downloaded.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)  # the code trained exactly the page's network
+    x, test = namespace["x"], namespace["test"]
+    loss = downloaded.evaluate(x[test], namespace["y"][test], verbose=0, batch_size=1000)
+    assert loss == pytest.approx(frame["test_loss"], rel=1e-5)  # and predicts what the page shows

@@ -2,11 +2,13 @@
 
 Every request needs the per-run token; WebSocket connections whose Origin is another site are refused,
 so a page elsewhere cannot drive training here. Messages are JSON, at most 64 kB:
-``{"type": "setup", ...settings}``, ``play``, ``pause``, ``step`` (one epoch), ``reset``. The server
-answers with ``points`` (the data) and ``frame`` messages (epoch, losses, the output over a grid), or
-``error`` with a message; a bad message never stops the server or the connection.
+``{"type": "setup", ...settings}``, ``play``, ``pause``, ``step`` (one epoch), ``reset``, ``code`` and
+``download``. The server answers with ``points`` (the data), ``frame`` (epoch, losses, the output over
+a grid), ``code`` (Python that repeats the training), ``model`` (a .bp file, base64) or ``error``; a
+bad message never stops the server or the connection.
 """
 import asyncio
+import base64
 import hmac
 import json
 from pathlib import Path
@@ -77,7 +79,7 @@ class Connection:
             except SetupError as problem:
                 return await self.error(str(problem))
             await self.start(setup)
-        elif kind in ("play", "pause", "step", "reset") and self.session is None:
+        elif kind in ("play", "pause", "step", "reset", "code", "download") and self.session is None:
             await self.error("send a setup first")
         elif kind == "play":
             self.playing = True
@@ -90,6 +92,14 @@ class Connection:
         elif kind == "reset":
             self.playing = False
             await self.start(self.session.setup)
+        elif kind == "code":
+            async with self.lock:
+                await self.websocket.send_json({"type": "code", "code": self.session.code()})
+        elif kind == "download":
+            async with self.lock:
+                data = await asyncio.to_thread(self.session.model_file)
+            await self.websocket.send_json({"type": "model", "name": "playground.bp",
+                                            "data": base64.b64encode(data).decode()})
         else:
             await self.error(f"unknown message type {kind!r}")
 

@@ -149,6 +149,46 @@ class Session:
                 "test_loss": finite(self.history["val_loss"][-1]) if self.history["val_loss"] else None,
                 "grid": self.grid, "boundary": [round(float(p), 3) for p in probability]}
 
+    def code(self):
+        """Python that rebuilds this network and repeats its training so far on backprop, exactly."""
+        setup = self.setup
+        regularizer = f", kernel_regularizer=bp.regularizers.L2({setup['l2']!r})" if setup["l2"] else ""
+        layers = [f"    bp.layers.Input(shape=({len(setup['features'])},)),"]
+        for units in setup["layers"]:
+            layers.append(f"    bp.layers.Dense({units}, activation={setup['activation']!r}{regularizer}),")
+            if setup["dropout"]:
+                layers.append(f"    bp.layers.Dropout({setup['dropout']!r}),")
+        layers.append("    bp.layers.Dense(1),")
+        settings = {k: setup[k] for k in DEFAULTS}
+        return "\n".join([
+            "import backprop as bp",
+            "from backprop.playground.session import Session",
+            "",
+            "# the data, features and train/test split the page shows",
+            f"session = Session({settings!r})",
+            "x, y = session.features, session.y",
+            "train, test = session.train_rows, session.test_rows",
+            "",
+            f"bp.random.set_seed({setup['seed']})",
+            "model = bp.Sequential([", *layers, "])",
+            f"model.compile(optimizer=bp.optimizers.get({setup['optimizer']!r}, "
+            f"learning_rate={setup['learning_rate']!r}),",
+            "              loss=bp.losses.BinaryCrossentropy(from_logits=True))",
+            f"for epoch in range({self.epoch}):  # the page trains one epoch at a time",
+            f"    model.fit(x[train], y[train], epochs=1, batch_size={setup['batch_size']}, verbose=0,",
+            "              validation_data=(x[test], y[test]))",
+        ]) + "\n"
+
+    def model_file(self):
+        """The trained model as the bytes of a .bp file (bp.models.load_model opens it)."""
+        import os
+        import tempfile
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "playground.bp")
+            self.model.save(path)
+            with open(path, "rb") as handle:
+                return handle.read()
+
     def points(self):
         return {"type": "points", "span": SPAN, "x": np.round(self.raw_x, 3).tolist(), "y": self.y.astype(int).tolist(),
                 "test": sorted(int(i) for i in self.test_rows)}
