@@ -148,6 +148,11 @@ def test_in_a_real_browser_xor_is_learnt_while_you_watch(tmp_path):
             assert page.evaluate("document.getElementById('boundary').toDataURL()") != before
             assert page.inner_text("#error") == ""
             page.screenshot(path=str(tmp_path / "playground.png"))
+            assert "dataset=xor" in page.url  # the setup travels in the link
+            shared = browser.new_page()
+            shared.goto(page.url)
+            shared.wait_for_selector("text=Epoch 0", timeout=30_000)
+            assert shared.input_value("#dataset") == "xor"
             browser.close()
         assert (tmp_path / "playground.png").stat().st_size > 20_000
     finally:
