@@ -357,7 +357,7 @@ def _fit(config, model, data, patience, directory, verbose):
             shutil.rmtree(directory, ignore_errors=True)
         at = nan_guard.stopped_at
         losses = history.history.get("loss", []) + [float("nan")]
-        suggestion = suggest_learning_rate(config, data, dropout=0.0)
+        suggestion = range_test(config, data, dropout=0.0).suggestion
         raise NonFiniteLoss(f"the loss became {at['loss']} at epoch {at['epoch']}, batch {at['batch']}; nothing was "
                             f"written. Diagnosis: {bp.tools.diagnose_divergence(losses, config.lr, suggestion)} "
                             f"(--lr {suggestion:.2g})")
@@ -365,20 +365,17 @@ def _fit(config, model, data, patience, directory, verbose):
     return history, stopper
 
 
-def suggest_learning_rate(config, data, dropout, steps=100):
-    """The learning-rate range test's suggestion for this run's model, on a fresh copy of it."""
+def range_test(config, data, dropout, steps=100):
+    """The learning-rate range test (bp.tools.find_learning_rate) on a fresh copy of this run's model."""
     model = build_model(config, data.x_train.shape[1], data, dropout)
     y = data.preprocessor.scale_target(data.y_train)
-    return bp.tools.find_learning_rate(model, data.x_train, y, batch_size=config.batch_size, steps=steps).suggestion
+    return bp.tools.find_learning_rate(model, data.x_train, y, batch_size=config.batch_size, steps=steps)
 
 
 def learning_rate_curve(config, steps=100):
     """(curve, data) of the range test for the model ``backprop train`` would build with ``config``."""
     data = load_data(config)
-    dropout, _ = small_data_defaults(config, len(data.x_train))
-    model = build_model(config, data.x_train.shape[1], data, dropout)
-    y = data.preprocessor.scale_target(data.y_train)
-    return bp.tools.find_learning_rate(model, data.x_train, y, batch_size=config.batch_size, steps=steps), data
+    return range_test(config, data, small_data_defaults(config, len(data.x_train))[0], steps), data
 
 
 FINISHED_MODEL, FINISHED_STATE = "finished.bp", "finished.json"

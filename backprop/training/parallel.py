@@ -14,23 +14,32 @@ class DataParallelStep:
 
     def __init__(self, step, workers):
         self.step, self.workers = step, workers
-        step.reduce_gradients = self._reduce
         self._share = 1.0
         self._row = None  # the shape and dtype of one prediction, for a rank whose shard is empty
 
     def __call__(self, x, y, sample_weight=None):
         start, stop = self.workers.shard(len(x))
         self._share = (stop - start) / len(x)
-        if stop > start:
-            result = self.step(x[start:stop], y[start:stop], None if sample_weight is None else sample_weight[start:stop])
-            self._row = (result.y_pred.shape[1:], result.y_pred.dtype)
-        else:  # fewer examples than ranks: this one adds zeros, but joins every collective
-            params = self.step.model.parameters
-            zeros = [np.zeros_like(variable.data) for variable in params.variables]
-            result = self.step.update(zeros, np.zeros((), self.step.model.dtype),
-                                      np.empty((0,) + self._row[0], self._row[1]))
+        # The hook is set for this call only: the wrapped step is the model's own (kept between fits), and a
+        # later train_on_batch must not enter a collective.
+        self.step.reduce_gradients = self._reduce
+        try:
+            result = self._local_step(x[start:stop], y[start:stop],
+                                      None if sample_weight is None else sample_weight[start:stop])
+        finally:
+            self.step.reduce_gradients = None
         y_pred = self.workers.gather_rows(result.y_pred, self.workers.counts(len(x)), *self._row)
         return StepResult(result.loss, y_pred, result.applied)
+
+    def _local_step(self, x, y, sample_weight):
+        if len(x):
+            result = self.step(x, y, sample_weight)
+            self._row = (result.y_pred.shape[1:], result.y_pred.dtype)
+            return result
+        # fewer examples than ranks: this one adds zeros, but joins every collective
+        params = self.step.model.parameters
+        zeros = [np.zeros_like(variable.data) for variable in params.variables]
+        return self.step.update(zeros, np.zeros((), self.step.model.dtype), np.empty((0,) + self._row[0], self._row[1]))
 
     def _reduce(self, params, loss):
         """The hook TrainStep calls between its gradients and the update: weighted sums over the ranks."""

@@ -2,7 +2,7 @@
 
 Float64, shuffling, a validation split, a ragged last batch (101 training examples, batch 20), L2,
 Adam with a schedule, EarlyStopping and ReduceLROnPlateau; rank 0 writes OUT (.npz): weights and
-history. Options: {"fail_on_rank": r} raises on that rank after the first epoch; {"backup": dir,
+history (after one more train_on_batch, on rank 0 alone). Options: {"fail_on_rank": r} raises on that rank after the first epoch; {"backup": dir,
 "kill_at": n} backs up and SIGKILLs rank 1 after n batches; "shuffle" and "validation_split" change the fit.
 """
 import json
@@ -49,6 +49,7 @@ def main():
     history = model.fit(x, y, batch_size=20, epochs=12, validation_split=options.get("validation_split", 0.22),
                         shuffle=options.get("shuffle", True), verbose=0, callbacks=callbacks)
     if bp.distribute.is_main():
+        model.train_on_batch(x[:4], y[:4])  # rank 0 alone, after fit: must not wait in a collective
         np.savez(out, *model.get_weights(), history=json.dumps(history.history), size=bp.distribute.size())
 
 
