@@ -433,7 +433,7 @@ def cmd_playground(args):
     import socket
     try:
         import uvicorn
-        from backprop.playground.server import create_app
+        from backprop.playground.server import MAX_UPLOAD_MESSAGE, create_app
     except ImportError:
         raise BadInput("the playground needs Starlette and uvicorn: pip install 'backprop[playground]'") from None
     if args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -453,7 +453,7 @@ def cmd_playground(args):
         import webbrowser
         webbrowser.open(url)
     uvicorn.run(create_app(token, origins), host=args.host, port=port, log_level="warning",
-                ws_max_size=1 << 20)
+                ws_max_size=MAX_UPLOAD_MESSAGE)
 
 
 def cmd_lr_find(args):

@@ -32,6 +32,11 @@ def receive(ws, kind):
             return message
 
 
+def decoded(text):
+    import base64
+    return list(base64.b64decode(text))
+
+
 def test_the_page_needs_the_token(client):
     assert client.get("/").status_code == 403 and client.get("/?token=wrong").status_code == 403
     page = client.get(f"/?token={TOKEN}")
@@ -56,7 +61,7 @@ def test_a_setup_steps_and_plays(client):
         points = receive(ws, "points")
         assert len(points["x"]) == 300 and set(points["y"]) == {0, 1} and len(points["test"]) == 90
         first = receive(ws, "frame")
-        assert first["epoch"] == 0 and len(first["boundary"]) == first["grid"] ** 2
+        assert first["epoch"] == 0 and len(decoded(first["boundary"])) == first["grid"] ** 2
         ws.send_json({"type": "step"})
         stepped = receive(ws, "frame")
         assert stepped["epoch"] == 1 and stepped["train_loss"] > 0 and stepped["test_loss"] > 0
@@ -84,7 +89,22 @@ def test_a_setup_steps_and_plays(client):
     (json.dumps({"type": "setup", "path": "/tmp/x"}), "unknown setting(s): path"),
     (json.dumps({"type": "play"}), "send a setup first"),
     (json.dumps({"type": "shutdown"}), "unknown message type 'shutdown'"),
-    ("x" * 70_000, "the limit is 65536"),
+    (json.dumps({"type": "setup", "dataset": "x" * 70_000}), "the limit is 65536"),
+    ("x" * 11_000_000, "the limit is 65536 (an upload's: 5 MB of CSV)"),
+    (json.dumps({"type": "upload", "name": "big.csv", "text": "1,2,0\n" * 900_000}), "a CSV may have at most 5 MB"),
+    (json.dumps({"type": "upload", "name": "a.csv", "text": "x,y,label\n1,2,0\n3,oops,1\n"}),
+     "a.csv:3: column 'y' (2): cannot parse 'oops' as a number"),
+    (json.dumps({"type": "upload", "name": "a.csv", "text": "x,y,z,label\n" + "1,2,3,0\n" * 30}),
+     "3 feature columns; the playground takes 2"),
+    (json.dumps({"type": "upload", "name": 7, "text": None}), "an upload needs a file name and its text"),
+    (json.dumps({"type": "setup", "dataset": "csv"}), "upload a CSV file first"),
+    (json.dumps({"type": "setup", "problem": "regression", "dataset": "xor"}), "dataset must be one of plane"),
+    (json.dumps({"type": "setup", "problem": "regression", "dataset": "plane", "loss": "bce"}),
+     "loss must be one of mse"),
+    (json.dumps({"type": "setup", "regularization": "l3"}), "regularization must be one of none, l1, l2"),
+    (json.dumps({"type": "setup", "early_stopping": "yes"}), "early_stopping must be true or false"),
+    (json.dumps({"type": "setup", "patience": 0}), "patience must be a whole number in [1, 1000]"),
+    (json.dumps({"type": "setup", "features": ["x1", "x1"]}), "features must be a non-empty list of distinct"),
 ])
 def test_bad_messages_get_an_error_and_the_connection_goes_on(client, message, problem):
     with client.websocket_connect(f"/ws?token={TOKEN}") as ws:
@@ -147,6 +167,12 @@ def test_in_a_real_browser_xor_is_learnt_while_you_watch(tmp_path):
             page.get_by_role("button", name="Pause", exact=True).click()
             assert page.evaluate("document.getElementById('boundary').toDataURL()") != before
             assert page.inner_text("#error") == ""
+            blank = page.evaluate("(() => { const c = document.createElement('canvas'); c.width = 560; c.height = 600;"
+                                  " return c.toDataURL(); })()")
+            assert page.evaluate("document.getElementById('network').toDataURL()") != blank  # units and links drawn
+            with page.expect_download() as download:
+                page.get_by_role("button", name="Download model", exact=True).click()
+            download.value.save_as(tmp_path / "downloaded.bp")
             page.screenshot(path=str(tmp_path / "playground.png"))
             assert "dataset=xor" in page.url  # the setup travels in the link
             shared = browser.new_page()
@@ -155,6 +181,14 @@ def test_in_a_real_browser_xor_is_learnt_while_you_watch(tmp_path):
             assert shared.input_value("#dataset") == "xor"
             browser.close()
         assert (tmp_path / "playground.png").stat().st_size > 20_000
+        import numpy as np
+
+        import backprop as bp
+        from backprop.playground.session import Session, checked
+        session = Session(checked({"dataset": "xor"}))  # the page's defaults: the same data and features
+        model = bp.models.load_model(tmp_path / "downloaded.bp")
+        loss = model.evaluate(session.features[session.test_rows], session.y[session.test_rows], verbose=0)
+        assert loss < 0.1 and np.isfinite(model.predict(session.features)).all()
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -191,15 +225,21 @@ def test_closing_the_tab_stops_its_training_and_leaves_nothing_behind(client):
     assert threading.active_count() <= threads and grown < 500_000
 
 
-def test_the_code_panel_repeats_the_training_and_the_model_downloads(client, tmp_path):
+@pytest.mark.parametrize("setup", [
+    {"dataset": "moons", "points": 120, "layers": [5, 3], "regularization": "l2", "dropout": 0.1,
+     "features": ["x1", "x2", "x1*x2"], "optimizer": "rmsprop", "batch_size": 10},
+    {"dataset": "circle", "points": 100, "layers": [3], "loss": "mse", "regularization": "l1", "optimizer": "sgd"},
+    {"problem": "regression", "dataset": "multi_gauss", "points": 100, "loss": "mse", "layers": [4, 4, 2],
+     "activation": "relu", "optimizer": "adagrad", "early_stopping": True, "patience": 2},
+])
+def test_the_code_panel_repeats_the_training_and_the_model_downloads(client, tmp_path, setup):
     import base64
 
     import numpy as np
 
     import backprop as bp
     with client.websocket_connect(f"/ws?token={TOKEN}") as ws:
-        ws.send_json({"type": "setup", "dataset": "moons", "points": 120, "layers": [5, 3], "l2": 0.001,
-                      "dropout": 0.1, "features": ["x1", "x2", "x1*x2"], "optimizer": "rmsprop", "batch_size": 10})
+        ws.send_json({"type": "setup", **setup})
         receive(ws, "frame")
         for _ in range(3):
             ws.send_json({"type": "step"})
@@ -218,3 +258,129 @@ def test_the_code_panel_repeats_the_training_and_the_model_downloads(client, tmp
     x, test = namespace["x"], namespace["test"]
     loss = downloaded.evaluate(x[test], namespace["y"][test], verbose=0, batch_size=1000)
     assert loss == pytest.approx(frame["test_loss"], rel=1e-5)  # and predicts what the page shows
+
+
+def test_each_hidden_unit_and_link_is_what_the_network_computes():
+    import numpy as np
+
+    from backprop.playground.session import GRID, THUMBNAIL, Session, checked
+    session = Session(checked({"dataset": "circle", "layers": [3, 2], "features": ["x1", "x2", "x1^2"],
+                               "activation": "tanh"}))
+    session.train(epochs=3)
+    frame = session.frame()
+    dense = [layer for layer in session.model.layers if hasattr(layer, "kernel")]
+    assert [len(layer) for layer in frame["units"]] == [3, 2]
+    assert [np.array(w).shape for w in frame["weights"]] == [(3, 3), (3, 2), (2, 1)]
+    np.testing.assert_allclose(frame["weights"][1], dense[1].kernel.numpy(), atol=5e-4)
+    rows = np.zeros((GRID, GRID), bool)
+    rows[::GRID // THUMBNAIL, ::GRID // THUMBNAIL] = True
+    inputs = session.grid_features[rows.ravel()]
+    first = np.tanh(inputs @ dense[0].kernel.numpy() + dense[0].bias.numpy())
+    for unit in range(3):
+        expected = (first[:, unit] / np.abs(first[:, unit]).max() + 1) / 2 * 255
+        np.testing.assert_allclose(decoded(frame["units"][0][unit]), expected, atol=1.0)
+    logits = np.tanh(first @ dense[1].kernel.numpy() + dense[1].bias.numpy()) @ dense[2].kernel.numpy()
+    probability = 1 / (1 + np.exp(-(logits[:, 0] + dense[2].bias.numpy()[0])))
+    np.testing.assert_allclose(np.array(decoded(frame["boundary"])).reshape(GRID, GRID)[rows], probability * 255,
+                               atol=1.0)
+
+
+def test_early_stopping_stops_play_after_patience_epochs_without_a_better_test_loss(client):
+    import numpy as np
+    with client.websocket_connect(f"/ws?token={TOKEN}") as ws:
+        ws.send_json({"type": "setup", "dataset": "gauss", "noise": 0.6, "points": 200, "layers": [16, 16],
+                      "learning_rate": 0.05, "early_stopping": True, "patience": 4})
+        receive(ws, "frame")
+        ws.send_json({"type": "play"})
+        frame = receive(ws, "frame")
+        deadline = time.monotonic() + 60
+        while frame["stopped_at"] is None and time.monotonic() < deadline:
+            frame = receive(ws, "frame")
+        assert frame["stopped_at"] == frame["epoch"] and frame["stopped_at"] - frame["best_epoch"] == 4
+        ws.send_json({"type": "step"})  # stopped: nothing more trains until Reset
+        assert receive(ws, "frame")["epoch"] == frame["epoch"]
+        ws.send_json({"type": "code"})
+        assert f"stopped the page after epoch {frame['stopped_at']}" in receive(ws, "code")["code"]
+    from backprop.playground.session import Session, checked
+    session = Session(checked({"dataset": "gauss", "noise": 0.6, "points": 200, "layers": [16, 16],
+                               "learning_rate": 0.05, "early_stopping": True, "patience": 4}))
+    session.train(epochs=1000)
+    losses = np.array(session.history["val_loss"])
+    best = int(np.argmin(losses))
+    assert session.stopped_at == len(losses) == best + 5 and (losses[best + 1:] >= losses[best]).all()
+    assert (np.minimum.accumulate(losses)[:best] > losses[best]).all()
+
+
+@pytest.mark.parametrize("dataset", ["plane", "multi_gauss"])
+def test_regression_learns_the_surface_with_squared_error(dataset):
+    import numpy as np
+
+    import backprop as bp
+    from backprop.playground.session import Session, checked
+    session = Session(checked({"problem": "regression", "dataset": dataset, "loss": "mse", "noise": 0,
+                               "layers": [8, 8], "learning_rate": 0.01, "points": 500}))
+    assert isinstance(session.model.loss, bp.losses.MeanSquaredError)
+    start = np.var(session.y[session.test_rows])
+    session.train(epochs=40)
+    assert session.history["val_loss"][-1] < 0.2 * start  # a fifth of the constant predictor's error
+    assert session.points()["problem"] == "regression"
+
+
+def test_a_csv_upload_trains_and_its_code_reads_the_same_file(client, tmp_path, monkeypatch):
+    import base64
+
+    import numpy as np
+
+    import backprop as bp
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(150, 2))
+    lines = ["height,weight,passed"] + [f"{a:.4f},{b:.4f},{'yes' if a + b > 0 else 'no'}" for a, b in x]
+    text = "\n".join(lines) + "\n"
+    with client.websocket_connect(f"/ws?token={TOKEN}") as ws:
+        ws.send_json({"type": "upload", "name": "exam.csv", "text": text})
+        assert receive(ws, "uploaded") == {"type": "uploaded", "name": "exam.csv", "rows": 150}
+        ws.send_json({"type": "setup", "dataset": "csv", "layers": [4], "test_ratio": 0.2})
+        points = receive(ws, "points")
+        assert len(points["x"]) == 150 and sum(points["y"]) == int((x.sum(1) > 0).sum())  # "yes" is class 1
+        for _ in range(5):
+            ws.send_json({"type": "step"})
+            frame = receive(ws, "frame")
+        assert frame["test_loss"] < 0.5
+        ws.send_json({"type": "code"})
+        code = receive(ws, "code")["code"]
+        ws.send_json({"type": "download"})
+        downloaded = receive(ws, "model")
+        ws.send_json({"type": "setup", "problem": "regression", "dataset": "csv", "loss": "mse"})
+        first = "yes" if x[0].sum() > 0 else "no"
+        assert f"exam.csv:2: column 'passed' (3): cannot parse '{first}' as a number" in receive(ws, "points")["message"]
+    (tmp_path / "exam.csv").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(code, "playground_code.py", "exec"), namespace)
+    (tmp_path / "m.bp").write_bytes(base64.b64decode(downloaded["data"]))
+    for mine, theirs in zip(namespace["model"].get_weights(), bp.models.load_model(tmp_path / "m.bp").get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_an_upload_with_more_than_two_classes_is_refused_for_classification(client):
+    text = "a,b,kind\n" + "".join(f"{i},{i % 7},{'xyz'[i % 3]}\n" for i in range(40))
+    with client.websocket_connect(f"/ws?token={TOKEN}") as ws:
+        ws.send_json({"type": "upload", "name": "three.csv", "text": text})
+        receive(ws, "uploaded")
+        ws.send_json({"type": "setup", "dataset": "csv"})
+        assert "the target has 3 classes" in receive(ws, "points")["message"]
+
+
+def test_the_page_offers_every_activation_optimizer_and_feature(client):
+    import backprop as bp
+    from backprop.playground.session import FEATURES, OPTIMIZERS
+    page = client.get(f"/?token={TOKEN}").text
+    for name in set(bp.activations.ACTIVATIONS) - {"softmax", "log_softmax"}:
+        assert f"<option>{name}</option>" in page
+    for name in OPTIMIZERS:
+        assert f"<option>{name}</option>" in page
+    for name in FEATURES:
+        assert f'"{name}"' in page
+    for label in ("Problem", "CSV file", "Regularization", "Regularization rate", "Early stopping", "Patience",
+                  "Add layer", "Remove layer", "Dropout", "Batch size", "Learning rate"):
+        assert label in page

@@ -49,14 +49,17 @@ def check_readable(path, what="data file"):
     return path
 
 
-def read_rows(path, delimiter=None):
-    """(line number, fields) for every non-blank row; BOM and CRLF handled, quotes respected."""
-    path = check_readable(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            text = handle.read()
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not a UTF-8 text file ({error.reason} at byte {error.start})") from None
+def read_rows(path, delimiter=None, text=None):
+    """(line number, fields) for every non-blank row; BOM and CRLF handled, quotes respected. ``text``, when
+    given, is the file's content already read (an upload); ``path`` then only names it in messages."""
+    if text is None:
+        path = check_readable(path)
+        try:
+            with open(path, newline="", encoding="utf-8-sig") as handle:
+                text = handle.read()
+        except UnicodeDecodeError as error:
+            raise DataError(f"{path}: not a UTF-8 text file ({error.reason} at byte {error.start})") from None
+    text = text.removeprefix("\ufeff")
     if delimiter is None:
         first = next((line for line in text.splitlines() if line.strip()), "")
         delimiter = ";" if first.count(";") > first.count(",") else ","
@@ -126,15 +129,16 @@ def parse_target(rows, index, name, path, task, classes=None):
     return _target(rows, index, name, path, task, classes)
 
 
-def load_csv(path, target=None, delimiter=None, header="auto", missing="error", task="auto", classes=None):
+def load_csv(path, target=None, delimiter=None, header="auto", missing="error", task="auto", classes=None, text=None):
     """Read ``path`` into a Table. ``target`` is a column name or index (default: the last column).
 
     Missing cells (empty, NA, ?, nan ...) are an error unless ``missing="drop"`` drops their rows.
     A non-numeric target is categorical: its values become class indices (``Table.classes``).
     ``task`` is "classification", "regression" or "auto" (integers with at most 20 values: classification).
+    ``text`` is the file's content when it was read already (an upload named ``path``).
     """
     path = os.fspath(path)
-    rows = read_rows(path, delimiter)
+    rows = read_rows(path, delimiter, text)
     if not rows:
         raise DataError(f"{path}: no data rows (the file is empty)")
     if header is True or (header == "auto" and _has_header(rows[0][1])):

@@ -2,10 +2,11 @@
 
 Every request needs the per-run token; WebSocket connections whose Origin is another site are refused,
 so a page elsewhere cannot drive training here. Messages are JSON, at most 64 kB:
-``{"type": "setup", ...settings}``, ``play``, ``pause``, ``step`` (one epoch), ``reset``, ``code`` and
-``download``. The server answers with ``points`` (the data), ``frame`` (epoch, losses, the output over
-a grid), ``code`` (Python that repeats the training), ``model`` (a .bp file, base64) or ``error``; a
-bad message never stops the server or the connection.
+``{"type": "setup", ...settings}``, ``upload`` (a CSV's name and text, at most 5 MB), ``play``, ``pause``,
+``step`` (one epoch), ``reset``, ``code`` and ``download``. The server answers with ``points`` (the data),
+``frame`` (epoch, losses, the output and hidden units over a grid, the weights), ``uploaded``, ``code``
+(Python that repeats the training), ``model`` (a .bp file, base64) or ``error``; a bad message never stops
+the server or the connection.
 """
 import asyncio
 import base64
@@ -13,10 +14,17 @@ import hmac
 import json
 from pathlib import Path
 
-from backprop.playground.session import Session, SetupError, checked
+from backprop.playground.session import (
+    LIMITS,
+    Session,
+    SetupError,
+    checked,
+    read_upload,
+)
 
 MAX_MESSAGE = 64 * 1024
-FRAME_SECONDS = 0.04  # training between two frames while playing: about 25 frames a second
+MAX_UPLOAD_MESSAGE = 2 * LIMITS["upload_bytes"] + MAX_MESSAGE  # JSON may escape a CSV's text to twice its size
+FRAME_SECONDS = 0.03  # training between two frames while playing: about 25 frames a second with the frame
 
 
 def create_app(token, allowed_origins=()):
@@ -50,7 +58,7 @@ class Connection:
     """One tab: its session, whether it plays, and the lock that keeps one training at a time."""
 
     def __init__(self, websocket):
-        self.websocket, self.session, self.playing = websocket, None, False
+        self.websocket, self.session, self.playing, self.upload = websocket, None, False, None
         self.lock, self.wake = asyncio.Lock(), asyncio.Event()
 
     async def serve(self):
@@ -66,19 +74,23 @@ class Connection:
             player.cancel()
 
     async def handle(self, text):
-        if len(text) > MAX_MESSAGE:
-            return await self.error(f"message of {len(text)} bytes; the limit is {MAX_MESSAGE}")
+        too_long = f"message of {len(text)} bytes; the limit is {MAX_MESSAGE} (an upload's: 5 MB of CSV)"
+        if len(text) > MAX_UPLOAD_MESSAGE:
+            return await self.error(too_long)
         try:
             message = json.loads(text)
         except json.JSONDecodeError as problem:
             return await self.error(f"not JSON: {problem}")
         kind = message.get("type") if isinstance(message, dict) else None
+        if kind != "upload" and len(text) > MAX_MESSAGE:
+            return await self.error(too_long)
         if kind == "setup":
             try:
-                setup = checked(message)
+                await self.start(checked(message))
             except SetupError as problem:
                 return await self.error(str(problem))
-            await self.start(setup)
+        elif kind == "upload":
+            await self.receive_upload(message)
         elif kind in ("play", "pause", "step", "reset", "code", "download") and self.session is None:
             await self.error("send a setup first")
         elif kind == "play":
@@ -94,7 +106,8 @@ class Connection:
             await self.start(self.session.setup)
         elif kind == "code":
             async with self.lock:
-                await self.websocket.send_json({"type": "code", "code": self.session.code()})
+                code = self.session.code(self.upload[0] if self.upload else None)
+            await self.websocket.send_json({"type": "code", "code": code})
         elif kind == "download":
             async with self.lock:
                 data = await asyncio.to_thread(self.session.model_file)
@@ -103,17 +116,31 @@ class Connection:
         else:
             await self.error(f"unknown message type {kind!r}")
 
+    async def receive_upload(self, message):
+        """Check a CSV now (both problems' readings may be asked for later) and keep it for setups."""
+        name, text = message.get("name"), message.get("text")
+        try:
+            rows = len((await asyncio.to_thread(read_upload, name, text))[1])
+        except SetupError as problem:
+            return await self.error(str(problem))
+        self.upload = (name, text)
+        await self.websocket.send_json({"type": "uploaded", "name": name, "rows": rows})
+
     async def start(self, setup):
         async with self.lock:
-            self.session = await asyncio.to_thread(Session, setup)
-        await self.websocket.send_json(self.session.points())
-        await self.websocket.send_json(self.session.frame())
+            session = await asyncio.to_thread(Session, setup, self.upload)
+            self.session = session
+            points, frame = await asyncio.to_thread(lambda: (session.points(), session.frame()))
+        await self.websocket.send_json(points)
+        await self.websocket.send_json(frame)
 
     async def train(self, epochs=1, seconds=None):
         async with self.lock:
             session = self.session
             await asyncio.to_thread(session.train, epochs, seconds)
             frame = await asyncio.to_thread(session.frame)
+        if session.stopped_at is not None:
+            self.playing = False  # early stopping ends play; Reset starts again
         await self.websocket.send_json(frame)
 
     async def play(self):

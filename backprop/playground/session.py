@@ -1,46 +1,34 @@
 """One playground connection's training: a setup checked against bounds, the model it builds, epochs on
-demand, and frames (epoch, losses, the output over a grid) for the page."""
+demand with optional early stopping, and frames (losses, the output and every hidden unit over a grid,
+the weights) for the page."""
+import base64
 import math
+import pprint
 import time
 
 import numpy as np
 
 import backprop as bp
+from backprop.datasets import csv_reader
+from backprop.playground import data
+from backprop.saving.model_file import model_bytes
 
-DATASETS = {"circle": lambda n, noise, seed: bp.datasets.circles(n, noise=noise * 0.5, seed=seed),
-            "xor": lambda n, noise, seed: _xor(n, noise, seed),
-            "moons": lambda n, noise, seed: bp.datasets.moons(n, noise=noise, seed=seed),
-            "spiral": lambda n, noise, seed: bp.datasets.spirals(n, noise=noise, seed=seed),
-            "gauss": lambda n, noise, seed: _gauss(n, noise, seed),
-            "pass_fail": lambda n, noise, seed: bp.datasets.pass_fail(n, seed=seed)}
 FEATURES = {"x1": lambda a, b: a, "x2": lambda a, b: b, "x1^2": lambda a, b: a * a, "x2^2": lambda a, b: b * b,
             "x1*x2": lambda a, b: a * b, "sin(x1)": lambda a, b: np.sin(a), "sin(x2)": lambda a, b: np.sin(b)}
 OPTIMIZERS = ("sgd", "adam", "adamw", "adagrad", "rmsprop", "adadelta")
+LOSSES = {"classification": ("bce", "mse"), "regression": ("mse",)}
+REGULARIZERS = {"none": None, "l1": bp.regularizers.L1, "l2": bp.regularizers.L2}
 SPAN = 2.5  # the page shows standardised inputs in [-SPAN, SPAN]
-LIMITS = {"layers": 8, "units": 64, "points": 10_000, "grid": 60}
-DEFAULTS = {"dataset": "xor", "points": 400, "noise": 0.1, "test_ratio": 0.3, "features": ["x1", "x2"],
-            "layers": [4, 4], "activation": "tanh", "optimizer": "adam", "learning_rate": 0.03, "batch_size": 16,
-            "l2": 0.0, "dropout": 0.0, "seed": 0}
+GRID, THUMBNAIL = 40, 20  # cells across the output's view and each hidden unit's thumbnail
+LIMITS = {"layers": 8, "units": 64, "points": 10_000, "upload_bytes": 5 << 20}
+DEFAULTS = {"problem": "classification", "dataset": "xor", "points": 400, "noise": 0.1, "test_ratio": 0.3,
+            "features": ["x1", "x2"], "layers": [4, 4], "activation": "tanh", "loss": "bce", "optimizer": "adam",
+            "learning_rate": 0.03, "batch_size": 16, "regularization": "none", "regularization_rate": 0.001,
+            "dropout": 0.0, "early_stopping": False, "patience": 20, "seed": 0}
 
 
 class SetupError(ValueError):
     """A setup outside the playground's bounds; the message names the field."""
-
-
-def _xor(n, noise, seed):
-    """The Playground's xor: quadrants kept a little apart from the axes, labels from the clean points."""
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(-1, 1, size=(n, 2))
-    x += np.sign(x) * 0.15
-    y = ((x[:, 0] > 0) != (x[:, 1] > 0)).astype(np.int64)
-    return (x + 0.3 * noise * rng.normal(size=(n, 2))).astype(np.float32), y
-
-
-def _gauss(n, noise, seed):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 2, n)
-    x = rng.normal(0, 0.5 + 2 * noise, size=(n, 2)) + np.where(y[:, None] == 1, 1.5, -1.5)
-    return x.astype(np.float32), y
 
 
 def _number(setup, key, low, high, whole=False):
@@ -51,6 +39,11 @@ def _number(setup, key, low, high, whole=False):
     return int(value) if whole else float(value)
 
 
+def _one_of(setup, key, choices):
+    if setup[key] not in choices:
+        raise SetupError(f"{key} must be one of {', '.join(choices)}, got {setup[key]!r}")
+
+
 def checked(message):
     """The setup from a page message, every field bounded; unknown fields are an error."""
     if not isinstance(message, dict):
@@ -59,8 +52,8 @@ def checked(message):
     if unknown:
         raise SetupError(f"unknown setting(s): {', '.join(unknown)}")
     setup = {**DEFAULTS, **{k: v for k, v in message.items() if k != "type"}}
-    if setup["dataset"] not in DATASETS:
-        raise SetupError(f"dataset must be one of {', '.join(DATASETS)}, got {setup['dataset']!r}")
+    _one_of(setup, "problem", tuple(LOSSES))
+    _one_of(setup, "dataset", (*data.DATASETS[setup["problem"]], "csv"))
     layers = setup["layers"]
     if not isinstance(layers, list) or len(layers) > LIMITS["layers"]:
         raise SetupError(f"layers must be a list of at most {LIMITS['layers']} hidden layer sizes")
@@ -68,127 +61,259 @@ def checked(message):
         if isinstance(units, bool) or not isinstance(units, int) or not 1 <= units <= LIMITS["units"]:
             raise SetupError(f"each hidden layer needs 1 to {LIMITS['units']} units, got {units!r}")
     features = setup["features"]
-    if not isinstance(features, list) or not features or any(f not in FEATURES for f in features):
-        raise SetupError(f"features must be a non-empty list of {', '.join(FEATURES)}")
+    if not isinstance(features, list) or not features or any(f not in FEATURES for f in features) \
+            or len(set(features)) != len(features):
+        raise SetupError(f"features must be a non-empty list of distinct names from {', '.join(FEATURES)}")
     if setup["activation"] not in bp.activations.ACTIVATIONS or setup["activation"] in ("softmax", "log_softmax"):
         raise SetupError(f"unknown activation {setup['activation']!r}")
-    if setup["optimizer"] not in OPTIMIZERS:
-        raise SetupError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
-    setup["points"] = _number(setup, "points", 20, LIMITS["points"], whole=True)
-    setup["batch_size"] = _number(setup, "batch_size", 1, 1000, whole=True)
-    setup["seed"] = _number(setup, "seed", 0, 2**31 - 1, whole=True)
-    for key, low, high in (("noise", 0, 1), ("test_ratio", 0.05, 0.9), ("learning_rate", 1e-6, 10), ("l2", 0, 1),
-                           ("dropout", 0, 0.9)):
+    _one_of(setup, "loss", LOSSES[setup["problem"]])
+    _one_of(setup, "optimizer", OPTIMIZERS)
+    _one_of(setup, "regularization", tuple(REGULARIZERS))
+    if not isinstance(setup["early_stopping"], bool):
+        raise SetupError(f"early_stopping must be true or false, got {setup['early_stopping']!r}")
+    for key, low, high in (("points", 20, LIMITS["points"]), ("batch_size", 1, 1000), ("patience", 1, 1000),
+                           ("seed", 0, 2**31 - 1)):
+        setup[key] = _number(setup, key, low, high, whole=True)
+    for key, low, high in (("noise", 0, 1), ("test_ratio", 0.05, 0.9), ("learning_rate", 1e-6, 10),
+                           ("regularization_rate", 0, 1), ("dropout", 0, 0.9)):
         setup[key] = _number(setup, key, low, high)
     return setup
 
 
-class Session:
-    """The model, data and progress of one connection's training."""
+def read_upload(name, text, problem=None):
+    """(x, y) from an uploaded CSV: two feature columns and a target (the last), a header optional.
+    Classification needs exactly two classes; a regression target is standardised; without a ``problem``
+    the file is only checked (y is then its target as read)."""
+    if not isinstance(name, str) or not isinstance(text, str):
+        raise SetupError("an upload needs a file name and its text")
+    if len(text.encode()) > LIMITS["upload_bytes"]:
+        raise SetupError(f"{name}: {len(text.encode()) / 2**20:.1f} MB; a CSV may have at most 5 MB")
+    try:
+        table = csv_reader.load_csv(name, text=text, task=problem or "auto")
+    except (csv_reader.DataError, ValueError) as problem_found:
+        raise SetupError(str(problem_found)) from None
+    if table.x.shape[1] != 2:
+        raise SetupError(f"{name}: {table.x.shape[1]} feature columns; the playground takes 2 and a target (the last)")
+    if not 20 <= len(table.y) <= LIMITS["points"]:
+        raise SetupError(f"{name}: {len(table.y)} rows; the playground takes 20 to {LIMITS['points']}")
+    if problem is None:
+        return table.x, table.y
+    if problem == "classification":
+        if len(np.unique(table.y)) != 2:
+            raise SetupError(f"{name}: the target has {len(np.unique(table.y))} classes; classification here "
+                             "needs exactly 2 (or choose regression)")
+        return table.x, (table.y == table.y.max()).astype(np.float32)
+    y = table.y.astype(np.float64)
+    return table.x, ((y - y.mean()) / max(y.std(), 1e-12)).astype(np.float32)
 
-    def __init__(self, setup, grid=40):
-        self.setup, self.grid = setup, grid
-        x, y = DATASETS[setup["dataset"]](setup["points"], setup["noise"], setup["seed"])
+
+def _bytes(values):
+    """Values in [0, 1] as base64 of one byte each: the page's colour scale, a quarter of JSON's size."""
+    return base64.b64encode(np.round(np.clip(values, 0, 1) * 255).astype(np.uint8).tobytes()).decode()
+
+
+def _unit_colours(outputs):
+    """Each column of ``outputs`` scaled by its largest magnitude to [0, 1] (0.5 is zero)."""
+    scale = np.abs(outputs).max(axis=0).clip(1e-12)
+    return (outputs / scale + 1) / 2
+
+
+class Call:
+    """A call of a backprop function by its dotted name, kept as data so that one description both makes
+    the object (``make``) and shows the code that makes it (``source``)."""
+
+    def __init__(self, name, *args, **kwargs):
+        self.name, self.args, self.kwargs = name, args, kwargs
+
+    def make(self):
+        function = bp
+        for part in self.name.split("."):
+            function = getattr(function, part)
+        made = lambda value: value.make() if isinstance(value, Call) else value  # noqa: E731
+        return function(*map(made, self.args), **{key: made(value) for key, value in self.kwargs.items()})
+
+    def source(self):
+        shown = lambda value: value.source() if isinstance(value, Call) else repr(value)  # noqa: E731
+        arguments = [*map(shown, self.args), *(f"{key}={shown(value)}" for key, value in self.kwargs.items())]
+        return f"bp.{self.name}({', '.join(arguments)})"
+
+
+class Session:
+    """The model, data and progress of one connection's training; ``upload`` is (name, text) of a CSV."""
+
+    def __init__(self, setup, upload=None):
+        self.setup = setup
+        if setup["dataset"] == "csv":
+            if upload is None:
+                raise SetupError("upload a CSV file first")
+            x, y = read_upload(*upload, setup["problem"])
+        else:
+            x, y = data.DATASETS[setup["problem"]][setup["dataset"]](setup["points"], setup["noise"], setup["seed"])
         x = np.asarray(x, np.float64)
         self.raw_x = (x - x.mean(0)) / x.std(0).clip(1e-9)  # standardised: one view fits every dataset
-        self.y = (np.asarray(y) > 0).astype(np.float32)
-        n_test = max(1, int(round(len(self.y) * setup["test_ratio"])))
+        self.y = np.asarray(y, np.float32)
+        n_test = max(1, round(len(self.y) * setup["test_ratio"]))
         order = np.random.default_rng(setup["seed"]).permutation(len(self.y))
         self.test_rows, self.train_rows = order[:n_test], order[n_test:]
         self.features = self.featurize(self.raw_x)
         self.model = self.build()
-        self.epoch, self.history = 0, {"loss": [], "val_loss": []}
-        span = np.linspace(-SPAN, SPAN, grid)
+        self.epoch, self.stopped_at, self.shown = 0, None, 0  # shown: epochs whose losses a frame has carried
+        self.history = {"loss": [], "val_loss": []}
+        span = np.linspace(-SPAN, SPAN, GRID)
         a, b = np.meshgrid(span, span)
-        self.grid_features = self.featurize(np.stack([a.ravel(), b.ravel()], axis=1))
+        self.grid_raw = np.stack([a.ravel(), b.ravel()], axis=1)
+        self.grid_features = self.featurize(self.grid_raw)
 
     def featurize(self, raw):
         return np.stack([FEATURES[name](raw[:, 0], raw[:, 1]) for name in self.setup["features"]],
                         axis=1).astype(np.float32)
 
-    def build(self):
+    def _layers(self):
+        """The network as calls: ``build`` makes them, the Code panel shows their source."""
         setup = self.setup
-        bp.random.set_seed(setup["seed"])
-        regularizer = bp.regularizers.L2(setup["l2"]) if setup["l2"] else None
-        layers = [bp.layers.Input(shape=(len(setup["features"]),))]
+        rate, kind = setup["regularization_rate"], setup["regularization"]
+        regularizer = {"kernel_regularizer": Call(f"regularizers.{kind.upper()}", rate)} if kind != "none" and rate else {}
+        calls = [Call("layers.Input", shape=(len(setup["features"]),))]
         for units in setup["layers"]:
-            layers.append(bp.layers.Dense(units, activation=setup["activation"], kernel_regularizer=regularizer))
+            calls.append(Call("layers.Dense", units, activation=setup["activation"], **regularizer))
             if setup["dropout"]:
-                layers.append(bp.layers.Dropout(setup["dropout"]))
-        layers.append(bp.layers.Dense(1))
-        model = bp.Sequential(layers)
-        model.compile(optimizer=bp.optimizers.get(setup["optimizer"], learning_rate=setup["learning_rate"]),
-                      loss=bp.losses.BinaryCrossentropy(from_logits=True))
+                calls.append(Call("layers.Dropout", setup["dropout"]))
+        calls.append(Call("layers.Dense", 1, activation="sigmoid") if self._sigmoid_output else Call("layers.Dense", 1))
+        return calls
+
+    @property
+    def _sigmoid_output(self):
+        return self.setup["problem"] == "classification" and self.setup["loss"] == "mse"
+
+    def _loss(self):
+        return Call("losses.BinaryCrossentropy", from_logits=True) if self.setup["loss"] == "bce" \
+            else Call("losses.MeanSquaredError")
+
+    def _optimizer(self):
+        return Call("optimizers.get", self.setup["optimizer"], learning_rate=self.setup["learning_rate"])
+
+    def build(self):
+        bp.random.set_seed(self.setup["seed"])
+        model = bp.Sequential([call.make() for call in self._layers()])
+        model.compile(optimizer=self._optimizer().make(), loss=self._loss().make())
         return model
 
     def train(self, epochs=1, seconds=None):
-        """Train ``epochs`` epochs, or as many as fit in ``seconds``; returns how many ran."""
+        """Train ``epochs`` epochs, or as many as fit in ``seconds``, until early stopping; returns how many ran."""
         start, ran = time.perf_counter(), 0
-        x, y = self.features, self.y
-        while ran < epochs or (seconds is not None and time.perf_counter() - start < seconds):
+        x, y, train, test = self.features, self.y, self.train_rows, self.test_rows
+        while self.stopped_at is None and (ran < epochs or (seconds is not None and time.perf_counter() - start < seconds)):
             with np.errstate(all="ignore"):
-                history = self.model.fit(x[self.train_rows], y[self.train_rows], epochs=1, verbose=0,
-                                         batch_size=self.setup["batch_size"],
-                                         validation_data=(x[self.test_rows], y[self.test_rows]), allow_nonfinite=True)
+                history = self.model.fit(x[train], y[train], epochs=1, verbose=0, batch_size=self.setup["batch_size"],
+                                         allow_nonfinite=True)
+                test_loss = self.model.evaluate(x[test], y[test], batch_size=len(test), verbose=0)
             self.epoch += 1
             ran += 1
-            for key in self.history:
-                self.history[key].append(history.history[key][0])
-            if seconds is None and ran >= epochs:
-                break
+            self.history["loss"].append(history.history["loss"][0])
+            self.history["val_loss"].append(float(test_loss))
+            self._check_early_stopping()
         return ran
 
+    @property
+    def best_epoch(self):
+        """The epoch (counted from 1) with the lowest finite test loss, or None."""
+        losses = np.array(self.history["val_loss"], dtype=np.float64)
+        finite = np.isfinite(losses)
+        return int(np.argmin(np.where(finite, losses, np.inf))) + 1 if finite.any() else None
+
+    def _check_early_stopping(self):
+        """Keras' rule: stop when the test loss has not improved for ``patience`` epochs."""
+        if self.setup["early_stopping"] and self.epoch - (self.best_epoch or 0) >= self.setup["patience"]:
+            self.stopped_at = self.epoch
+
+    def _outputs(self, inputs):
+        """Each hidden Dense layer's outputs and the model's output for ``inputs``, in inference mode."""
+        hidden = []
+        with bp.no_grad(), np.errstate(all="ignore"):
+            value = bp.Tensor(inputs)
+            for layer in self.model.layers:
+                value = layer(value, training=False)
+                if isinstance(layer, bp.layers.Dense):
+                    hidden.append(value.numpy())
+        return hidden[:-1], hidden[-1][:, 0]
+
+    def colour(self, output):
+        """The output as the page's colour scale: class 1's probability, or the target's range."""
+        if self.setup["problem"] == "regression":
+            low, high = float(self.y.min()), float(self.y.max())
+            return (output - low) / max(high - low, 1e-12)
+        return output if self._sigmoid_output else 1 / (1 + np.exp(-np.clip(output, -60, 60)))
+
     def frame(self):
-        """What the page draws: epoch, losses and the output probability over the grid."""
-        with np.errstate(all="ignore"):
-            logits = self.model.predict(self.grid_features, batch_size=4096)[:, 0]
-        probability = 1 / (1 + np.exp(-np.clip(logits, -60, 60)))
+        """What the page draws: epoch, the losses of the epochs since the last frame, the best and stopping
+        epochs, the output over the grid, each hidden unit's output as a thumbnail (its own scale) and the
+        weights of every link."""
+        hidden, output = self._outputs(self.grid_features)
+        step = GRID // THUMBNAIL
+        thumbnail = np.zeros((GRID, GRID), bool)
+        thumbnail[::step, ::step] = True
         finite = lambda v: v if math.isfinite(v) else None  # noqa: E731 - JSON has no NaN
-        return {"type": "frame", "epoch": self.epoch,
+        kernels = [layer.kernel.numpy() for layer in self.model.layers if isinstance(layer, bp.layers.Dense)]
+        first, self.shown = self.shown, self.epoch
+        return {"type": "frame", "epoch": self.epoch, "first_epoch": first + 1,
+                "train_losses": [finite(v) for v in self.history["loss"][first:]],
+                "test_losses": [finite(v) for v in self.history["val_loss"][first:]],
                 "train_loss": finite(self.history["loss"][-1]) if self.history["loss"] else None,
                 "test_loss": finite(self.history["val_loss"][-1]) if self.history["val_loss"] else None,
-                "grid": self.grid, "boundary": [round(float(p), 3) for p in probability]}
+                "best_epoch": self.best_epoch, "stopped_at": self.stopped_at,
+                "grid": GRID, "boundary": _bytes(np.nan_to_num(self.colour(output), nan=0.5)),
+                "thumbnail": THUMBNAIL,
+                "units": [[_bytes(column) for column in np.nan_to_num(_unit_colours(h[thumbnail.ravel()])).T]
+                          for h in hidden],
+                "weights": [np.nan_to_num(np.round(k.astype(np.float64), 3)).tolist() for k in kernels]}
 
-    def code(self):
+    def points(self):
+        """The data (colours on the page's scale), and each input feature over the thumbnail grid."""
+        raw = self.grid_raw.reshape(GRID, GRID, 2)[::GRID // THUMBNAIL, ::GRID // THUMBNAIL].reshape(-1, 2)
+        return {"type": "points", "span": SPAN, "problem": self.setup["problem"],
+                "x": np.round(self.raw_x, 3).tolist(), "y": np.round(self.colour_of_targets(), 3).tolist(),
+                "test": sorted(int(i) for i in self.test_rows), "features": self.setup["features"],
+                "thumbnail": THUMBNAIL,
+                "feature_maps": [_bytes(column) for column in _unit_colours(self.featurize(raw).astype(np.float64)).T]}
+
+    def colour_of_targets(self):
+        if self.setup["problem"] == "regression":
+            return self.colour(self.y.astype(np.float64))
+        return self.y
+
+    def code(self, upload_name=None):
         """Python that rebuilds this network and repeats its training so far on backprop, exactly."""
         setup = self.setup
-        regularizer = f", kernel_regularizer=bp.regularizers.L2({setup['l2']!r})" if setup["l2"] else ""
-        layers = [f"    bp.layers.Input(shape=({len(setup['features'])},)),"]
-        for units in setup["layers"]:
-            layers.append(f"    bp.layers.Dense({units}, activation={setup['activation']!r}{regularizer}),")
-            if setup["dropout"]:
-                layers.append(f"    bp.layers.Dropout({setup['dropout']!r}),")
-        layers.append("    bp.layers.Dense(1),")
         settings = {k: setup[k] for k in DEFAULTS}
+        settings = pprint.pformat(settings, width=88, sort_dicts=False).replace("\n", "\n" + " " * 17)
+        data_line = f"session = Session({settings})"
+        if setup["dataset"] == "csv":
+            name = upload_name or "data.csv"
+            data_line = (f"session = Session({settings},\n                  "
+                         f"upload=({name!r}, open({name!r}, encoding='utf-8').read()))")
+        stopping = []
+        if self.stopped_at is not None:
+            stopping = [f"# early stopping (patience {setup['patience']}) stopped the page after epoch "
+                        f"{self.stopped_at}; the best test loss was at epoch {self.best_epoch}"]
         return "\n".join([
             "import backprop as bp",
             "from backprop.playground.session import Session",
             "",
-            "# the data, features and train/test split the page shows",
-            f"session = Session({settings!r})",
+            "# the data (inputs standardised), features and train/test split the page shows",
+            data_line,
             "x, y = session.features, session.y",
             "train, test = session.train_rows, session.test_rows",
             "",
             f"bp.random.set_seed({setup['seed']})",
-            "model = bp.Sequential([", *layers, "])",
-            f"model.compile(optimizer=bp.optimizers.get({setup['optimizer']!r}, "
-            f"learning_rate={setup['learning_rate']!r}),",
-            "              loss=bp.losses.BinaryCrossentropy(from_logits=True))",
+            "model = bp.Sequential([", *(f"    {call.source()}," for call in self._layers()), "])",
+            f"model.compile(optimizer={self._optimizer().source()},",
+            f"              loss={self._loss().source()})",
+            *stopping,
             f"for epoch in range({self.epoch}):  # the page trains one epoch at a time",
-            f"    model.fit(x[train], y[train], epochs=1, batch_size={setup['batch_size']}, verbose=0,",
-            "              validation_data=(x[test], y[test]))",
+            f"    model.fit(x[train], y[train], epochs=1, batch_size={setup['batch_size']}, verbose=0)",
+            'print("test loss", model.evaluate(x[test], y[test], batch_size=len(test), verbose=0))',
         ]) + "\n"
 
     def model_file(self):
-        """The trained model as the bytes of a .bp file (bp.models.load_model opens it)."""
-        import os
-        import tempfile
-        with tempfile.TemporaryDirectory() as folder:
-            path = os.path.join(folder, "playground.bp")
-            self.model.save(path)
-            with open(path, "rb") as handle:
-                return handle.read()
-
-    def points(self):
-        return {"type": "points", "span": SPAN, "x": np.round(self.raw_x, 3).tolist(), "y": self.y.astype(int).tolist(),
-                "test": sorted(int(i) for i in self.test_rows)}
+        """The trained model as the bytes of a .bp file (bp.models.load_model opens it); no disk is touched."""
+        return model_bytes(self.model)

@@ -54,10 +54,18 @@ def _metadata(model, kind):
 
 def save_model(model, path):
     """Write architecture + weights atomically (temporary file, fsync, rename)."""
+    tensor_file.atomic_write(path, _model_chunks(model))
+
+
+def model_bytes(model):
+    """What ``save_model`` would write, as bytes (a download that never touches the disk)."""
+    return b"".join(_model_chunks(model))
+
+
+def _model_chunks(model):
     if not model.built:
         raise ValueError(f"cannot save model '{model.name}' before it is built: call it on data first")
-    metadata = _metadata(model, MODEL_FORMAT)
-    tensor_file.write(path, {name: v.numpy() for name, v in weight_paths(model)}, metadata)
+    return tensor_file.encode({name: v.numpy() for name, v in weight_paths(model)}, _metadata(model, MODEL_FORMAT))
 
 
 def save_weights(model, path):

@@ -28,6 +28,11 @@ class FileFormatError(ValueError):
 
 def write(path, tensors, metadata=None):
     """Atomically write ``{name: array}`` and string metadata: a crash never leaves a half-written file."""
+    atomic_write(path, encode(tensors, metadata))
+
+
+def encode(tensors, metadata=None):
+    """The file's bytes, as chunks: header length, JSON header, then each array's raw bytes."""
     header, offset = {}, 0
     arrays = []
     for name, array in tensors.items():
@@ -43,7 +48,7 @@ def write(path, tensors, metadata=None):
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     blob = json.dumps(header, separators=(",", ":")).encode()
     blob += b" " * (-len(blob) % 8)
-    atomic_write(path, [struct.pack("<Q", len(blob)), blob] + [a.tobytes() for a in arrays])
+    return [struct.pack("<Q", len(blob)), blob] + [a.tobytes() for a in arrays]
 
 
 def atomic_write(path, chunks):
