@@ -42,13 +42,7 @@ def _pred(y_pred):
 
 def _labels_for(kernel, y_true, y_pred):
     """Labels validated the way the kernel needs them: class indices, one-hot rows or y_pred's shape."""
-    if kernel == "sparse_categorical_crossentropy":
-        return sparse_labels(y_true, y_pred)
-    if kernel == "categorical_crossentropy":
-        return one_hot_labels(y_true, y_pred)
-    if kernel == "hinge":
-        return _signed_labels(y_true, y_pred)
-    return _labels(y_true, y_pred, kernel)
+    return LABEL_CHECKS.get(kernel, _labels)(y_true, y_pred, kernel)
 
 
 def _per_example(kernel):
@@ -120,6 +114,11 @@ def sparse_labels(y_true, y_pred, what="sparse_categorical_crossentropy"):
     return labels
 
 
+# the label check of each kernel that takes other labels than y_pred's shape (the rest: _labels)
+LABEL_CHECKS = {"sparse_categorical_crossentropy": sparse_labels, "categorical_crossentropy": one_hot_labels,
+                "hinge": _signed_labels}
+
+
 def reduce_mean(per_example, sample_weight=None):
     """Mean of a user loss function's values; with weights, sum(w * loss) / number of values (Keras' rule)."""
     if per_example.size == 0:
@@ -166,7 +165,7 @@ class Loss:
             raise ValueError(f"{self.name}: the batch is empty")
         if self.__dict__.get("_checks_left", 3) and "from_logits" in self.options:
             self._check_predictions(y_pred.data)
-        labels = _labels_for(self.kernel, y_true, y_pred)
+        labels = LABEL_CHECKS.get(self.kernel, _labels)(y_true, y_pred, self.kernel)
         if type(self).prepare_labels is not Loss.prepare_labels:  # label smoothing
             labels = self.prepare_labels(labels, y_pred)
         return labels

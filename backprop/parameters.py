@@ -45,15 +45,12 @@ class FlatParameters:
 
     def attach(self):
         """Make every variable a view of the buffer again: copy in any array that was rebound since."""
-        if self.is_attached():  # every step: checked with C-level calls only
+        if all(map(operator.is_, map(_data, self.variables), self._views)):  # every step: C-level calls only
             return
         for variable, view in zip(self.variables, self._views):
             if variable.data is not view:
                 view[...] = variable.data
                 variable.data = view
-
-    def is_attached(self):
-        return all(map(operator.is_, map(_data, self.variables), self._views))
 
     def holds(self, variables):
         """Whether ``variables`` are this buffer's variables in its order (compared by identity: a Tensor's ==

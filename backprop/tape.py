@@ -9,6 +9,7 @@ loop: no recursion, no depth limit.
 import contextlib
 import contextvars
 import warnings
+from itertools import repeat
 
 from backprop.tensor import Tensor
 from backprop.xp import np
@@ -131,7 +132,7 @@ class GradientTape:
         if self._used:
             raise RuntimeError("GradientTape.gradient can only be called once on a non-persistent tape; "
                                "create the tape with GradientTape(persistent=True) to call it several times")
-        simple = type(sources) is list and all(isinstance(s, Tensor) for s in sources)  # the common case
+        simple = type(sources) is list and all(map(isinstance, sources, repeat(Tensor)))  # the common case
         flat_sources = sources if simple else _flatten(sources)
         for position, s in enumerate(flat_sources):
             if not isinstance(s, Tensor):
@@ -140,7 +141,7 @@ class GradientTape:
                 raise ValueError(_unwatched_message(position, s))
         self._warn_if_nested(flat_sources)
         grads = self._seed(target, output_gradients)
-        self._backpropagate(grads, {id(s) for s in flat_sources})
+        self._backpropagate(grads, set(map(id, flat_sources)))
         results = [_wrap(grads[id(s)]) if id(s) in grads else self._unconnected(s, unconnected_gradients)
                    for s in flat_sources]
         hook = gradient_hooks.get()
@@ -167,7 +168,10 @@ class GradientTape:
         for t, seed in zip(targets, seeds):
             if not isinstance(t, Tensor):
                 raise TypeError(f"GradientTape.gradient: the target must be a Tensor, got {type(t).__name__}")
-            g = np.ones_like(t.data) if seed is None else np.asarray(getattr(seed, "data", seed), dtype=t.dtype)
+            if seed is not None:
+                g = np.asarray(getattr(seed, "data", seed), dtype=t.dtype)
+            else:  # a scalar loss, the usual target, without ones_like's Python layers
+                g = np.array(1, dtype=t.data.dtype) if t.data.ndim == 0 else np.ones_like(t.data)
             grads[id(t)] = grads[id(t)] + g if id(t) in grads else g
         return grads
 

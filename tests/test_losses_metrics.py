@@ -250,3 +250,82 @@ def test_function_losses_are_averaged_and_weighted():
     assert loss(y, p, sample_weight=w).numpy() == pytest.approx(np.sum(w * per_example) / 4)
     with pytest.raises(ValueError, match="batch is empty"):
         loss(np.zeros((0, 2)), np.zeros((0, 2)))
+
+
+def _gradient(loss, y, p):
+    p = bp.Variable(p)
+    with bp.GradientTape() as tape:
+        value = loss(y, p)
+    return value.numpy(), tape.gradient(value, [p])[0].numpy()
+
+
+def test_keras_reductions_against_their_formulas():
+    y, p = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    w = np.array([0.5, 2.0, 0.0, 1.0])
+    per_example = np.mean((y - p) ** 2, axis=-1)
+    mse = lambda **k: bp.losses.MeanSquaredError(**k)  # noqa: E731
+    assert mse(reduction="sum")(y, p).numpy() == pytest.approx(per_example.sum())
+    assert mse(reduction="sum")(y, p, sample_weight=w).numpy() == pytest.approx((w * per_example).sum())
+    assert mse(reduction="sum_over_batch_size")(y, p, sample_weight=w).numpy() == pytest.approx(
+        (w * per_example).sum() / 4)
+    assert mse(reduction="mean_with_sample_weight")(y, p, sample_weight=w).numpy() == pytest.approx(
+        (w * per_example).sum() / w.sum())
+    assert mse(reduction="mean_with_sample_weight")(y, p).numpy() == pytest.approx(per_example.mean())
+    assert mse(reduction="mean_with_sample_weight")(y, p, sample_weight=np.zeros(4)).numpy() == 0  # not NaN
+    vector_y, vector_p = np.array([0.0, 1, 2, 3]), np.ones(4)  # a 1-D y_pred is one example: Keras 3 gives 1.5
+    assert mse(reduction="sum")(vector_y, vector_p).numpy() == pytest.approx(1.5)
+    cce = bp.losses.CategoricalCrossentropy(from_logits=True, reduction="sum")  # one value per example
+    onehot = np.eye(3)[[0, 2, 1, 1]]
+    assert cce(onehot, p).numpy() == pytest.approx(-np.sum(onehot * np.log(softmax(p))))
+    with pytest.raises(ValueError, match="reduction must be one of 'sum_over_batch_size', 'sum', "
+                                         "'mean_with_sample_weight' or None, got 'mean'"):
+        bp.ops.loss_kernels.MEAN_OPS["mean_squared_error"](bp.tensor(y), bp.tensor(p), None, "mean")
+
+
+def test_hinge_takes_zero_one_or_signed_labels_and_its_kink_has_zero_gradient():
+    p = np.array([[0.3], [-2.0], [1.0], [0.5]])
+    signed, zero_one = np.array([[1.0], [-1.0], [1.0], [-1.0]]), np.array([[1.0], [0.0], [1.0], [0.0]])
+    expected = np.mean(np.maximum(1 - signed * p, 0))
+    assert bp.losses.Hinge()(signed, p).numpy() == pytest.approx(expected)
+    assert bp.losses.Hinge()(zero_one, p).numpy() == pytest.approx(expected)
+    _, grad = _gradient(bp.losses.Hinge(), signed, p)
+    np.testing.assert_allclose(grad[:, 0], [-0.25, 0, 0, 0.25])  # margin 0 at row 2: no gradient (TF's rule)
+    with pytest.raises(ValueError, match="hinge"):
+        bp.losses.Hinge()(np.ones((3, 1)), np.ones((4, 1)))
+
+
+def test_kl_divergence_clips_both_sides_as_keras_does_and_works_on_sequences():
+    y = np.array([[0.0, 1.0, 0.0], [0.2, 0.5, 1.3]])
+    p = np.array([[0.3, 0.0, 1.5], [0.2, 0.3, 0.5]])
+    yc, pc = np.clip(y, 1e-7, 1), np.clip(p, 1e-7, 1)
+    expected = np.sum(yc * np.log(yc / pc), axis=-1)
+    value, grad = _gradient(bp.losses.KLDivergence(), y, p)
+    assert value == pytest.approx(expected.mean())
+    inside = (p > 1e-7) & (p < 1)
+    np.testing.assert_allclose(grad, np.where(inside, -yc / pc / y.size * 3, 0))  # clipped values get none
+    sequences_y, sequences_p = rng.uniform(size=(2, 4, 3)), rng.uniform(size=(2, 4, 3))
+    per_step = np.sum(sequences_y * np.log(sequences_y / sequences_p), axis=-1)
+    np.testing.assert_allclose(bp.losses.kl_divergence(sequences_y, sequences_p).numpy(), per_step)
+    _, grad = _gradient(bp.losses.KLDivergence(), sequences_y, sequences_p)
+    np.testing.assert_allclose(grad, -sequences_y / sequences_p / per_step.size)
+    check_gradients(lambda q: bp.losses.kl_divergence(sequences_y, q), sequences_p * 0.9 + 0.05)  # a cotangent per step
+
+
+def test_huber_default_delta_is_one_and_names_and_reductions_are_kept():
+    y, p = np.zeros((1, 3)), np.array([[0.5, 1.5, -3.0]])
+    assert bp.losses.Huber()(y, p).numpy() == pytest.approx(np.mean([0.125, 1.0, 2.5]))
+    huber = bp.losses.Huber(delta=2.0, reduction="sum", name="robust")
+    assert huber.name == "robust" and huber(y, p).numpy() == pytest.approx(np.mean([0.125, 1.125, 4.0]))
+    np.testing.assert_allclose(bp.losses.huber(y, p).numpy(), [np.mean([0.125, 1.0, 2.5])])
+
+
+def test_function_losses_keep_the_dtype_and_take_their_name():
+    def squared(y_true, y_pred):
+        return bp.mean((y_pred - y_true) ** 2, axis=-1)
+
+    model = bp.Sequential([bp.layers.Input(shape=(2,)), bp.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss=squared)
+    assert model.loss.name == "squared"
+    y, p = np.zeros((3, 1), np.float32), np.ones((3, 1), np.float32)
+    weighted = model.loss(y, p, sample_weight=np.array([1.0, 2.0, 3.0]))  # float64 weights
+    assert weighted.dtype == np.float32 and weighted.numpy() == pytest.approx(2.0)

@@ -217,9 +217,9 @@ class Optimizer:
     def load_gradients(self, params, grads):
         """Copy ``grads`` (in ``params``' order) into its gradient buffer; ``None`` counts as zero (with a
         warning), all ``None`` is an error that shows the usual cause."""
-        if all(grad is None for grad in grads):
-            raise ValueError(no_gradients_message(params.variables))
         missing = params.load_gradients(grads)
+        if len(missing) == len(grads):  # (the zeros it wrote are never applied)
+            raise ValueError(no_gradients_message(params.variables))
         if missing:
             self._warn_missing([params.names[position] for position in missing])
 
