@@ -9,8 +9,11 @@ from backprop import datasets, debug, distribute, explain, landscape, models, sa
 from backprop.layers import Input
 from backprop.models import Model, Sequential
 from backprop.compiled.function import function
+from backprop import devices
+from backprop.devices import device, set_device, to_device, to_host
 
 convert_to_tensor = tensor
+get_device = devices.current
 
 __version__ = "0.1.0"
 

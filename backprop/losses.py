@@ -12,6 +12,7 @@ from backprop import ops
 from backprop.ops import loss_kernels as loss_ops
 from backprop.naming import snake_case
 from backprop.tensor import Tensor, as_array
+from backprop.devices import asarray
 from backprop.xp import np
 
 
@@ -87,7 +88,7 @@ def one_hot_labels(y_true, y_pred, what="categorical_crossentropy"):
 
 def class_indices(y_true, n_classes, what="sparse_categorical_crossentropy"):
     """Validate integer class labels in [0, n_classes); (batch, 1) columns are flattened."""
-    labels = y_true.data if isinstance(y_true, Tensor) else np.asarray(y_true)
+    labels = y_true.data if isinstance(y_true, Tensor) else asarray(y_true)
     if labels.ndim >= 2 and labels.shape[-1] == 1:
         labels = labels[..., 0]
     if labels.dtype.kind == "f":
@@ -104,7 +105,7 @@ def class_indices(y_true, n_classes, what="sparse_categorical_crossentropy"):
 
 def sparse_labels(y_true, y_pred, what="sparse_categorical_crossentropy"):
     """Integer class indices, one per example (a trailing axis of 1 is dropped), checked against y_pred."""
-    raw = y_true.data if isinstance(y_true, Tensor) else np.asarray(y_true)
+    raw = y_true.data if isinstance(y_true, Tensor) else asarray(y_true)
     if raw.shape == y_pred.shape and y_pred.shape[-1] > 1:
         raise ValueError(f"{what} expects class indices of shape {y_pred.shape[:-1]}, got one-hot labels of "
                          f"shape {raw.shape}; use categorical_crossentropy for one-hot labels")
@@ -125,7 +126,7 @@ def reduce_mean(per_example, sample_weight=None):
         raise ValueError("loss: the batch is empty")
     if sample_weight is None:
         return ops.mean(per_example)
-    weights = loss_ops.align_weights(np.asarray(sample_weight, dtype=per_example.dtype), per_example.shape)
+    weights = loss_ops.align_weights(asarray(sample_weight, dtype=per_example.dtype), per_example.shape)
     return ops.sum(per_example * weights) / per_example.size
 
 
@@ -182,7 +183,7 @@ class Loss:
     def from_kernel_labels(self, labels, y_pred, sample_weight=None):
         """The loss from labels that ``kernel_labels`` made (or a tensor holding them)."""
         weights = None if sample_weight is None else sample_weight if isinstance(sample_weight, Tensor) and \
-            sample_weight.dtype == y_pred.dtype else np.asarray(_raw(sample_weight), dtype=y_pred.dtype)
+            sample_weight.dtype == y_pred.dtype else asarray(_raw(sample_weight), dtype=y_pred.dtype)
         if self.reduction is None:
             values = loss_ops.PER_EXAMPLE_OPS[self.kernel](labels, y_pred, **self.options)
             return values if weights is None else values * loss_ops.align_weights(_raw(weights), values.shape)
@@ -310,13 +311,13 @@ class SparseCategoricalCrossentropy(Loss):
     def __call__(self, y_true, y_pred, sample_weight=None):
         if self.ignore_class is None:
             return super().__call__(y_true, y_pred, sample_weight)
-        y_pred, raw = _pred(y_pred), np.asarray(_raw(y_true))
+        y_pred, raw = _pred(y_pred), asarray(_raw(y_true))
         if raw.ndim == y_pred.ndim and raw.shape[-1] == 1:
             raw = raw[..., 0]
         keep = raw != self.ignore_class
         weights = keep.astype(y_pred.dtype)
         if sample_weight is not None:
-            weights = weights * np.asarray(_raw(sample_weight), dtype=weights.dtype)
+            weights = weights * asarray(_raw(sample_weight), dtype=weights.dtype)
         labels = np.where(keep, raw, 0)
         loss = super().__call__(labels, y_pred, weights)
         return loss if self.reduction != "sum_over_batch_size" or keep.all() else \

@@ -4,23 +4,28 @@
 numbers, so a training loop can update metrics every batch without waiting for the device;
 ``result()`` converts once, when the value is shown or logged.
 """
+import numbers
+
 import numpy
 
-from backprop import tracing
+from backprop import devices, tracing
+from backprop.devices import asarray
 from backprop.naming import snake_case
 from backprop.tensor import Tensor
 
 
 def _array(value):
-    return value.data if isinstance(value, Tensor) else value if hasattr(value, "__array_namespace__") else \
-        numpy.asarray(value)
+    return value.data if isinstance(value, Tensor) else asarray(value)  # a device's array stays there
 
 
 def _weights(sample_weight, values):
-    """Per-example float64 weights shaped like ``values`` (ones when there are none)."""
+    """Per-example float64 weights shaped like ``values`` on their device, a number for all of them, or None."""
     if sample_weight is None:
         return None
-    return _array(sample_weight).astype(numpy.float64).reshape(-1)
+    if isinstance(sample_weight, numbers.Real):
+        return float(sample_weight)
+    weights = _array(sample_weight).astype(numpy.float64).reshape(-1)
+    return weights if type(values) is numpy.ndarray else devices.of(values).to_device(weights)
 
 
 def _weighted_sum(values, weights):
@@ -29,7 +34,9 @@ def _weighted_sum(values, weights):
 
 
 def _count(values, weights):
-    return values.size if weights is None else weights.sum()
+    if weights is None:
+        return values.size
+    return weights * values.size if isinstance(weights, float) else weights.sum()
 
 
 class Metric:

@@ -7,6 +7,8 @@ state follows names, never positions.
 """
 import operator
 
+from backprop.devices import array_module
+from backprop.tensor import Tensor
 from backprop.xp import np
 
 _data = operator.attrgetter("data")
@@ -31,7 +33,8 @@ class FlatParameters:
             start = sizes.get(variable.dtype, 0)
             sizes[variable.dtype] = start + variable.size
             self.entries.append((name, variable, variable.dtype, start, start + variable.size))
-        self.groups = {dtype: (np.empty(size, dtype=dtype), np.zeros(size, dtype=dtype))
+        xp = array_module(self.variables[0].data) if self.variables else np  # the variables' device
+        self.groups = {dtype: (xp.empty(size, dtype=dtype), xp.zeros(size, dtype=dtype))
                        for dtype, size in sizes.items()}
         self._ids = {id(v) for v in self.variables}
         self._views = [self.view(self.groups[entry[2]][0], position) for position, entry in enumerate(self.entries)]
@@ -76,7 +79,7 @@ class FlatParameters:
                 view[...] = 0
                 missing.append(position)
             else:
-                np.copyto(view, grad, casting="same_kind")
+                np.copyto(view, grad.data if isinstance(grad, Tensor) else grad, casting="same_kind")
         return missing
 
     def gradient_views(self):

@@ -12,6 +12,7 @@ import warnings
 from itertools import repeat
 
 from backprop.tensor import Tensor
+from backprop.devices import asarray
 from backprop.xp import np
 
 # The tapes recording in this thread (or asyncio task), innermost last. A context variable, not a
@@ -169,7 +170,7 @@ class GradientTape:
             if not isinstance(t, Tensor):
                 raise TypeError(f"GradientTape.gradient: the target must be a Tensor, got {type(t).__name__}")
             if seed is not None:
-                g = np.asarray(getattr(seed, "data", seed), dtype=t.dtype)
+                g = asarray(getattr(seed, "data", seed), dtype=t.dtype)
             else:  # a scalar loss, the usual target, without ones_like's Python layers
                 g = np.array(1, dtype=t.data.dtype) if t.data.ndim == 0 else np.ones_like(t.data)
             grads[id(t)] = grads[id(t)] + g if id(t) in grads else g
@@ -233,4 +234,4 @@ def no_grad():
 
 def stop_gradient(value):
     """The same values, seen by every tape as a constant."""
-    return Tensor._wrap(value.data if isinstance(value, Tensor) else np.asarray(value))
+    return Tensor._wrap(value.data if isinstance(value, Tensor) else asarray(value))

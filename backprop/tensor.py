@@ -2,6 +2,7 @@
 
 import contextvars
 
+from backprop import devices
 from backprop.naming import unique_name
 from backprop.xp import FLOATX, np
 
@@ -40,6 +41,8 @@ def as_array(value, dtype=None):
         array = value
     elif isinstance(value, np.generic):
         array = np.asarray(value)
+    elif isinstance(value, devices.array_types):  # a device's array stays on its device
+        array = value
     else:
         array = np.asarray(value)
         if dtype is None and array.dtype.kind in "iuf":
@@ -47,6 +50,15 @@ def as_array(value, dtype=None):
     check_dtype(array)
     if dtype is not None:
         array = array.astype(np.dtype(dtype), copy=False)
+    return array
+
+
+def placed(array):
+    """A host array moved to the current device (a device's array stays where it is)."""
+    if type(array) is np.ndarray:
+        target = devices.current()
+        if target is not devices.CPU:
+            return target.to_device(array)
     return array
 
 
@@ -64,13 +76,13 @@ class Tensor:
     _trainable = False
 
     def __init__(self, value, dtype=None):
-        self.data = as_array(value, dtype)
+        self.data = placed(as_array(value, dtype))
 
     @classmethod
     def _wrap(cls, array):
         """Fast constructor for op results: no conversion, no checks."""
         tensor = object.__new__(Tensor)
-        tensor.data = array if isinstance(array, np.ndarray) else np.asarray(array)
+        tensor.data = array if isinstance(array, devices.array_types) else np.asarray(array)
         return tensor
 
     # --- array-like protocol -------------------------------------------------
@@ -79,14 +91,18 @@ class Tensor:
     ndim = property(lambda self: self.data.ndim)
     size = property(lambda self: self.data.size)
     T = property(lambda self: _ops.transpose(self))
+    device = property(lambda self: devices.of(self.data), doc="The Device the values live on.")
 
     def numpy(self):
-        """The values as a NumPy array (a copy, so changing it never changes the tensor)."""
+        """The values as a NumPy array on the host (a copy, so changing it never changes the tensor)."""
         _reading(self)
-        return np.array(self.data)
+        return np.array(self.data) if type(self.data) is np.ndarray else devices.to_host(self.data)
 
     def __array__(self, dtype=None, copy=None):
         _reading(self)
+        if type(self.data) is not np.ndarray:  # PyTorch's rule: a device tensor is copied only when asked
+            raise TypeError(f"a tensor on the {self.device.name} device cannot become a NumPy array implicitly; "
+                            "call .numpy() to copy it to the host")
         array = self.data if dtype is None else self.data.astype(dtype, copy=False)
         return array.copy() if copy else array
 
@@ -107,8 +123,9 @@ class Tensor:
         return (self[i] for i in range(len(self)))
 
     def __repr__(self):
-        body = np.array2string(self.data, separator=", ", prefix="tensor(")
-        return f"{type(self).__name__.lower()}({body}, dtype={self.dtype.name})"
+        body = np.array2string(devices.to_host(self.data), separator=", ", prefix="tensor(")
+        where = "" if type(self.data) is np.ndarray else f", device={self.device.name!r}"
+        return f"{type(self).__name__.lower()}({body}, dtype={self.dtype.name}{where})"
 
     def __float__(self):
         _reading(self)
@@ -184,7 +201,10 @@ class Variable(Tensor):
         if dtype is None and array.dtype.kind in "iub":
             array = array.astype(FLOATX)
         # own storage: never alias the user's array (``copy=False`` is for arrays made just for it)
-        self.data = np.array(array, copy=True) if copy or array.base is not None else array
+        if type(array) is np.ndarray:
+            self.data = placed(np.array(array, copy=True) if copy or array.base is not None else array)
+        else:
+            self.data = array.copy() if copy else array
         self._trainable = bool(trainable)
         self.name = name
         # The name optimizer state is kept under: a layer sets 'layer/weight' (Keras' path); a model
@@ -235,7 +255,7 @@ class Variable(Tensor):
         return self._written("divide_assign", other)
 
     def __repr__(self):
-        body = np.array2string(self.data, separator=", ")
+        body = np.array2string(devices.to_host(self.data), separator=", ")
         return f"<Variable '{self.path}' shape={self.shape} dtype={self.dtype.name}, numpy=\n{body}>"
 
 

@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass, field
 
 from backprop import tape as tape_module
+from backprop.devices import asarray
 from backprop.ops import op as op_module
 from backprop.tensor import Tensor, Variable, value_reads, variable_writes
 
@@ -113,7 +114,7 @@ class Recorder:
 
     def add_input(self, array):
         """A placeholder tensor for ``array``, recorded as the graph's next input."""
-        placeholder = Tensor._wrap(np.asarray(array))
+        placeholder = Tensor._wrap(asarray(array))
         source = Source("input", len(self.graph.inputs))
         self.graph.inputs.append((placeholder.shape, placeholder.data.dtype))
         self.sources[id(placeholder)] = self.sources[id(placeholder.data)] = source
@@ -319,7 +320,7 @@ def trace(fn, examples):
 
 def _same_constant(a, b):
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return np.shape(a) == np.shape(b) and np.asarray(a).dtype == np.asarray(b).dtype and \
+        return np.shape(a) == np.shape(b) and asarray(a).dtype == asarray(b).dtype and \
             np.array_equal(a, b, equal_nan=True)
     return type(a) is type(b) and (a == b or (a != a and b != b))
 

@@ -8,6 +8,7 @@ gradient is summed back to its input's shape and cast to its dtype; gradients re
 in the same order), so a replay computes bit for bit what eager execution computes.
 """
 from backprop.tape import unbroadcast
+from backprop.devices import asarray
 from backprop.xp import np
 
 _ndarray = np.ndarray
@@ -68,7 +69,7 @@ class Plan:
                 values[out] = call(values, backwards)
                 continue
             result, backward = call(*[values[i] for i in inputs_of], **params)
-            values[out] = result if type(result) is _ndarray else np.asarray(result)
+            values[out] = result if type(result) is _ndarray else asarray(result)
             if position is not None:
                 backwards[position] = backward
         return [values[i] for i in self.outputs]

@@ -2,9 +2,9 @@
 import functools
 import inspect
 
-from backprop import initializers, regularizers
+from backprop import devices, initializers, regularizers
 from backprop.naming import snake_case, unique_name
-from backprop.tensor import Tensor, Variable, as_array, structure_version
+from backprop.tensor import Tensor, Variable, as_array, placed, structure_version
 from backprop.xp import np
 
 FLOAT_DTYPES = ("float16", "float32", "float64")
@@ -23,13 +23,14 @@ def float_dtype(dtype, what="layer"):
 
 
 def to_input(value, dtype):
-    """Layer inputs: tensors pass through; arrays and lists become tensors of the layer's dtype."""
+    """Layer inputs: tensors pass through; arrays and lists become tensors of the layer's dtype, on the
+    current device (as ``Tensor(value)`` makes them)."""
     if isinstance(value, Tensor):
         return value
     array = as_array(value)
     if array.dtype != dtype and array.dtype.kind in "iubf":
         array = array.astype(dtype)
-    return Tensor._wrap(array)
+    return Tensor._wrap(placed(array))
 
 
 class Layer:
@@ -117,6 +118,12 @@ class Layer:
     @property
     def layers(self):
         return list(self._layers)
+
+    @property
+    def device(self):
+        """The device the weights live on (the current device before there are any)."""
+        variables = self.variables
+        return devices.of(variables[0].data) if variables else devices.current()
 
     def _cached(self, key, compute):
         """``compute()``, remembered until the model's structure changes (see tensor.structure_version)."""

@@ -3,7 +3,7 @@
 Training itself lives in backprop.training; a Model holds what it is trained with (optimizer,
 loss, metrics) and its parameters as one flat buffer keyed by weight name.
 """
-from backprop import losses, metrics as metrics_module, optimizers, training
+from backprop import devices, losses, metrics as metrics_module, optimizers, training
 from backprop.layers.layer import Layer
 from backprop.parameters import FlatParameters
 from backprop.tape import no_grad
@@ -128,6 +128,22 @@ class Model(Layer):
     def compute_loss(self, y, y_pred, sample_weight=None):
         """The compiled loss plus the regularization penalties of every layer (a tensor)."""
         return self.add_penalties(self.loss(y, y_pred, sample_weight))
+
+    def to(self, device):
+        """Move the weights and the optimizer's state to ``device`` ("cpu", "gpu"); returns the model (PyTorch's
+        call). Compiled steps are dropped: the next step traces on the new device."""
+        target = devices.get(device)
+        optimizer = self.optimizer if self.loss is not None else None
+        state = optimizer.get_state() if optimizer is not None and optimizer.variables_known else None
+        for variable in self.variables:
+            variable.data = target.to_device(variable.data)
+        for key in ("_train_steps", "_parameters", "_cache"):
+            self.__dict__.pop(key, None)
+        if optimizer is not None:
+            optimizer.forget_variables()
+            if state is not None:
+                optimizer.set_state(state, self.parameters)
+        return self
 
     def __getstate__(self):
         state = dict(self.__dict__)

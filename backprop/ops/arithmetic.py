@@ -1,5 +1,6 @@
 """Elementwise arithmetic and matrix multiplication, each forward next to its gradient."""
 from backprop.ops.op import constant, differentiable
+from backprop.devices import asarray
 from backprop.xp import np
 
 
@@ -100,7 +101,7 @@ def _route(g, to_first, needs):
 @differentiable
 def where(condition, x, y):
     """Pick ``x`` where ``condition`` holds, else ``y``; the gradient flows only to the picked one."""
-    condition = np.asarray(condition, dtype=bool)
+    condition = asarray(condition, dtype=bool)
     return np.where(condition, x, y), lambda g, needs: (None,) + _route(g, condition, needs[1:])
 
 

@@ -11,6 +11,7 @@ Every kernel is numerically stable: logits of any finite size, probabilities of 
 """
 from backprop.ops.nn import _log1p_exp_neg_abs, _log_softmax, _sigmoid
 from backprop.ops.op import differentiable
+from backprop.devices import array_module, asarray
 from backprop.xp import np
 
 
@@ -151,8 +152,10 @@ def sparse_softmax_cross_entropy_with_logits(labels, logits):
 
 def _class_index(labels, scores):
     """An index picking each example's label column: scores[index] has the labels' shape."""
-    labels = np.asarray(labels).astype(np.intp, copy=False)
-    return tuple(np.indices(labels.shape, sparse=True)) + (labels,)
+    labels = asarray(labels).astype(np.intp, copy=False)
+    xp, ndim = array_module(labels), labels.ndim  # np.indices(shape, sparse=True), on the labels' device
+    return tuple(xp.arange(size).reshape((size,) + (1,) * (ndim - 1 - axis))
+                 for axis, size in enumerate(labels.shape)) + (labels,)
 
 
 # --- the two ops of each kernel ------------------------------------------------------------------

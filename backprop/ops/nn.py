@@ -5,7 +5,9 @@ large positive number is ever evaluated.
 """
 import math
 
+from backprop import devices
 from backprop.ops.op import differentiable
+from backprop.devices import asarray
 from backprop.xp import FLOATX, np
 
 
@@ -13,7 +15,7 @@ def _sigmoid(a, out=None):
     """1 / (1 + exp(-a)) computed as exp(-log(1 + exp(-a))): logaddexp never overflows, so the result is
     exact in the limits (sigmoid(-1000) = 0, sigmoid(40) = 1) and within a few ulp elsewhere."""
     if out is None:
-        a = np.asarray(a)
+        a = asarray(a)
         out = np.empty(a.shape, dtype=a.dtype if a.dtype.kind == "f" else FLOATX)
     np.negative(a, out=out)
     np.logaddexp(0, out, out=out)
@@ -144,6 +146,8 @@ def dropout(a, rate, generator=None):
     draws a new one, continuing the same random stream."""
     from backprop import random  # here: random imports tensor, which the ops package must not need first
     keep = (generator or random.generator()).random(np.shape(a), dtype=np.float32) >= rate
+    if type(a) is not np.ndarray:  # drawn on the host, so every device gives the CPU's numbers
+        keep = devices.of(a).to_device(keep)
     scale = keep.astype(a.dtype) * a.dtype.type(1 / (1 - rate))
     return a * scale, lambda g, needs: (g * scale,)
 

@@ -11,7 +11,7 @@ import functools
 import inspect
 import numbers
 
-from backprop import tape
+from backprop import devices, tape
 from backprop.tensor import Tensor, as_array
 from backprop.xp import np
 
@@ -59,8 +59,11 @@ def differentiable(forward=None, *, arrays=None):
                 raise
             shapes = " and ".join(str(np.shape(a)) for a in values[:len(inputs)])
             raise ValueError(f"{name}: shapes {shapes} cannot be broadcast together") from None
+        except TypeError:
+            devices.check_same_device(name, values[:len(inputs)])
+            raise
         result = _new_tensor(Tensor)
-        result.data = out if type(out) is _ndarray else np.asarray(out)
+        result.data = out if type(out) is _ndarray or isinstance(out, devices.array_types) else np.asarray(out)
         for recording_tape in _recording():
             recording_tape._record(result, inputs, backward, name)
         for monitor in _monitors():  # empty unless check_numerics() or a tracer is active

@@ -2,6 +2,7 @@
 import builtins
 
 from backprop.ops.op import constant, differentiable
+from backprop.devices import asarray
 from backprop.xp import np
 
 
@@ -27,14 +28,14 @@ def _expand(g, shape, axes, keepdims):
 
 @differentiable(arrays=1)
 def sum(a, axis=None, keepdims=False):  # noqa: A001
-    a = np.asarray(a)
+    a = asarray(a)
     axes = _axes(axis, a.ndim)
     return np.sum(a, axis=axes, keepdims=keepdims), lambda g, needs: (_expand(g, a.shape, axes, keepdims),)
 
 
 @differentiable(arrays=1)
 def mean(a, axis=None, keepdims=False):
-    a = np.asarray(a)
+    a = asarray(a)
     axes = _axes(axis, a.ndim)
     count = 1
     for ax in axes:
@@ -47,7 +48,7 @@ def mean(a, axis=None, keepdims=False):
 
 def _extreme(reduce):
     def forward(a, axis=None, keepdims=False):
-        a = np.asarray(a)
+        a = asarray(a)
         axes = _axes(axis, a.ndim)
         if a.size == 0:
             raise ValueError(f"{reduce.__name__}: cannot reduce an empty tensor of shape {a.shape}")
@@ -71,7 +72,7 @@ min = _extreme(np.min)  # noqa: A001
 @differentiable(arrays=1)
 def logsumexp(a, axis=None, keepdims=False):
     """log(sum(exp(a))) without overflow; an all -inf slice gives -inf, not NaN."""
-    a = np.asarray(a)
+    a = asarray(a)
     axes = _axes(axis, a.ndim)
     shift = np.max(a, axis=axes, keepdims=True)
     shift = np.where(np.isfinite(shift), shift, 0)

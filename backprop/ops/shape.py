@@ -1,12 +1,13 @@
 """Ops that move values around without changing them: reshape, transpose, slicing, joining."""
 from backprop.ops.op import constant, differentiable
 from backprop.tensor import Tensor
+from backprop.devices import asarray
 from backprop.xp import np
 
 
 @differentiable(arrays=1)
 def reshape(a, shape):
-    a = np.asarray(a)
+    a = asarray(a)
     try:
         out = a.reshape(shape)
     except ValueError:
@@ -16,7 +17,7 @@ def reshape(a, shape):
 
 @differentiable(arrays=1)
 def transpose(a, perm=None):
-    a = np.asarray(a)
+    a = asarray(a)
     perm = tuple(range(a.ndim))[::-1] if perm is None else tuple(perm)
     inverse = tuple(np.argsort(perm))
     return np.transpose(a, perm), lambda g, needs: (np.transpose(g, inverse),)
@@ -24,13 +25,13 @@ def transpose(a, perm=None):
 
 @differentiable(arrays=1)
 def expand_dims(a, axis):
-    a = np.asarray(a)
+    a = asarray(a)
     return np.expand_dims(a, axis), lambda g, needs: (g.reshape(a.shape),)
 
 
 @differentiable(arrays=1)
 def squeeze(a, axis=None):
-    a = np.asarray(a)
+    a = asarray(a)
     return np.squeeze(a, axis=axis), lambda g, needs: (g.reshape(a.shape),)
 
 
@@ -41,7 +42,7 @@ def broadcast_to(a, shape):
 
 @differentiable(arrays=1)
 def cast(a, dtype):
-    a = np.asarray(a)
+    a = asarray(a)
     return a.astype(np.dtype(dtype)), lambda g, needs: (g.astype(a.dtype),)
 
 
@@ -64,7 +65,7 @@ def getitem(a, index):
 
 @differentiable(arrays=1)
 def _getitem(a, key):
-    a = np.asarray(a)
+    a = asarray(a)
 
     def backward(g, needs):
         grad = np.zeros(a.shape, dtype=g.dtype)
@@ -109,7 +110,7 @@ def _stack(*arrays, axis=0):
 @constant
 def one_hot(indices, depth, dtype="float32"):
     """Class indices -> one-hot rows; an index outside [0, depth) raises ValueError."""
-    indices = np.asarray(indices)
+    indices = asarray(indices)
     if indices.dtype.kind == "f":
         if not np.all(indices == np.round(indices)):
             raise ValueError(f"one_hot: class indices must be whole numbers, got {indices[indices != np.round(indices)][:3]}")

@@ -9,9 +9,12 @@ import math
 import re
 import warnings
 
+from backprop import devices
+from backprop.devices import to_host
 from backprop.parameters import FlatParameters
 from backprop.tensor import Tensor
 from backprop import tracing
+from backprop.devices import asarray
 from backprop.xp import np
 
 
@@ -32,7 +35,7 @@ def check_fraction(name, value):
 
 def _check_finite(optimizer, what, values):
     if not np.isfinite(values).all():
-        bad = np.asarray(values).reshape(-1)
+        bad = asarray(values).reshape(-1)
         raise FloatingPointError(f"{optimizer}: {what} is {bad[~np.isfinite(bad)][0]}; nothing was updated")
 
 
@@ -104,6 +107,15 @@ class Optimizer:
             return current  # _use attaches it
         return FlatParameters([(v.path, v) for v in variables])
 
+    @property
+    def variables_known(self):
+        """Whether the optimizer holds state for some variables (its slots exist)."""
+        return self._params is not None
+
+    def forget_variables(self):
+        """Drop the slots and the buffer this optimizer updates (``model.to`` moves them through get_state)."""
+        self._params, self._slots, self._parked, self._scratch, self._decay_masks = None, {}, {}, {}, None
+
     def _use(self, params):
         """Make ``params`` the buffer this optimizer updates, carrying every slot over: by variable where the
         same variable was seen before, else by name; slots of names no longer present are kept aside."""
@@ -124,7 +136,7 @@ class Optimizer:
             saved = previous.get(id(variable)) or parked.get(name)
             if saved is not None:
                 for slot, view in self._slot_views(position).items():
-                    view[...] = saved[slot]
+                    view[...] = devices.of(view).to_device(saved[slot])
             parked.pop(name, None)
 
     def exclude_from_weight_decay(self, var_list=None, var_names=None):
@@ -194,7 +206,7 @@ class Optimizer:
         grads, variables = [], []
         for grad, variable in grads_and_vars:
             if grad is not None:
-                grad = grad.data if isinstance(grad, Tensor) else np.asarray(grad)
+                grad = grad.data if isinstance(grad, Tensor) else asarray(grad)
                 if grad.shape != variable.data.shape:
                     raise ValueError(f"{self.name}: gradient of shape {grad.shape} for variable "
                                      f"{variable.path!r} of shape {variable.shape}")
@@ -272,12 +284,12 @@ class Optimizer:
         views = params.gradient_views()
         squares = [np.sum(g * g) for g in views]
         if self.clipnorm is not None:
-            norms = np.sqrt(np.asarray(squares, dtype=np.float64))
+            norms = np.sqrt(asarray(squares, dtype=np.float64))
             _check_finite(self.name, "a gradient norm", norms)
             for view, norm in zip(views, norms):
                 view *= view.dtype.type(self.clipnorm / max(norm, self.clipnorm))
             return
-        norm = np.sqrt(np.sum(np.asarray(squares, dtype=np.float64)))
+        norm = np.sqrt(np.sum(asarray(squares, dtype=np.float64)))
         _check_finite(self.name, "the global gradient norm", norm)
         scale = self.global_clipnorm / max(norm, self.global_clipnorm)
         for _, grads in params.groups.values():
@@ -305,7 +317,7 @@ class Optimizer:
         if self._params is not None:
             for position, name in enumerate(self._params.names):
                 for slot, view in self._slot_views(position).items():
-                    state[f"{name}/{slot}"] = view.copy()
+                    state[f"{name}/{slot}"] = np.array(to_host(view))  # host copies, whatever the device
         return state
 
     def set_state(self, state, variables):
@@ -329,7 +341,8 @@ class Optimizer:
         self.iterations = int(state["iterations"])
         if not fresh:
             for key, (_, position) in expected.items():
-                self._slot_views(position)[key.rsplit("/", 1)[1]][...] = state[key]
+                view = self._slot_views(position)[key.rsplit("/", 1)[1]]
+                view[...] = devices.of(view).to_device(np.asarray(to_host(state[key])))
 
     def get_config(self):
         """The constructor's keyword arguments (a schedule is not serializable: it raises)."""

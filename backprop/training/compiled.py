@@ -19,6 +19,7 @@ from backprop.tape import GradientTape
 from backprop.tensor import Tensor, structure_version
 from backprop.tracing import Graph, Recorder, TraceError, recording, same_computation
 from backprop.training.step import TrainStep
+from backprop.devices import array_module, asarray
 from backprop.xp import np
 
 
@@ -47,7 +48,7 @@ class CompiledTrainStep(TrainStep):
             self._fall_back(f"the loss {self.model.loss.name!r} computes in Python around its kernel")
         if self.fallback is not None or op_module.monitors.get() or tape_module.gradient_monitors.get():
             return super().__call__(x, y, sample_weight)
-        key = (x.shape, x.dtype.str, np.shape(y), np.asarray(y).dtype.str,
+        key = (x.shape, x.dtype.str, np.shape(y), asarray(y).dtype.str,
                None if sample_weight is None else (sample_weight.shape, sample_weight.dtype.str), structure_version[0])
         signature = self.signatures.get(key)
         if signature is None:
@@ -108,7 +109,8 @@ class CompiledTrainStep(TrainStep):
             return
         same_computation(signature.graph, graph)
         signature.plan = Plan(graph)
-        signature.prediction = Tensor._wrap(np.broadcast_to(np.zeros((), y_pred.dtype), y_pred.shape))
+        signature.prediction = Tensor._wrap(np.broadcast_to(array_module(y_pred.data).zeros((), y_pred.dtype),
+                                                            y_pred.shape))
         signature.graph = None
 
     def _fall_back(self, reason):

@@ -4,6 +4,7 @@ import numbers
 
 import numpy
 
+from backprop import devices
 from backprop.tensor import Tensor
 
 _BAD = {"U": "string", "S": "bytes", "O": "object", "c": "complex", "M": "datetime", "m": "timedelta", "V": "void"}
@@ -131,3 +132,11 @@ def batches(n, batch_size, order=None):
 
 def take(array, index):
     return None if array is None else array[index]
+
+
+def to_model_device(model, *arrays):
+    """The batch's arrays on the model's device (None stays None); on the CPU, the arrays themselves."""
+    device = model.device
+    if device is devices.CPU:
+        return arrays
+    return tuple(None if a is None else device.to_device(a) for a in arrays)

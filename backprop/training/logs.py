@@ -12,7 +12,7 @@ class Accumulators:
         self.metrics = model.new_metrics()
 
     def update(self, loss, y, y_pred, sample_weight):
-        self.loss.update_state(loss, [len(y_pred)])
+        self.loss.update_state(loss, len(y_pred))
         for metric in self.metrics:
             metric.update_state(y, y_pred, sample_weight)
 

@@ -12,6 +12,7 @@ import warnings
 import numpy
 
 from backprop import callbacks as callbacks_module, distribute, random
+from backprop.devices import to_host
 from backprop.training import data
 from backprop.training.interrupts import deferred_interrupts
 from backprop.training.logs import Accumulators, LazyLogs
@@ -156,8 +157,8 @@ class Trainer:
         while self.batch < len(batches):
             index = batches[self.batch]
             hooks.on_train_batch_begin(self.batch)
-            yb, wb = y[index], data.take(sample_weight, index)
-            result = self.step(x[index], yb, wb)
+            xb, yb, wb = data.to_model_device(model, x[index], y[index], data.take(sample_weight, index))
+            result = self.step(xb, yb, wb)
             accumulators.update(result.loss, yb, result.y_pred, wb)
             hooks.on_train_batch_end(self.batch, LazyLogs(accumulators.results))
             self.batch += 1
@@ -186,10 +187,15 @@ def evaluate_logs(model, x, y, sample_weight=None, batch_size=32, what="validati
     accumulators = Accumulators(model)
     batches = list(data.batches(len(x), batch_size))
     workers = distribute.current()
-    results = _sharded_test_steps(model, x, y, sample_weight, batches, workers) if workers is not None else (
-        test_step(model, x[index], y[index], data.take(sample_weight, index)) for index in batches)
-    for index, (loss, y_pred) in zip(batches, results):
-        accumulators.update(loss, y[index], y_pred, data.take(sample_weight, index))
+    if workers is not None:
+        results = _sharded_test_steps(model, x, y, sample_weight, batches, workers)
+        for index, (loss, y_pred) in zip(batches, results):
+            accumulators.update(loss, y[index], y_pred, data.take(sample_weight, index))
+        return accumulators.results()
+    for index in batches:
+        xb, yb, wb = data.to_model_device(model, x[index], y[index], data.take(sample_weight, index))
+        loss, y_pred = test_step(model, xb, yb, wb)
+        accumulators.update(loss, yb, y_pred, wb)
     return accumulators.results()
 
 
@@ -216,6 +222,7 @@ def predict(model, x, batch_size=32):
     x = data.features(x, model.dtype, example_shape=model.example_shape)
     batch_size = data.check_batch_size(batch_size, len(x))
     with no_grad():
-        if len(x) == 0:
-            return model(x, training=False).data  # an empty batch keeps the output's shape: (0, units)
-        return numpy.concatenate([model(x[index], training=False).data for index in data.batches(len(x), batch_size)])
+        if len(x) == 0:  # an empty batch keeps the output's shape: (0, units)
+            return to_host(model(data.to_model_device(model, x)[0], training=False).data)
+        return numpy.concatenate([to_host(model(data.to_model_device(model, x[index])[0], training=False).data)
+                                  for index in data.batches(len(x), batch_size)])
