@@ -114,6 +114,8 @@ def build_parser():
                                                              "from its last backup, exactly where it stopped")
     train.add_argument("--workers", type=positive_int, help="train data-parallel on this many MPI processes (needs "
                                                            "pip install 'backprop[mpi]'; the batch size stays global)")
+    train.add_argument("--device", choices=["cpu", "gpu", "strict"], help="where to train: cpu (default), gpu (NVIDIA, "
+                       "needs pip install 'backprop[cuda12]') or strict (the CPU behind a GPU's rules, for checking)")
     train.add_argument("--no-plots", action="store_true", help="skip the pictures")
     train.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard logs there: loss, metrics and "
                                                             "learning rate per epoch, weight histograms")
@@ -254,7 +256,7 @@ def launch_workers(args):
 
 
 def cmd_train(args):
-    from backprop import distribute, run
+    from backprop import devices, distribute, run
     if args.workers and args.workers > 1 and not distribute._launched_by_mpi():
         if args.batch_size and args.batch_size < args.workers:
             raise BadInput(f"--batch-size {args.batch_size} is smaller than --workers {args.workers}: the global batch "
@@ -266,7 +268,8 @@ def cmd_train(args):
     config = run_config(args, build_parser())
     try:
         run.check_config(config)
-    except ValueError as error:
+        devices.get(config.device)  # a device that cannot be used fails here, before anything is written
+    except (ValueError, devices.DeviceError) as error:
         raise BadInput(str(error)) from None
     name = os.path.splitext(os.path.basename(config.data))[0]
     out = config.out or os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -398,6 +401,10 @@ def cmd_info(args):
     from backprop.run import load_run
     model, preprocessing = load_run(args.model)
     model.summary()
+    config = os.path.join(args.model, "config.json") if os.path.isdir(args.model) else None
+    if config and os.path.exists(config):
+        with open(config, encoding="utf-8") as handle:
+            print(f"trained on: {json.load(handle).get('device', 'cpu')}")
     if preprocessing:
         print(f"task: {preprocessing['task']}; features: {len(preprocessing['feature_names'])}; "
               f"classes: {', '.join(preprocessing['classes']) if preprocessing.get('classes') else '-'}")
@@ -461,7 +468,8 @@ def cmd_lr_find(args):
     config = run_config(args, build_parser())
     try:
         run.check_config(config)
-    except ValueError as error:
+        devices.get(config.device)  # a device that cannot be used fails here, before anything is written
+    except (ValueError, devices.DeviceError) as error:
         raise BadInput(str(error)) from None
     curve, _ = run.learning_rate_curve(config, steps=args.steps)
     low, high = curve.learning_rates[0], curve.learning_rates[-1]

@@ -8,7 +8,7 @@ as Keras does, so p in {0, 1} stays finite.
 """
 import warnings
 
-from backprop import ops
+from backprop import devices, ops
 from backprop.ops import loss_kernels as loss_ops
 from backprop.naming import snake_case
 from backprop.tensor import Tensor, as_array
@@ -33,6 +33,13 @@ def _labels(y_true, y_pred, what):
     return labels.astype(y_pred.dtype, copy=False)
 
 
+def _joined(data, y_pred):
+    """Labels or weights (checked on the host) on the predictions' device: they are data, not tensors."""
+    if data is not None and type(y_pred.data) is not np.ndarray and type(_raw(data)) is not type(y_pred.data):
+        return devices.of(y_pred.data).to_device(_raw(data))
+    return data
+
+
 def _raw(value):
     return value.data if isinstance(value, Tensor) else value
 
@@ -42,8 +49,9 @@ def _pred(y_pred):
 
 
 def _labels_for(kernel, y_true, y_pred):
-    """Labels validated the way the kernel needs them: class indices, one-hot rows or y_pred's shape."""
-    return LABEL_CHECKS.get(kernel, _labels)(y_true, y_pred, kernel)
+    """Labels validated the way the kernel needs them (class indices, one-hot rows or y_pred's shape), on
+    y_pred's device."""
+    return _joined(LABEL_CHECKS.get(kernel, _labels)(y_true, y_pred, kernel), y_pred)
 
 
 def _per_example(kernel):
@@ -126,7 +134,8 @@ def reduce_mean(per_example, sample_weight=None):
         raise ValueError("loss: the batch is empty")
     if sample_weight is None:
         return ops.mean(per_example)
-    weights = loss_ops.align_weights(asarray(sample_weight, dtype=per_example.dtype), per_example.shape)
+    weights = asarray(_raw(sample_weight), dtype=per_example.dtype)
+    weights = _joined(loss_ops.align_weights(weights, per_example.shape), _pred(per_example))
     return ops.sum(per_example * weights) / per_example.size
 
 
@@ -169,7 +178,7 @@ class Loss:
         labels = LABEL_CHECKS.get(self.kernel, _labels)(y_true, y_pred, self.kernel)
         if type(self).prepare_labels is not Loss.prepare_labels:  # label smoothing
             labels = self.prepare_labels(labels, y_pred)
-        return labels
+        return _joined(labels, y_pred)
 
     def _check_predictions(self, values):
         """On the first batches only: warn once when the predictions look like the other kind than
@@ -183,7 +192,7 @@ class Loss:
     def from_kernel_labels(self, labels, y_pred, sample_weight=None):
         """The loss from labels that ``kernel_labels`` made (or a tensor holding them)."""
         weights = None if sample_weight is None else sample_weight if isinstance(sample_weight, Tensor) and \
-            sample_weight.dtype == y_pred.dtype else asarray(_raw(sample_weight), dtype=y_pred.dtype)
+            sample_weight.dtype == y_pred.dtype else _joined(asarray(_raw(sample_weight), dtype=y_pred.dtype), y_pred)
         if self.reduction is None:
             values = loss_ops.PER_EXAMPLE_OPS[self.kernel](labels, y_pred, **self.options)
             return values if weights is None else values * loss_ops.align_weights(_raw(weights), values.shape)
@@ -361,11 +370,12 @@ class _FunctionLoss(Loss):
     replayable = True  # the function gets the labels as a tensor: what it reads in Python, the tracer sees
 
     def kernel_labels(self, y_true, y_pred):
-        return y_true
+        return _joined(y_true, y_pred)
 
     def from_kernel_labels(self, labels, y_pred, sample_weight=None):
         out = self.function(labels, y_pred)
         return out if out.ndim == 0 and sample_weight is None else reduce_mean(out, sample_weight)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        return self.from_kernel_labels(y_true, y_pred, sample_weight)
+        y_pred = _pred(y_pred)
+        return self.from_kernel_labels(self.kernel_labels(y_true, y_pred), y_pred, sample_weight)

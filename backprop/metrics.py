@@ -9,13 +9,18 @@ import numbers
 import numpy
 
 from backprop import devices, tracing
-from backprop.devices import asarray
+from backprop.devices import asarray, to_host
 from backprop.naming import snake_case
 from backprop.tensor import Tensor
 
 
-def _array(value):
-    return value.data if isinstance(value, Tensor) else asarray(value)  # a device's array stays there
+def _array(value, like=None):
+    """The array of ``value`` (a device's array stays there); with ``like``, on ``like``'s device (labels
+    arrive from the host while predictions live on the model's device)."""
+    array = value.data if isinstance(value, Tensor) else asarray(value)
+    if like is not None and type(like) is not numpy.ndarray:
+        return devices.of(like).to_device(array)
+    return array
 
 
 def _weights(sample_weight, values):
@@ -55,7 +60,8 @@ class Metric:
 
     @tracing.replayed
     def update_state(self, y_true, y_pred, sample_weight=None):
-        values = self.values(_array(y_true), _array(y_pred))
+        y_pred = _array(y_pred)
+        values = self.values(_array(y_true, like=y_pred), y_pred)
         weights = _weights(sample_weight, values)
         self.total = self.total + _weighted_sum(values, weights)
         self.count = self.count + _count(values, weights)
@@ -68,12 +74,13 @@ class Metric:
         return float(self.total / self.count) if self.count else 0.0
 
     def get_state(self):
-        """The running state (for resuming a run exactly)."""
-        return {k: v for k, v in vars(self).items() if k not in ("name", "threshold", "k")}
+        """The running state (for resuming a run exactly), on the host."""
+        return {k: to_host(v) if hasattr(v, "dtype") else v for k, v in vars(self).items()
+                if k not in ("name", "threshold", "k")}
 
     def set_state(self, state):
-        for key, value in state.items():
-            setattr(self, key, value)
+        for key, value in state.items():  # totals as Python numbers: they add to any device's arrays
+            setattr(self, key, float(value) if numpy.ndim(value) == 0 else value)
 
 
 class Mean(Metric):
@@ -148,8 +155,8 @@ class _Confusion(Metric):
         self.tp = self.fp = self.fn = 0.0
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        truth = _array(y_true).reshape(-1) > 0.5
         guess = _array(y_pred).reshape(-1) > self.threshold
+        truth = _array(y_true, like=guess).reshape(-1) > 0.5
         weights = _weights(sample_weight, truth)
         self.tp = self.tp + _weighted_sum(truth & guess, weights)
         self.fp = self.fp + _weighted_sum(~truth & guess, weights)
@@ -176,13 +183,14 @@ class AUC(Metric):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         scores = _array(y_pred).reshape(-1).astype(numpy.float64)
-        self.labels.append(_array(y_true).reshape(-1) > 0.5)
+        self.labels.append(_array(y_true, like=scores).reshape(-1) > 0.5)
         self.scores.append(scores)
         weights = _weights(sample_weight, scores)
-        self.weights.append(numpy.ones_like(scores) if weights is None else weights)
+        self.weights.append(numpy.ones_like(scores) if weights is None else weights)  # (on scores' device)
 
     def get_state(self):
-        joined = [numpy.concatenate(parts) if parts else numpy.zeros(0, dtype)
+        # each part to the host first: a restored state is there while new batches are on the device
+        joined = [numpy.concatenate([to_host(p) for p in parts]) if parts else numpy.zeros(0, dtype)
                   for parts, dtype in ((self.scores, float), (self.labels, bool), (self.weights, float))]
         return dict(zip(("scores", "labels", "weights"), joined))
 

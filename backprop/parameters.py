@@ -7,6 +7,7 @@ state follows names, never positions.
 """
 import operator
 
+from backprop import devices
 from backprop.devices import array_module
 from backprop.tensor import Tensor
 from backprop.xp import np
@@ -79,7 +80,10 @@ class FlatParameters:
                 view[...] = 0
                 missing.append(position)
             else:
-                np.copyto(view, grad.data if isinstance(grad, Tensor) else grad, casting="same_kind")
+                grad = grad.data if isinstance(grad, Tensor) else grad
+                if type(grad) is not type(view):  # gradients given as data from elsewhere join the buffer's device
+                    grad = devices.of(view).to_device(grad)
+                np.copyto(view, grad, casting="same_kind")
         return missing
 
     def gradient_views(self):

@@ -45,6 +45,7 @@ class RunConfig:
     out: str = None
     plots: bool = True
     tensorboard: str = None  # a folder for TensorBoard event files (train/ and validation/)
+    device: str = "cpu"      # cpu, gpu (CuPy) or strict (the checking device)
 
 
 @dataclass
@@ -279,8 +280,8 @@ def check_backup(config, out, resume, force):
         with open(saved_config) as handle:
             before = json.load(handle)
         now = asdict(config)
-        changed = [f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in now if k not in ("out", "plots", "epochs")
-                   and before.get(k) != now[k]]
+        changed = [f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in now if k not in ("out", "plots", "epochs", "device")
+                   and before.get(k, RunConfig.device if k == "device" else None) != now[k]]
         if changed:
             raise ValueError(f"cannot resume: the settings changed ({'; '.join(changed)})")
 
@@ -292,6 +293,11 @@ def train(config, out, verbose=1):
     backup while training, then the finished model and history, so ``--resume`` after a kill at any
     moment ends with the same run folder as an uninterrupted run.
     """
+    with bp.device(config.device):  # the model, its training and its test on the chosen device
+        return _train(config, out, verbose)
+
+
+def _train(config, out, verbose):
     data = load_data(config)
     check_memory(config, data)
     dropout, patience = small_data_defaults(config, len(data.x_train))

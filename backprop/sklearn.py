@@ -26,7 +26,7 @@ class _MLP(BaseEstimator):
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", optimizer="adam", learning_rate=1e-3,
                  batch_size="auto", max_epochs=200, alpha=1e-4, dropout=0.0, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, random_state=None, verbose=0,
-                 warm_start=False):
+                 warm_start=False, device="cpu"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.optimizer = optimizer
@@ -42,6 +42,7 @@ class _MLP(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
+        self.device = device
 
     # --- what the subclasses provide --------------------------------------------------
     def _encode_targets(self, y, first):
@@ -97,7 +98,8 @@ class _MLP(BaseEstimator):
         if first:
             seed = check_random_state(self.random_state).randint(2 ** 31 - 1)
             bp.random.set_seed(seed)
-            self.model_ = self._build(x.shape[1], self._batch(len(x)))
+            with bp.device(self.device):  # the network lives there; data moves to it batch by batch
+                self.model_ = self._build(x.shape[1], self._batch(len(x)))
             self.loss_curve_, self.validation_scores_ = [], [] if self.early_stopping else None
             self.best_loss_, self.best_validation_score_, self.n_iter_ = math.inf, None, 0
             self._no_improvement = 0

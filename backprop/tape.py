@@ -172,7 +172,8 @@ class GradientTape:
             if seed is not None:
                 g = asarray(getattr(seed, "data", seed), dtype=t.dtype)
             else:  # a scalar loss, the usual target, without ones_like's Python layers
-                g = np.array(1, dtype=t.data.dtype) if t.data.ndim == 0 else np.ones_like(t.data)
+                data = t.data  # (ones_like hands a device's array to its own library)
+                g = np.array(1, dtype=data.dtype) if data.ndim == 0 and type(data) is np.ndarray else np.ones_like(data)
             grads[id(t)] = grads[id(t)] + g if id(t) in grads else g
         return grads
 

@@ -55,7 +55,7 @@ def as_array(value, dtype=None):
 
 def placed(array):
     """A host array moved to the current device (a device's array stays where it is)."""
-    if type(array) is np.ndarray:
+    if not devices.only_cpu and type(array) is np.ndarray:
         target = devices.current()
         if target is not devices.CPU:
             return target.to_device(array)
@@ -221,19 +221,26 @@ class Variable(Tensor):
         structure_version[0] += 1
 
     def assign(self, value):
-        value = _raw(value)
+        value = self._joined(value)
         if np.shape(value) != self.data.shape:
             raise ValueError(f"assign to variable {self.name!r}: shape {np.shape(value)} does not match {self.data.shape}")
         self.data[...] = value
         return self._written("assign", value)
 
     def assign_add(self, delta):
-        self.data += _raw(delta)
+        self.data += self._joined(delta)
         return self._written("assign_add", delta)
 
     def assign_sub(self, delta):
-        self.data -= _raw(delta)
+        self.data -= self._joined(delta)
         return self._written("assign_sub", delta)
+
+    def _joined(self, value):
+        """A value written into the variable, on the variable's device (assigning data copies it over)."""
+        value = _raw(value)
+        if type(self.data) is not np.ndarray and type(value) is not type(self.data) and hasattr(value, "__len__"):
+            return devices.of(self.data).to_device(value)
+        return value
 
     def _written(self, kind, value):
         hook = variable_writes.get()

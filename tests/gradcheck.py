@@ -25,7 +25,7 @@ def analytic_vjp(fn, arrays, cotangent):
     with bp.GradientTape() as tape:
         tape.watch(tensors)
         out = fn(*tensors)
-        target = bp.sum(out * cotangent)
+        target = bp.sum(out * bp.tensor(cotangent))  # on the current device, as out is
     return out, tape.gradient(target, tensors)
 
 

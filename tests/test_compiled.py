@@ -8,6 +8,8 @@ import pytest
 import backprop as bp
 from backprop.training.compiled import CompiledTrainStep, step_info
 
+pytestmark = pytest.mark.usefixtures("each_device")  # on every device
+
 rng = np.random.default_rng(0)
 X = rng.normal(size=(90, 4)).astype(np.float32)
 CLASSES = (X[:, 0] + X[:, 1] > 0).astype(np.int64) + (X[:, 2] > 0.5)

@@ -8,6 +8,8 @@ import pytest
 import backprop as bp
 from backprop.tracing import TraceError
 
+pytestmark = pytest.mark.usefixtures("each_device")  # on every device
+
 rng = np.random.default_rng(0)
 X = rng.normal(size=(32, 4)).astype(np.float32)
 Y = (X[:, :1] - X[:, 1:2] > 0).astype(np.float32)
@@ -20,8 +22,9 @@ def setup(optimizer=lambda: bp.optimizers.Adam(0.01)):
     return model, optimizer(), bp.losses.BinaryCrossentropy(from_logits=True), bp.metrics.BinaryAccuracy(threshold=0.0)
 
 
-def run_both(make_step, steps=12, batches=((bp.Tensor(X), bp.Tensor(Y)),)):
+def run_both(make_step, steps=12, batches=None):
     """The same training eagerly and through bp.function, from the same seed: (eager, compiled) results."""
+    batches = batches or ((bp.Tensor(X), bp.Tensor(Y)),)  # made here: on the test's device
     results = []
     for compiled in (False, True):
         model, optimizer, loss_fn, metric = setup()

@@ -7,6 +7,7 @@ import backprop as bp
 from gradcheck import check_gradients
 
 rng = np.random.default_rng(0)
+pytestmark = pytest.mark.usefixtures("each_device")  # every op on every device
 
 
 def away_from_zero(shape, low=-2.0, high=2.0, gap=1e-2):
@@ -103,13 +104,13 @@ def test_concat_and_stack():
 
 def test_where():
     condition = rng.uniform(size=(3, 4)) > 0.5
-    check_gradients(lambda a, b: bp.where(condition, a, b), rng.uniform(-2, 2, (3, 4)), rng.uniform(-2, 2, (1, 4)))
+    check_gradients(lambda a, b: bp.where(bp.tensor(condition), a, b), rng.uniform(-2, 2, (3, 4)), rng.uniform(-2, 2, (1, 4)))
 
 
 def test_cross_entropies():
     labels = rng.dirichlet(np.ones(4), size=3)
     check_gradients(bp.softmax_cross_entropy_with_logits, labels, rng.uniform(-2, 2, (3, 4)))
-    check_gradients(lambda z: bp.sparse_softmax_cross_entropy_with_logits(np.array([0, 3, 1]), z),
+    check_gradients(lambda z: bp.sparse_softmax_cross_entropy_with_logits(bp.tensor(np.array([0, 3, 1])), z),
                     rng.uniform(-2, 2, (3, 4)))
     check_gradients(bp.sigmoid_cross_entropy_with_logits, rng.uniform(0, 1, (3, 4)), away_from_zero((3, 4)))
 
@@ -138,7 +139,7 @@ def test_float32_gradient_matches_float64(op):
         x = bp.tensor(x64, dtype=dtype)
         with bp.GradientTape() as tape:
             tape.watch(x)
-            y = bp.sum(op(x) * np.linspace(-1, 1, 4).astype(dtype))
+            y = bp.sum(op(x) * bp.tensor(np.linspace(-1, 1, 4), dtype=dtype))
         grads.append(tape.gradient(y, x))
     assert grads[0].dtype == np.float32
     np.testing.assert_allclose(grads[0].numpy(), grads[1].numpy(), rtol=1e-4, atol=1e-5)
@@ -165,10 +166,11 @@ def test_loss_ops_per_example_and_mean(kernel, labels, predictions, options):
     from backprop.ops import loss_kernels as losses
     per_example, mean = losses.PER_EXAMPLE_OPS[kernel], losses.MEAN_OPS[kernel]
     weights = rng.uniform(0.5, 2.0, len(predictions))
+    labels, weights_on_device = bp.tensor(labels, dtype=labels.dtype), bp.tensor(weights)  # data on the test's device
     check_gradients(lambda p: per_example(labels, p, **options), predictions)
     check_gradients(lambda p: mean(labels, p, **options), predictions)
-    check_gradients(lambda p: mean(labels, p, weights, **options), predictions)
-    values = per_example(labels, predictions, **options).numpy()
+    check_gradients(lambda p: mean(labels, p, weights_on_device, **options), predictions)
+    values = per_example(labels, bp.tensor(predictions), **options).numpy()
     assert values.shape == (4,)
-    np.testing.assert_allclose(mean(labels, predictions, weights, **options).numpy(), np.mean(values * weights),
-                               rtol=1e-12)
+    np.testing.assert_allclose(mean(labels, bp.tensor(predictions), weights_on_device, **options).numpy(),
+                               np.mean(values * weights), rtol=1e-12)

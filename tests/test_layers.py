@@ -6,6 +6,8 @@ import backprop as bp
 from backprop.lecture.examples.s03_dense_by_hand import MyDenseLayer  # the lecture's layer, as the issue writes it
 from gradcheck import check_gradients
 
+pytestmark = pytest.mark.usefixtures("each_device")  # on every device
+
 
 def test_issue_code_block_runs(tmp_path, capsys):
     layer = bp.layers.Dense(units=2)

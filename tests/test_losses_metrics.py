@@ -5,6 +5,8 @@ import pytest
 import backprop as bp
 from gradcheck import check_gradients
 
+pytestmark = pytest.mark.usefixtures("each_device")  # on every device
+
 rng = np.random.default_rng(0)
 
 

@@ -12,6 +12,8 @@ import backprop as bp
 from backprop.saving import FileFormatError
 from backprop.saving import tensor_file
 
+pytestmark = pytest.mark.usefixtures("each_device")  # on every device
+
 
 def trained_model(seed=0):
     bp.random.set_seed(seed)

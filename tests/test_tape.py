@@ -7,6 +7,8 @@ import pytest
 
 import backprop as bp
 
+pytestmark = pytest.mark.usefixtures("each_device")  # on every device
+
 
 def test_lecture_perceptron():
     """w0 = 1, W = (3, -2), x = (-1, 2): z = -6, y = sigmoid(-6) ~ 0.00247, with hand-derived gradients."""
@@ -45,9 +47,15 @@ def test_tensor_protocol():
     t = bp.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
     assert t.shape == (2, 3) and t.ndim == 2 and len(t) == 2
     assert t.T.shape == (3, 2)
-    assert np.asarray(t).shape == (2, 3)
     assert t[1, 2].numpy() == 6.0
-    assert isinstance(np.ones((2, 3)) + t, bp.Tensor)  # ndarray on the left still builds a tensor
+    if t.device.name == "cpu":
+        assert np.asarray(t).shape == (2, 3)
+        assert isinstance(np.ones((2, 3)) + t, bp.Tensor)  # ndarray on the left still builds a tensor
+    else:  # PyTorch's rules: a device tensor reaches NumPy only through .numpy(), and never mixes with host arrays
+        with pytest.raises(TypeError, match=f"tensor on the {t.device.name} device cannot become a NumPy array"):
+            np.asarray(t)
+        with pytest.raises(bp.devices.DeviceMismatchError, match="inputs on different devices"):
+            np.ones((2, 3)) + t
     assert isinstance(np.exp(t), bp.Tensor)
     assert np.array_equal((t > 2).numpy(), [[False, False, True], [True, True, True]])
     n = t.numpy()

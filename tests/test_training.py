@@ -7,6 +7,8 @@ import pytest
 
 import backprop as bp
 
+pytestmark = pytest.mark.usefixtures("each_device")  # on every device
+
 
 def binary_problem(n=120, seed=0):
     rng = np.random.default_rng(seed)

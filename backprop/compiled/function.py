@@ -12,8 +12,9 @@ raises TraceError naming the line instead.
 import collections
 import functools
 
+from backprop import devices
 from backprop.compiled.plan import Plan
-from backprop.tensor import Tensor, Variable, structure_version
+from backprop.tensor import Tensor, Variable, placed, structure_version
 from backprop.tracing import Graph, Recorder, TraceError, recording
 from backprop.xp import np
 
@@ -30,7 +31,7 @@ class Function:
 
     def __call__(self, *args, **kwargs):
         if not kwargs and all(type(a) is Tensor or type(a) is np.ndarray for a in args):  # the usual call
-            arrays = [a.data if type(a) is Tensor else a for a in args]
+            arrays = [a.data if type(a) is Tensor else placed(a) for a in args]  # NumPy data: the current device
             key = (tuple((a.shape, a.dtype.str) for a in arrays), structure_version[0])
         else:
             arrays = []
@@ -79,13 +80,13 @@ def function(fn=None, *, max_signatures=8, jit_compile=None, reduce_retracing=No
 
 # --- arguments and outputs -----------------------------------------------------------------------------
 def _is_array(value):
-    return isinstance(value, np.ndarray) or (isinstance(value, Tensor) and not isinstance(value, Variable))
+    return isinstance(value, devices.array_types) or (isinstance(value, Tensor) and not isinstance(value, Variable))
 
 
 def _spec(value, arrays):
     """A hashable description of the arguments; their tensors and arrays are appended to ``arrays``."""
     if _is_array(value):
-        array = value.data if isinstance(value, Tensor) else value
+        array = value.data if isinstance(value, Tensor) else placed(value)
         arrays.append(array)
         return ("array", array.shape, array.dtype.str)
     if isinstance(value, (list, tuple)):

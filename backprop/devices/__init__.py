@@ -41,6 +41,8 @@ CPU = Device("cpu", numpy, numpy.ndarray, numpy.asarray)
 _loaded = {"cpu": CPU}
 _by_type = {numpy.ndarray: CPU}
 array_types = (numpy.ndarray,)  # every loaded device's array type: what Tensor accepts without converting
+# True while no other device than the CPU can be current: new tensors then skip asking where to go
+only_cpu = os.environ.get("BACKPROP_DEVICE", "cpu").lower() == "cpu"
 
 
 def _load_strict():
@@ -72,7 +74,7 @@ ALIASES = {"cuda": "gpu"}
 
 def get(name):
     """The Device called ``name`` ("cpu", "gpu" or "cuda", "strict"), loaded on first use; a Device passes."""
-    global array_types
+    global array_types, only_cpu
     if isinstance(name, Device):
         return name
     key = ALIASES.get(str(name).lower(), str(name).lower())
@@ -81,7 +83,7 @@ def get(name):
             raise DeviceError(f"unknown device {name!r}; backprop has cpu, gpu (CuPy) and strict")
         loaded = _loaded[key] = _LOADERS[key]()
         _by_type[loaded.array_type] = loaded
-        array_types = tuple(_by_type)
+        array_types, only_cpu = tuple(_by_type), False
     return _loaded[key]
 
 
@@ -134,7 +136,9 @@ def asarray(value, dtype=None):
 
 def to_host(value):
     """A NumPy array of ``value`` (a Tensor or an array of any device); host arrays are not copied."""
-    value = getattr(value, "data", value)
+    from backprop.tensor import Tensor  # here: tensor imports this module
+    if isinstance(value, Tensor):
+        value = value.data
     return of(value).to_host(value)
 
 

@@ -25,9 +25,12 @@ class StrictArray:
                         "use .get() to copy it to the host")
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        if "out" in kwargs:
-            kwargs["out"] = tuple(_unwrap(o) for o in kwargs["out"])
+        outs = kwargs.get("out")
+        if outs:
+            kwargs["out"] = tuple(_unwrap(o) for o in outs)
         result = getattr(ufunc, method)(*(_unwrap(x) for x in inputs), **kwargs)
+        if outs:  # the out arrays themselves, as NumPy and CuPy return them (x += y keeps x's identity)
+            return outs[0] if len(outs) == 1 else outs
         return _wrap(result)
 
     def __array_function__(self, func, types, args, kwargs):
@@ -50,8 +53,8 @@ class StrictArray:
     flat = property(lambda self: StrictArray(self.raw.reshape(-1)))
 
     def __getattr__(self, name):
-        if name.startswith("__"):  # NumPy's own protocols (__array_interface__ ...) would expose the host data
-            raise AttributeError(name)
+        if name.startswith("__") or name in ("data", "ctypes"):  # these would expose the host memory
+            raise AttributeError(f"{name!r}: a strict-device array does not expose its memory")
         attribute = getattr(self.raw, name)
         if not callable(attribute):
             return _wrap(attribute)

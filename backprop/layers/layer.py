@@ -22,14 +22,16 @@ def float_dtype(dtype, what="layer"):
     return np.dtype(name)
 
 
-def to_input(value, dtype):
+def to_input(value, dtype, layer=None):
     """Layer inputs: tensors pass through; arrays and lists become tensors of the layer's dtype, on the
-    current device (as ``Tensor(value)`` makes them)."""
+    layer's device (data given to a model goes where its weights are)."""
     if isinstance(value, Tensor):
         return value
     array = as_array(value)
     if array.dtype != dtype and array.dtype.kind in "iubf":
         array = array.astype(dtype)
+    if layer is not None and type(array) is np.ndarray and not devices.only_cpu:
+        return Tensor._wrap(layer.device.to_device(array))
     return Tensor._wrap(placed(array))
 
 
@@ -217,13 +219,13 @@ class Layer:
     def __call__(self, inputs, training=None, **kwargs):
         if not isinstance(inputs, Tensor):
             if isinstance(inputs, np.ndarray):
-                inputs = to_input(inputs, self.dtype)
+                inputs = to_input(inputs, self.dtype, self)
             else:
                 from backprop.layers import symbolic  # here: symbolic imports this module
                 if symbolic.is_symbolic(inputs):  # the functional API: record the call, compute nothing
                     return symbolic.call_symbolically(self, inputs, **kwargs)
                 if not isinstance(inputs, (list, tuple, dict)):
-                    inputs = to_input(inputs, self.dtype)
+                    inputs = to_input(inputs, self.dtype, self)
         if not self.built:
             self._build_input_shape = getattr(inputs, "shape", None)
             self._build_on_first_call(self._build_input_shape)

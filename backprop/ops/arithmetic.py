@@ -1,4 +1,6 @@
 """Elementwise arithmetic and matrix multiplication, each forward next to its gradient."""
+import math
+
 from backprop.ops.op import constant, differentiable
 from backprop.devices import asarray
 from backprop.xp import np
@@ -44,8 +46,11 @@ def power(a, b):
         ga = g * b * a ** (b - 1) if needs[0] else None
         if not needs[1]:
             return ga, None
-        with _quiet():
-            log_a = np.where(a > 0, np.log(np.where(a > 0, a, 1)), 0)
+        if not hasattr(a, "shape"):  # a Python number: a number, which joins any device's arrays
+            log_a = math.log(a) if a > 0 else 0.0
+        else:
+            with _quiet():
+                log_a = np.where(a > 0, np.log(np.where(a > 0, a, 1)), 0)
         return ga, g * out * log_a
 
     return out, backward

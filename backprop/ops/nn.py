@@ -16,7 +16,7 @@ def _sigmoid(a, out=None):
     exact in the limits (sigmoid(-1000) = 0, sigmoid(40) = 1) and within a few ulp elsewhere."""
     if out is None:
         a = asarray(a)
-        out = np.empty(a.shape, dtype=a.dtype if a.dtype.kind == "f" else FLOATX)
+        out = np.empty_like(a, dtype=a.dtype if a.dtype.kind == "f" else FLOATX)  # on a's device
     np.negative(a, out=out)
     np.logaddexp(0, out, out=out)
     np.negative(out, out=out)
@@ -95,7 +95,18 @@ def swish(a):
 silu = swish
 
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
-_erf = np.vectorize(math.erf, otypes=[float])
+_erf_host = np.vectorize(math.erf, otypes=[float])
+
+
+def _erf(a):
+    """erf elementwise, on a's device (CuPy's kernel on a GPU; NumPy's numbers elsewhere)."""
+    if type(a) is np.ndarray:
+        return _erf_host(a)
+    device = devices.of(a)
+    if device.name == "gpu":  # pragma: no cover - needs a GPU
+        from cupyx.scipy.special import erf
+        return erf(a)
+    return device.to_device(_erf_host(device.to_host(a)))
 
 
 @differentiable(arrays=1)

@@ -1,6 +1,7 @@
 """Ops that move values around without changing them: reshape, transpose, slicing, joining."""
 from backprop.ops.op import constant, differentiable
 from backprop.tensor import Tensor
+from backprop import devices
 from backprop.devices import asarray
 from backprop.xp import np
 
@@ -66,9 +67,11 @@ def getitem(a, index):
 @differentiable(arrays=1)
 def _getitem(a, key):
     a = asarray(a)
+    if type(a) is not np.ndarray:  # index arrays given from the host (data, as CuPy takes them) join a
+        key = _key_on(devices.of(a), key)
 
     def backward(g, needs):
-        grad = np.zeros(a.shape, dtype=g.dtype)
+        grad = np.zeros_like(a, dtype=g.dtype)
         if _is_basic(key):
             grad[key] = g
         else:
@@ -76,6 +79,14 @@ def _getitem(a, key):
         return (grad,)
 
     return a[key], backward
+
+
+def _key_on(device, key):
+    if isinstance(key, tuple):
+        return tuple(_key_on(device, part) for part in key)
+    if isinstance(key, list) or type(key) is np.ndarray:
+        return device.to_device(np.asarray(key))
+    return key
 
 
 def concat(values, axis=0):
@@ -98,7 +109,7 @@ def _joined(join, arrays, axis, name):
 
 @differentiable
 def _concat(*arrays, axis=0):
-    cuts = np.cumsum([np.shape(a)[axis] for a in arrays])[:-1]
+    cuts = np.cumsum([np.shape(a)[axis] for a in arrays])[:-1].tolist()  # numbers, for any device
     return _joined(np.concatenate, arrays, axis, "concat"), lambda g, needs: tuple(np.split(g, cuts, axis=axis))
 
 

@@ -282,18 +282,24 @@ class Optimizer:
         if self.clipnorm is None and self.global_clipnorm is None:
             return
         views = params.gradient_views()
-        squares = [np.sum(g * g) for g in views]
+        # the norms stay arrays on the gradients' device: no wait for it; the finite check reads them on the
+        # CPU only (on a GPU a non-finite norm reaches the loss, where TerminateOnNaN sees it)
+        squares = np.stack([np.sum(g * g) for g in views]).astype(np.float64)
+        host = type(squares) is np.ndarray
         if self.clipnorm is not None:
-            norms = np.sqrt(asarray(squares, dtype=np.float64))
-            _check_finite(self.name, "a gradient norm", norms)
-            for view, norm in zip(views, norms):
-                view *= view.dtype.type(self.clipnorm / max(norm, self.clipnorm))
+            norms = np.sqrt(squares)
+            if host:
+                _check_finite(self.name, "a gradient norm", norms)
+            scales = self.clipnorm / np.maximum(norms, self.clipnorm)
+            for view, scale in zip(views, scales):
+                view *= scale.astype(view.dtype)
             return
-        norm = np.sqrt(np.sum(asarray(squares, dtype=np.float64)))
-        _check_finite(self.name, "the global gradient norm", norm)
-        scale = self.global_clipnorm / max(norm, self.global_clipnorm)
+        norm = np.sqrt(np.sum(squares))
+        if host:
+            _check_finite(self.name, "the global gradient norm", norm)
+        scale = self.global_clipnorm / np.maximum(norm, self.global_clipnorm)
         for _, grads in params.groups.values():
-            grads *= grads.dtype.type(scale)
+            grads *= scale.astype(grads.dtype)
 
     def apply(self, grads, variables):
         return self.apply_gradients(zip(grads, variables))

@@ -18,6 +18,7 @@ from backprop.ops import op as op_module
 from backprop.tape import GradientTape
 from backprop.tensor import Tensor, structure_version
 from backprop.tracing import Graph, Recorder, TraceError, recording, same_computation
+from backprop.training import data
 from backprop.training.step import TrainStep
 from backprop.devices import array_module, asarray
 from backprop.xp import np
@@ -44,6 +45,7 @@ class CompiledTrainStep(TrainStep):
         self.fallback = None  # why the model trains eagerly, once it does
 
     def __call__(self, x, y, sample_weight=None):
+        x, sample_weight = data.to_model_device(self.model, x, sample_weight)  # labels: the loss moves them
         if self.fallback is None and not self.model.loss.replayable:
             self._fall_back(f"the loss {self.model.loss.name!r} computes in Python around its kernel")
         if self.fallback is not None or op_module.monitors.get() or tape_module.gradient_monitors.get():

@@ -7,6 +7,7 @@ stays arrays, so nothing waits for the device. Wrappers work on the state's flat
 across workers),
 and a compiled step can replay the same array calls.
 """
+from backprop.training import data
 from backprop.tape import GradientTape, no_grad
 from backprop.xp import np
 
@@ -32,6 +33,7 @@ class TrainStep:
 
     def __call__(self, x, y, sample_weight=None):
         model = self.model
+        x, sample_weight = data.to_model_device(model, x, sample_weight)  # labels: the loss moves them
         with GradientTape() as tape:
             y_pred = model(x, training=True)
             loss = model.compute_loss(y, y_pred, sample_weight)
@@ -53,6 +55,7 @@ class TrainStep:
 
 def test_step(model, x, y, sample_weight=None):
     """(loss, predictions) of one batch in inference mode, nothing recorded."""
+    x, sample_weight = data.to_model_device(model, x, sample_weight)
     with no_grad():
         y_pred = model(x, training=False)
         return model.compute_loss(y, y_pred, sample_weight).data, y_pred.data

@@ -157,8 +157,8 @@ class Trainer:
         while self.batch < len(batches):
             index = batches[self.batch]
             hooks.on_train_batch_begin(self.batch)
-            xb, yb, wb = data.to_model_device(model, x[index], y[index], data.take(sample_weight, index))
-            result = self.step(xb, yb, wb)
+            yb, wb = y[index], data.take(sample_weight, index)
+            result = self.step(x[index], yb, wb)  # the step moves the batch to the model's device
             accumulators.update(result.loss, yb, result.y_pred, wb)
             hooks.on_train_batch_end(self.batch, LazyLogs(accumulators.results))
             self.batch += 1
@@ -193,8 +193,8 @@ def evaluate_logs(model, x, y, sample_weight=None, batch_size=32, what="validati
             accumulators.update(loss, y[index], y_pred, data.take(sample_weight, index))
         return accumulators.results()
     for index in batches:
-        xb, yb, wb = data.to_model_device(model, x[index], y[index], data.take(sample_weight, index))
-        loss, y_pred = test_step(model, xb, yb, wb)
+        yb, wb = y[index], data.take(sample_weight, index)
+        loss, y_pred = test_step(model, x[index], yb, wb)
         accumulators.update(loss, yb, y_pred, wb)
     return accumulators.results()
 

@@ -1,0 +1,166 @@
+"""Devices: the same models on every device. The strict device computes with NumPy behind CuPy's boundary
+rules (no implicit conversion to NumPy, no mixing with host arrays), so here it must give the CPU's numbers
+bit for bit; on a GPU (when CuPy sees one) the results agree to float32 precision."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import backprop as bp
+from backprop.devices import strict
+from conftest import DEVICES
+
+OTHER_DEVICES = [d for d in DEVICES if d != "cpu"]
+rng = np.random.default_rng(0)
+X = rng.normal(size=(96, 5)).astype(np.float32)
+CLASSES = (X[:, 0] + X[:, 1] ** 2 > 0.5).astype(np.int64) + (X[:, 2] > 0.8)
+
+
+def same(a, b, device):
+    if device == "gpu":  # other kernels (cuBLAS, its reductions): the same numbers to float32 precision
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-5)
+    else:
+        np.testing.assert_array_equal(a, b)
+
+
+def train(device, optimizer="adam", epochs=3, callbacks=(), batch_size=16):
+    """A small classifier with dropout, metrics, validation and callbacks, trained on ``device``."""
+    with bp.device(device):
+        bp.random.set_seed(0)
+        model = bp.Sequential([bp.layers.Input(shape=(5,)), bp.layers.Dense(16, activation="relu"),
+                               bp.layers.Dropout(0.2), bp.layers.Dense(8, activation="tanh"), bp.layers.Dense(3)])
+        model.compile(optimizer=bp.optimizers.get(optimizer, learning_rate=0.01),
+                      loss=bp.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+        history = model.fit(X, CLASSES, epochs=epochs, batch_size=batch_size, verbose=0, validation_split=0.25,
+                            callbacks=list(callbacks))
+    return model, history
+
+
+@pytest.mark.parametrize("device", OTHER_DEVICES)
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta"])
+def test_fit_on_a_device_gives_the_cpus_training(device, optimizer):
+    cpu_model, cpu_history = train("cpu", optimizer)
+    model, history = train(device, optimizer)
+    assert model.device.name == device and all(v.device.name == device for v in model.variables)
+    same(np.array(list(history.history.values())), np.array(list(cpu_history.history.values())), device)
+    for a, b in zip(model.get_weights(), cpu_model.get_weights()):
+        same(a, b, device)
+    predictions = model.predict(X)  # on the host, as on the CPU
+    assert type(predictions) is np.ndarray
+    same(predictions, cpu_model.predict(X), device)
+    same(model.evaluate(X, CLASSES, verbose=0), cpu_model.evaluate(X, CLASSES, verbose=0), device)
+
+
+def test_the_training_loop_does_not_wait_for_the_device_at_every_step():
+    """Host reads (on a GPU, waits) per epoch stay the same whether an epoch has 6 or 24 steps."""
+    def reads(batch_size):
+        before = strict.transfers[0]
+        train("strict", epochs=2, batch_size=batch_size)
+        return strict.transfers[0] - before
+    assert reads(batch_size=12) == reads(batch_size=3)
+
+
+def test_callbacks_see_the_same_logs_and_weights(tmp_path):
+    def run(device):
+        callbacks = [bp.callbacks.EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True),
+                     bp.callbacks.ReduceLROnPlateau(monitor="val_loss", patience=1, factor=0.5),
+                     bp.callbacks.ModelCheckpoint(tmp_path / f"{device}.bp", monitor="val_loss", save_best_only=True),
+                     bp.callbacks.CSVLogger(tmp_path / f"{device}.csv"), bp.callbacks.TerminateOnNaN()]
+        return train(device, epochs=8, callbacks=callbacks)
+    (cpu, cpu_history), (model, history) = run("cpu"), run("strict")
+    assert history.history == cpu_history.history
+    assert (tmp_path / "cpu.csv").read_text() == (tmp_path / "strict.csv").read_text()
+    for a, b in zip(bp.models.load_model(tmp_path / "strict.bp").get_weights(), cpu.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_model_saved_on_a_device_loads_on_either(tmp_path):
+    model, _ = train("strict")
+    model.save(tmp_path / "m.bp")
+    on_cpu = bp.models.load_model(tmp_path / "m.bp", device="cpu")
+    on_device = bp.models.load_model(tmp_path / "m.bp", device="strict")
+    assert on_cpu.device.name == "cpu" and on_device.device.name == "strict"
+    np.testing.assert_array_equal(on_cpu.predict(X), model.predict(X))
+    np.testing.assert_array_equal(on_device.predict(X), model.predict(X))
+
+
+def test_model_to_moves_weights_and_optimizer_state_and_training_goes_on_unchanged():
+    straight, _ = train("cpu", epochs=4)
+    model, _ = train("cpu", epochs=2)
+    model.to("strict")
+    assert model.device.name == "strict"
+    assert all(type(a) is strict.StrictArray for slots in model.optimizer._slots.values() for a in slots.values())
+    with bp.device("strict"):
+        model.fit(X, CLASSES, epochs=4, initial_epoch=2, batch_size=16, verbose=0, validation_split=0.25)
+    model.to("cpu")
+    for a, b in zip(model.get_weights(), straight.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_tensors_live_where_they_were_made():
+    host = bp.tensor([1.0, 2.0])
+    with bp.device("strict"):
+        made = bp.tensor([1.0, 2.0])
+        assert made.device.name == "strict" and (made * 2).device.name == "strict"
+        assert bp.get_device().name == "strict"
+        assert host.device.name == "cpu"  # made before: it stays on the CPU
+    assert bp.get_device().name == "cpu" and bp.tensor([1.0]).device.name == "cpu"
+    assert type(made.numpy()) is np.ndarray and np.array_equal(made.numpy(), [1.0, 2.0])
+    moved = bp.to_device(host, "strict")
+    assert moved.device.name == "strict" and bp.to_device(moved, "cpu").device.name == "cpu"
+    assert "device='strict'" in repr(made)
+
+
+def test_mixing_devices_is_an_error_naming_both():
+    host = bp.tensor([[1.0, 2.0]])
+    with bp.device("strict"):
+        weights = bp.Variable(np.ones((2, 2), np.float32))
+    with pytest.raises(bp.devices.DeviceMismatchError, match=r"matmul: inputs on different devices \(input 0 on "
+                                                             r"cpu, input 1 on strict\)"):
+        host @ weights
+    with pytest.raises(TypeError, match="cannot become a NumPy array implicitly; call .numpy()"):
+        np.asarray(weights)
+
+
+def test_set_device_and_the_environment_choose_the_default(tmp_path):
+    try:
+        bp.set_device("strict")
+        assert bp.tensor([1.0]).device.name == "strict"
+    finally:
+        bp.set_device("cpu")
+    script = "import backprop as bp; print(bp.tensor([1.0]).device.name, bp.get_device().name)"
+    out = subprocess.run([sys.executable, "-c", script], env={**__import__("os").environ, "BACKPROP_DEVICE": "strict"},
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["strict", "strict"], out.stderr
+    with pytest.raises(bp.devices.DeviceError, match="unknown device 'tpu'; backprop has cpu, gpu"):
+        bp.set_device("tpu")
+
+
+@pytest.mark.skipif("gpu" in DEVICES, reason="a GPU is visible here")
+def test_a_gpu_that_is_not_there_is_one_clear_error(tmp_path):
+    try:
+        import cupy  # noqa: F401
+        expected = "no NVIDIA GPU is visible"
+    except ImportError:
+        expected = "needs CuPy, which is not installed: pip install 'backprop\\[cuda12\\]'"
+    with pytest.raises(bp.devices.DeviceError, match=expected):
+        bp.set_device("gpu")
+    assert bp.get_device().name == "cpu"
+    cli = subprocess.run([sys.executable, "-m", "backprop", "train", "--data", "moons", "--device", "gpu",
+                          "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert cli.returncode == 2 and cli.stderr.count("\n") == 1 and "device 'gpu'" in cli.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_the_cli_and_the_estimators_train_on_a_device(tmp_path):
+    pytest.importorskip("sklearn")
+    from backprop.sklearn import MLPClassifier
+    cpu = MLPClassifier(hidden_layer_sizes=(8,), max_epochs=5, random_state=0).fit(X, CLASSES)
+    device = MLPClassifier(hidden_layer_sizes=(8,), max_epochs=5, random_state=0, device="strict").fit(X, CLASSES)
+    assert device.model_.device.name == "strict"
+    np.testing.assert_array_equal(device.predict_proba(X), cpu.predict_proba(X))
+    from backprop import cli
+    assert cli.main(["train", "--data", "moons", "--device", "strict", "--epochs", "2", "--no-plots", "--quiet",
+                     "--out", str(tmp_path / "run")]) in (0, None)
+    assert '"device": "strict"' in (tmp_path / "run" / "config.json").read_text()
