@@ -1,26 +1,11 @@
-"""The array library every op computes with.
+"""The array library every op is written against: NumPy.
 
-All numerical code imports its array module from here (``from backprop.xp import np``),
-so a CuPy backend can be swapped in without touching the ops. As in Keras, the backend
-is chosen once, at import time, by the environment variable ``BACKPROP_BACKEND``
-("numpy", the default, or "cupy").
+All numerical code imports it from here (``from backprop.xp import np``). On another device the same
+code runs unchanged: NumPy's functions hand a device's arrays to that device's library through the
+``__array_ufunc__`` and ``__array_function__`` protocols (CuPy implements both), and code that creates
+arrays asks ``backprop.devices.array_module(like)``. See backprop.devices.
 """
-import os
-
 import numpy
 
-BACKEND = os.environ.get("BACKPROP_BACKEND", "numpy").lower()
-
-if BACKEND == "numpy":
-    np = numpy
-elif BACKEND == "cupy":  # pragma: no cover - needs a GPU
-    import cupy as np  # noqa: F401 - the module is the backend
-else:
-    raise ImportError(f"BACKPROP_BACKEND={BACKEND!r} is not supported; valid: numpy, cupy")
-
+np = numpy
 FLOATX = numpy.dtype("float32")
-
-
-def to_numpy(array):
-    """A NumPy copy of a backend array (a no-op on the NumPy backend)."""
-    return array.get() if hasattr(array, "get") and BACKEND == "cupy" else numpy.asarray(array)

@@ -164,3 +164,17 @@ def test_the_cli_and_the_estimators_train_on_a_device(tmp_path):
     assert cli.main(["train", "--data", "moons", "--device", "strict", "--epochs", "2", "--no-plots", "--quiet",
                      "--out", str(tmp_path / "run")]) in (0, None)
     assert '"device": "strict"' in (tmp_path / "run" / "config.json").read_text()
+
+
+def test_running_out_of_device_memory_names_the_batch_size_and_what_to_do():
+    model, _ = train("strict", epochs=1)
+    strict.memory_limit[0] = 4_000  # bytes: a batch of 64 x 16 float32 activations is 4,096
+    try:
+        with pytest.raises(bp.devices.DeviceMemoryError, match="fit: the device ran out of memory with "
+                                                               "batch_size=64 .*use a smaller batch_size"):
+            model.fit(X, CLASSES, batch_size=64, epochs=1, verbose=0)
+        with pytest.raises(bp.devices.DeviceMemoryError, match="predict: .*batch_size=96"):
+            model.predict(X, batch_size=96)
+        assert model.predict(X[:8], batch_size=8).shape == (8, 3)  # a smaller batch fits
+    finally:
+        strict.memory_limit[0] = None

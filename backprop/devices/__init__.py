@@ -152,6 +152,22 @@ def to_device(value, device=None):
     return target.to_device(value)
 
 
+class DeviceMemoryError(MemoryError):
+    """A device ran out of memory; the message names the batch size and what to change."""
+
+
+@contextlib.contextmanager
+def memory_errors(what, batch_size):
+    """Turn a device's out-of-memory error (CuPy's OutOfMemoryError) into one that says what to do."""
+    try:
+        yield
+    except Exception as error:
+        if type(error).__name__ != "OutOfMemoryError":
+            raise
+        raise DeviceMemoryError(f"{what}: the device ran out of memory with batch_size={batch_size} ({error}); "
+                                "use a smaller batch_size, or a smaller model") from None
+
+
 class DeviceMismatchError(TypeError):
     """An op was given arrays on two devices."""
 

@@ -10,6 +10,11 @@ would hit, with the same numbers as the CPU. ``transfers`` counts host reads (``
 import numpy
 
 transfers = [0]  # host reads since import; tests read the difference
+memory_limit = [None]  # bytes one array may take, to test running out of memory as on a GPU
+
+
+class OutOfMemoryError(MemoryError):
+    """CuPy's name for an allocation the device cannot make."""
 
 
 class StrictArray:
@@ -155,6 +160,8 @@ def _unwrap_all(value):
 
 def _wrap(value):
     if isinstance(value, numpy.ndarray):
+        if memory_limit[0] is not None and value.nbytes > memory_limit[0]:
+            raise OutOfMemoryError(f"out of memory allocating {value.nbytes:,} bytes")
         return StrictArray(value)
     if isinstance(value, tuple):
         return tuple(_wrap(v) for v in value)

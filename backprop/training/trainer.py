@@ -12,7 +12,7 @@ import warnings
 import numpy
 
 from backprop import callbacks as callbacks_module, distribute, random
-from backprop.devices import to_host
+from backprop.devices import memory_errors, to_host
 from backprop.training import data
 from backprop.training.interrupts import deferred_interrupts
 from backprop.training.logs import Accumulators, LazyLogs
@@ -73,7 +73,7 @@ class Trainer:
             hooks.on_train_begin()
             if backup is not None:
                 self._resume(backup, x, y, batch_size)
-            with deferred_interrupts(backup is not None) as interrupted:
+            with deferred_interrupts(backup is not None) as interrupted, memory_errors("fit", batch_size):
                 self._epochs(x, y, sample_weight, batch_size, epochs, shuffle, validation_data, hooks, backup,
                              interrupted)
             self.completed = True
@@ -221,7 +221,7 @@ def predict(model, x, batch_size=32):
     from backprop.tape import no_grad
     x = data.features(x, model.dtype, example_shape=model.example_shape)
     batch_size = data.check_batch_size(batch_size, len(x))
-    with no_grad():
+    with no_grad(), memory_errors("predict", batch_size):
         if len(x) == 0:  # an empty batch keeps the output's shape: (0, units)
             return to_host(model(data.to_model_device(model, x)[0], training=False).data)
         return numpy.concatenate([to_host(model(data.to_model_device(model, x[index])[0], training=False).data)
