@@ -178,7 +178,7 @@ class Loss:
         labels = LABEL_CHECKS.get(self.kernel, _labels)(y_true, y_pred, self.kernel)
         if type(self).prepare_labels is not Loss.prepare_labels:  # label smoothing
             labels = self.prepare_labels(labels, y_pred)
-        return _joined(labels, y_pred)
+        return labels if type(y_pred.data) is np.ndarray else _joined(labels, y_pred)
 
     def _check_predictions(self, values):
         """On the first batches only: warn once when the predictions look like the other kind than

@@ -30,7 +30,9 @@ def to_input(value, dtype, layer=None):
     array = as_array(value)
     if array.dtype != dtype and array.dtype.kind in "iubf":
         array = array.astype(dtype)
-    if layer is not None and type(array) is np.ndarray and not devices.only_cpu:
+    if devices.only_cpu:
+        return Tensor._wrap(array)
+    if layer is not None and type(array) is np.ndarray:
         return Tensor._wrap(layer.device.to_device(array))
     return Tensor._wrap(placed(array))
 
