@@ -178,3 +178,16 @@ def test_running_out_of_device_memory_names_the_batch_size_and_what_to_do():
         assert model.predict(X[:8], batch_size=8).shape == (8, 3)  # a smaller batch fits
     finally:
         strict.memory_limit[0] = None
+
+
+@pytest.mark.skipif("gpu" not in DEVICES, reason="needs CuPy and a GPU")
+def test_the_fused_adam_kernel_computes_the_numpy_formula():  # pragma: no cover - needs a GPU
+    def run(device):
+        with bp.device(device):
+            w = bp.Variable(np.random.default_rng(0).normal(size=1000).astype(np.float32))
+            optimizer = bp.optimizers.Adam(0.01)
+            for step in range(5):
+                optimizer.apply_gradients([(bp.tensor(np.cos(np.arange(1000) * (step + 1)).astype(np.float32)), w)])
+        return w.numpy(), bp.to_host(optimizer.slots(w)["v"])
+    for a, b in zip(run("gpu"), run("cpu")):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)

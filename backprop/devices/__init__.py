@@ -152,6 +152,20 @@ def to_device(value, device=None):
     return target.to_device(value)
 
 
+_kernels = {}
+
+
+def elementwise_kernel(like, name, inputs, outputs, source):
+    """A fused CuPy kernel (one launch instead of one per NumPy call) when ``like`` lives on a GPU, else None:
+    the caller then runs the NumPy formula the kernel must equal, written next to it."""
+    if type(like) is numpy.ndarray or of(like).name != "gpu":
+        return None
+    kernel = _kernels.get(name)
+    if kernel is None:  # pragma: no cover - needs a GPU
+        kernel = _kernels[name] = of(like).xp.ElementwiseKernel(inputs, outputs, source, f"backprop_{name}")
+    return kernel  # pragma: no cover
+
+
 class DeviceMemoryError(MemoryError):
     """A device ran out of memory; the message names the batch size and what to change."""
 

@@ -4,6 +4,7 @@ Each ``update`` writes into the variable's array and its slot arrays in place.
 """
 import math
 
+from backprop import devices
 from backprop.optimizers.optimizer import Optimizer, _check_positive, check_fraction
 from backprop.xp import np
 
@@ -140,10 +141,26 @@ class Adam(Optimizer):
         tmp *= 1 - self.beta_2
         v += tmp
 
+    # On a GPU the whole update is one kernel; it computes what update_moments and update write in NumPy
+    # (to float32 precision: the compiler may fuse a multiply and an add).
+    FUSED = ("T g, T b1c, T b2c, T eps, T alpha", "T w, T m, T v", """
+        T m_new = m + (g - m) * b1c;
+        T v_new = v + (g * g - v) * b2c;
+        m = m_new;
+        v = v_new;
+        w = w - m_new / (sqrt(v_new) + eps) * alpha;
+    """)
+
     def update(self, w, g, slots, lr):
         t = self.iterations + 1
         alpha = lr * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
-        m, v, tmp = slots["m"], slots["v"], self.scratch(w)
+        m, v = slots["m"], slots["v"]
+        fused = None if self.amsgrad else devices.elementwise_kernel(w, "adam", *self.FUSED)
+        if fused is not None:  # pragma: no cover - needs a GPU
+            scalar = w.dtype.type
+            fused(g, scalar(1 - self.beta_1), scalar(1 - self.beta_2), scalar(self.epsilon), scalar(alpha), w, m, v)
+            return
+        tmp = self.scratch(w)
         self.update_moments(g, m, v, tmp)
         if self.amsgrad:
             np.maximum(slots["v_hat"], v, out=slots["v_hat"])
