@@ -99,8 +99,14 @@ def test_loss_gradients_numerically():
 
 def test_loss_by_name_and_unknown():
     assert isinstance(bp.losses.get("mse"), bp.losses.MeanSquaredError)
-    with pytest.raises(ValueError, match="unknown loss"):
+    assert isinstance(bp.losses.get("SparseCategoricalCrossentropy"), bp.losses.SparseCategoricalCrossentropy)
+    names = ", ".join(bp.losses.LOSSES)
+    with pytest.raises(ValueError) as unknown:
         bp.losses.get("msee")
+    assert str(unknown.value) == (f"unknown loss 'msee'; valid: {names} (or the class names, "
+                                  "e.g. 'SparseCategoricalCrossentropy')")
+    with pytest.raises(ValueError, match="^a loss must be a name, a Loss or a function, got 42$"):
+        bp.losses.get(42)
 
 
 def test_metrics():
@@ -317,7 +323,8 @@ def test_huber_default_delta_is_one_and_names_and_reductions_are_kept():
     y, p = np.zeros((1, 3)), np.array([[0.5, 1.5, -3.0]])
     assert bp.losses.Huber()(y, p).numpy() == pytest.approx(np.mean([0.125, 1.0, 2.5]))
     huber = bp.losses.Huber(delta=2.0, reduction="sum", name="robust")
-    assert huber.name == "robust" and huber(y, p).numpy() == pytest.approx(np.mean([0.125, 1.125, 4.0]))
+    two = np.concatenate([p, p])  # two examples: "sum" adds them
+    assert huber.name == "robust" and huber(np.zeros((2, 3)), two).numpy() == pytest.approx(2 * np.mean([0.125, 1.125, 4.0]))
     np.testing.assert_allclose(bp.losses.huber(y, p).numpy(), [np.mean([0.125, 1.0, 2.5])])
 
 
@@ -331,3 +338,13 @@ def test_function_losses_keep_the_dtype_and_take_their_name():
     y, p = np.zeros((3, 1), np.float32), np.ones((3, 1), np.float32)
     weighted = model.loss(y, p, sample_weight=np.array([1.0, 2.0, 3.0]))  # float64 weights
     assert weighted.dtype == np.float32 and weighted.numpy() == pytest.approx(2.0)
+
+    class Scaled:  # a callable object has no __name__: the loss is called "loss"
+        def __call__(self, y_true, y_pred):
+            return bp.mean((y_pred - y_true) ** 2)
+    scalar = bp.losses.get(Scaled())
+    assert scalar.name == "loss" and scalar(y, p).numpy() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="sample_weight of shape \\(3,\\) does not fit loss values of shape \\(\\)"):
+        scalar(y, p, sample_weight=np.array([1.0, 2.0, 3.0]))  # a scalar cannot be weighted per example
+    with pytest.raises(ValueError, match="^loss: the batch is empty$"):
+        model.loss(np.zeros((0, 1), np.float32), np.zeros((0, 1), np.float32))

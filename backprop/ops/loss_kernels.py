@@ -211,7 +211,7 @@ def mean_op(kernel):
 
 
 def _divisor(reduction, kernel, values, weights):
-    if reduction == "sum_over_batch_size" or reduction == "mean_with_sample_weight" and weights is None:
+    if reduction == "mean_with_sample_weight" and weights is None:  # ("sum_over_batch_size" never gets here)
         return values.size
     if reduction == "sum":
         return values.shape[-1] if kernel in ELEMENTWISE else 1  # a 1-D y_pred is one example (Keras)
