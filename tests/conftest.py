@@ -28,3 +28,11 @@ def each_device(request):
     import backprop as bp
     with bp.device(request.param) as device:
         yield device
+
+
+@pytest.fixture(params=[pytest.param(name, marks=pytest.mark.slow) if name != "cpu" else name for name in DEVICES])
+def each_device_slow(request):
+    """As each_device, with the other devices' runs behind the ``slow`` marker (longer training tests)."""
+    import backprop as bp
+    with bp.device(request.param) as device:
+        yield device

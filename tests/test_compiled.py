@@ -8,7 +8,7 @@ import pytest
 import backprop as bp
 from backprop.training.compiled import CompiledTrainStep, step_info
 
-pytestmark = pytest.mark.usefixtures("each_device")  # on every device
+pytestmark = pytest.mark.usefixtures("each_device_slow")  # on every device (others: slow)
 
 rng = np.random.default_rng(0)
 X = rng.normal(size=(90, 4)).astype(np.float32)

@@ -12,7 +12,7 @@ import backprop as bp
 from backprop.saving import FileFormatError
 from backprop.saving import tensor_file
 
-pytestmark = pytest.mark.usefixtures("each_device")  # on every device
+pytestmark = pytest.mark.usefixtures("each_device_slow")  # on every device (others: slow)
 
 
 def trained_model(seed=0):

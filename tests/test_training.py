@@ -7,7 +7,7 @@ import pytest
 
 import backprop as bp
 
-pytestmark = pytest.mark.usefixtures("each_device")  # on every device
+pytestmark = pytest.mark.usefixtures("each_device_slow")  # on every device (others: slow)
 
 
 def binary_problem(n=120, seed=0):
