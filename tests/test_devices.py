@@ -191,3 +191,13 @@ def test_the_fused_adam_kernel_computes_the_numpy_formula():  # pragma: no cover
         return w.numpy(), bp.to_host(optimizer.slots(w)["v"])
     for a, b in zip(run("gpu"), run("cpu")):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_a_model_on_a_device_exports_to_onnx_and_stays_there(tmp_path):
+    pytest.importorskip("onnx")
+    model, _ = train("strict", epochs=1)
+    before = model.predict(X)
+    model.export(tmp_path / "m.onnx", format="onnx")  # traced on the host; onnxruntime checks it when installed
+    assert model.device.name == "strict" and (tmp_path / "m.onnx").stat().st_size > 1000
+    np.testing.assert_array_equal(model.predict(X), before)
+    model.fit(X, CLASSES, epochs=1, verbose=0)  # and it trains on where it was

@@ -6,9 +6,10 @@ same ops on the same weights (``tracing.same_computation``); shape parameters th
 An op without a translation is an error naming the op and its layer, and when onnxruntime is installed
 the file is run on the traced batches and compared with the model before it is written.
 """
+import contextlib
 import math
 
-from backprop import tracing
+from backprop import devices, tracing
 from backprop.ops.nn import _SELU_ALPHA, _SELU_SCALE
 from backprop.saving.model_file import weight_paths
 from backprop.saving.tensor_file import atomic_write
@@ -352,7 +353,24 @@ def verify(proto, model, examples, tolerance=1e-5):
 
 def export(model, path, metadata=None):
     """Write ``model`` as an ONNX file at ``path`` (atomically); return the path."""
-    proto, examples = model_proto(model, metadata)
-    verify(proto, model, examples)
+    with on_the_host(model):
+        proto, examples = model_proto(model, metadata)
+        verify(proto, model, examples)
     atomic_write(path, [proto.SerializeToString()])
     return path
+
+
+@contextlib.contextmanager
+def on_the_host(model):
+    """The model on the CPU while a graph is traced from it (its weights become the file's numbers), then back
+    on its device."""
+    device = model.device
+    if device is devices.CPU:
+        yield model
+        return
+    model.to("cpu")
+    try:
+        with devices.device("cpu"):
+            yield model
+    finally:
+        model.to(device)

@@ -79,9 +79,10 @@ def export_run(model, preprocessor, path):
                                                    if c["kind"] == "categorical"])}
     if preprocessor.task == "classification":
         metadata["classes"] = json.dumps([str(c) for c in preprocessor.classes])
-    core, examples = onnx_export.model_proto(model)
-    onnx_export.verify(core, model, examples)
-    proto, _ = onnx_export.model_proto(model, metadata, prologue=lambda e: _inputs(e, preprocessor),
-                                       extend=lambda e, results, dtypes: _outputs(e, preprocessor, results[0]))
+    with onnx_export.on_the_host(model):
+        core, examples = onnx_export.model_proto(model)
+        onnx_export.verify(core, model, examples)
+        proto, _ = onnx_export.model_proto(model, metadata, prologue=lambda e: _inputs(e, preprocessor),
+                                           extend=lambda e, results, dtypes: _outputs(e, preprocessor, results[0]))
     atomic_write(path, [proto.SerializeToString()])
     return path
