@@ -464,7 +464,7 @@ def cmd_playground(args):
 
 
 def cmd_lr_find(args):
-    from backprop import run
+    from backprop import devices, run
     config = run_config(args, build_parser())
     try:
         run.check_config(config)

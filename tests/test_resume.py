@@ -222,7 +222,7 @@ def in_process_run(tmp_path, crash_after=None, x=None, metrics=("accuracy", "AUC
     return model, history, batches
 
 
-@pytest.mark.usefixtures("each_device")  # on a device too: backups hold host copies, restored onto the device
+@pytest.mark.usefixtures("each_device_slow")  # on a device too (slow): backups hold host copies, restored there
 def test_resume_in_process_restores_everything(tmp_path):
     """Weights, Adam slots, the schedule's position, both Dropout generators, the shuffled order, running
     metrics (AUC's scores too), callbacks' states and the history: the resumed run equals a straight one."""
