@@ -244,6 +244,7 @@ def test_missing_values_name_the_flag(houses, empty_dir):
         result.stderr
 
 
+@pytest.mark.slow
 def test_the_model_file_alone_predicts_raw_rows(houses, workdir, empty_dir):
     path, _ = houses
     run = workdir / "runs" / "price"
@@ -359,6 +360,7 @@ def test_config_files_are_checked_like_options(empty_dir, config, message):
     assert_bad_input(result, message, empty_dir, before)
 
 
+@pytest.mark.slow
 def test_config_bombs_and_bad_numbers_exit_2(empty_dir):
     bomb = "a: &a [x, x, x]\nb: &b [*a, *a, *a]\noptimizer: *b\n"
     (empty_dir / "bomb.yaml").write_text(bomb)
@@ -382,6 +384,7 @@ def test_impossible_sizes_and_outputs_are_refused_before_anything_is_done(empty_
     assert (empty_dir / "afile").read_text() == "keep me"
 
 
+@pytest.mark.slow
 def test_idx_files_that_lie_are_refused(empty_dir):
     import gzip
     header = bytes([0, 0, 8, 3]) + (600).to_bytes(4, "big") + (28).to_bytes(4, "big") + (28).to_bytes(4, "big")
