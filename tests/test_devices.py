@@ -202,3 +202,26 @@ def test_a_model_on_a_device_exports_to_onnx_and_stays_there(tmp_path):
     assert model.device.name == "strict" and (tmp_path / "m.onnx").stat().st_size > 1000
     np.testing.assert_array_equal(model.predict(X), before)
     model.fit(X, CLASSES, epochs=1, verbose=0)  # and it trains on where it was
+
+
+@pytest.mark.parametrize("device", OTHER_DEVICES)
+def test_every_metric_keeps_its_state_on_the_device_and_gives_the_cpus_value(device):
+    y_binary = (CLASSES > 0).astype(np.float32)
+    weights = rng.uniform(0.5, 2.0, len(X)).astype(np.float32)
+    probabilities = 1 / (1 + np.exp(-X[:, :1]))
+    scores = np.concatenate([X[:, :3], -X[:, :3]], axis=1)
+    cases = [(bp.metrics.Precision(), y_binary, probabilities), (bp.metrics.Recall(), y_binary, probabilities),
+             (bp.metrics.AUC(), y_binary, probabilities), (bp.metrics.BinaryAccuracy(), y_binary, probabilities),
+             (bp.metrics.SparseCategoricalAccuracy(), CLASSES, scores),
+             (bp.metrics.CategoricalAccuracy(), np.eye(6, dtype=np.float32)[CLASSES], scores),
+             (bp.metrics.SparseTopKCategoricalAccuracy(k=2), CLASSES, scores),
+             (bp.metrics.MeanSquaredError(), y_binary, probabilities)]
+    for metric, y_true, y_pred in cases:
+        results = []
+        for where in ("cpu", device):
+            metric.reset_state()
+            with bp.device(where):
+                for part in (slice(0, 50), slice(50, None)):  # labels and weights from the host, predictions there
+                    metric.update_state(y_true[part], bp.tensor(y_pred[part]), sample_weight=weights[part])
+            results.append(metric.result())
+        assert results[0] == pytest.approx(results[1], rel=1e-12, abs=1e-12), type(metric).__name__
