@@ -348,3 +348,21 @@ def test_function_losses_keep_the_dtype_and_take_their_name():
         scalar(y, p, sample_weight=np.array([1.0, 2.0, 3.0]))  # a scalar cannot be weighted per example
     with pytest.raises(ValueError, match="^loss: the batch is empty$"):
         model.loss(np.zeros((0, 1), np.float32), np.zeros((0, 1), np.float32))
+
+
+def test_metric_defaults_and_the_threshold_that_follows_from_logits():
+    assert bp.metrics.TopKCategoricalAccuracy().k == 5 and bp.metrics.SparseTopKCategoricalAccuracy().k == 5
+    assert bp.metrics.BinaryAccuracy().threshold == 0.5 and bp.metrics.Precision().threshold == 0.5
+    for loss, kind, threshold in [(bp.losses.BinaryCrossentropy(from_logits=True), bp.metrics.BinaryAccuracy, 0.0),
+                                  (bp.losses.BinaryCrossentropy(), bp.metrics.BinaryAccuracy, 0.5),
+                                  (bp.losses.SparseCategoricalCrossentropy(), bp.metrics.SparseCategoricalAccuracy, None),
+                                  (bp.losses.CategoricalCrossentropy(), bp.metrics.CategoricalAccuracy, None)]:
+        metric = bp.metrics.accuracy_for(loss)
+        assert type(metric) is kind and getattr(metric, "threshold", None) == threshold and metric.name == "accuracy"
+    for name in ("precision", "recall"):  # logits: the decision is at 0, as for accuracy
+        assert bp.metrics.get(name, bp.losses.BinaryCrossentropy(from_logits=True)).threshold == 0.0
+        assert bp.metrics.get(name, bp.losses.BinaryCrossentropy()).threshold == 0.5
+        assert bp.metrics.get(name, "mse").threshold == 0.5  # a loss named by a string has no from_logits
+    with pytest.raises(ValueError, match="^unknown metric 'acuracy'; valid: accuracy, acc, "
+                                         + ", ".join(bp.metrics.METRICS)):
+        bp.metrics.get("acuracy")
