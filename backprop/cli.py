@@ -255,8 +255,21 @@ def launch_workers(args):
     return subprocess.run([mpiexec, "-n", str(args.workers), sys.executable, "-m", "backprop", *argv]).returncode
 
 
+def checked_config(args):
+    """The run's settings from the command line and config file, refused before anything is read or written
+    when they are bad or name a device that cannot be used here."""
+    from backprop import devices, run
+    config = run_config(args, build_parser())
+    try:
+        run.check_config(config)
+        devices.get(config.device)
+    except (ValueError, devices.DeviceError) as error:
+        raise BadInput(str(error)) from None
+    return config
+
+
 def cmd_train(args):
-    from backprop import devices, distribute, run
+    from backprop import distribute, run
     if args.workers and args.workers > 1 and not distribute._launched_by_mpi():
         if args.batch_size and args.batch_size < args.workers:
             raise BadInput(f"--batch-size {args.batch_size} is smaller than --workers {args.workers}: the global batch "
@@ -265,12 +278,7 @@ def cmd_train(args):
     distribute.init()
     if not distribute.is_main():  # rank 0 speaks for the job
         sys.stdout = open(os.devnull, "w")
-    config = run_config(args, build_parser())
-    try:
-        run.check_config(config)
-        devices.get(config.device)  # a device that cannot be used fails here, before anything is written
-    except (ValueError, devices.DeviceError) as error:
-        raise BadInput(str(error)) from None
+    config = checked_config(args)
     name = os.path.splitext(os.path.basename(config.data))[0]
     out = config.out or os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     out = run.prepare_output(out, args.force, create_parent=True)
@@ -465,13 +473,9 @@ def cmd_playground(args):
 
 def cmd_lr_find(args):
     from backprop import devices, run
-    config = run_config(args, build_parser())
-    try:
-        run.check_config(config)
-        devices.get(config.device)  # a device that cannot be used fails here, before anything is written
-    except (ValueError, devices.DeviceError) as error:
-        raise BadInput(str(error)) from None
-    curve, _ = run.learning_rate_curve(config, steps=args.steps)
+    config = checked_config(args)
+    with devices.device(config.device):  # a config file may name one
+        curve, _ = run.learning_rate_curve(config, steps=args.steps)
     low, high = curve.learning_rates[0], curve.learning_rates[-1]
     print(f"learning-rate range test: {len(curve.learning_rates)} batches from {low:.1g} to {high:.2g}"
           f"{' (stopped: the loss diverged)' if curve.stopped_early else ''}; lowest smoothed loss "
