@@ -149,6 +149,8 @@ class Loss:
     """
 
     kernel = None
+    label_smoothing = 0.0  # s: labels become y (1 - s) + s u, u = self.uniform(y_pred) (the smoothed cross-entropies)
+    _checks_left = 3  # batches whose predictions are still checked against from_logits
 
     def __init__(self, name=None, reduction="sum_over_batch_size"):
         if reduction is not None and reduction not in loss_ops.REDUCTIONS:
@@ -171,19 +173,23 @@ class Loss:
     def kernel_labels(self, y_true, y_pred):
         """The labels as the kernel takes them (checked, converted, smoothed): a function of the labels and
         of y_pred's shape and dtype only, which a compiled step computes before replaying the rest."""
-        if y_pred.size == 0:
+        predictions = y_pred.data
+        if predictions.size == 0:
             raise ValueError(f"{self.name}: the batch is empty")
-        if self.__dict__.get("_checks_left", 3) and "from_logits" in self.options:
-            self._check_predictions(y_pred.data)
+        if self._checks_left and "from_logits" in self.options:
+            self._check_predictions(predictions)
         labels = LABEL_CHECKS.get(self.kernel, _labels)(y_true, y_pred, self.kernel)
-        if type(self).prepare_labels is not Loss.prepare_labels:  # label smoothing
+        if self.label_smoothing:
+            s = self.label_smoothing
+            labels = labels * (1 - s) + s * self.uniform(y_pred)
+        if type(self).prepare_labels is not Loss.prepare_labels:
             labels = self.prepare_labels(labels, y_pred)
-        return labels if type(y_pred.data) is np.ndarray else _joined(labels, y_pred)
+        return labels if type(predictions) is np.ndarray else _joined(labels, y_pred)
 
     def _check_predictions(self, values):
         """On the first batches only: warn once when the predictions look like the other kind than
         ``from_logits`` says (probabilities to a loss expecting logits, or the reverse)."""
-        self._checks_left = self.__dict__.get("_checks_left", 3) - 1
+        self._checks_left -= 1
         message = _logits_mismatch(self.options["from_logits"], self.kernel, values)
         if message:
             self._checks_left = 0
@@ -199,7 +205,7 @@ class Loss:
         return loss_ops.MEAN_OPS[self.kernel](labels, y_pred, weights, self.reduction, **self.options)
 
     def prepare_labels(self, labels, y_pred):
-        """Labels as the kernel sees them (label smoothing, ignored classes); checked labels by default."""
+        """A subclass's own change to the labels (after checking and smoothing); none by default."""
         return labels
 
     def get_config(self):
@@ -280,10 +286,6 @@ class _SmoothedCrossentropy(Loss):
 
     def uniform(self, y_pred):
         raise NotImplementedError
-
-    def prepare_labels(self, labels, y_pred):
-        s = self.label_smoothing
-        return labels * (1 - s) + s * self.uniform(y_pred) if s else labels
 
     def get_config(self):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}

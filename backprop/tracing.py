@@ -169,7 +169,7 @@ class Recorder:
         self.problem = self.problem or problem
 
     def __call__(self, name, result, inputs, params, forward=None):
-        tapes = tape_module.recording_tapes.get()
+        tapes = tape_module.recording()
         node = Node(name, [self.source(value) for value in inputs], dict(params), tuple(result.shape),
                     result.data.dtype, _calling_layer(), forward, tapes=tuple(map(self._number, tapes)))
         self._add(node, result)

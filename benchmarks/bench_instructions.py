@@ -5,7 +5,9 @@
 
 Each case runs the hand-written tape loop (forward, loss, ``tape.gradient``, ``apply_gradients``) in a
 child process under ``valgrind --tool=callgrind`` for N1 and for N2 steps; (count(N2) - count(N1)) /
-(N2 - N1) removes start-up. One BLAS thread. Needs valgrind.
+(N2 - N1) removes start-up. One BLAS thread and a fixed hash seed, with each tree's bytecode compiled
+first, so that a rerun gives the same count (a random seed or a compile in one of the two runs moves
+start-up by millions). Needs valgrind.
 """
 import argparse
 import subprocess
@@ -39,9 +41,10 @@ CASES = {"lecture": ("lecture 2-3-1 net, batch 32, SGD", 200, 1200),
 
 
 def instructions(tree, case, steps):
+    subprocess.run([sys.executable, "-m", "compileall", "-q", f"{tree}/backprop"], check=True, capture_output=True)
     out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-c",
                           STEP, tree, case, str(steps)], capture_output=True, text=True, timeout=1200,
-                         env={"OPENBLAS_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+                         env={"OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "PATH": "/usr/bin:/bin"})
     line = next(line for line in out.stderr.splitlines() if "Collected" in line)
     return int(line.split()[-1])
 

@@ -15,7 +15,7 @@ from backprop import devices, tape
 from backprop.tensor import Tensor, as_array
 from backprop.xp import np
 
-_recording = tape.recording_tapes.get
+_this_thread = tape._this_thread
 # Functions called with (op name, result, inputs, params, forward) after every op, per context: see backprop.debug
 # (which checks values) and backprop.tracing (which records the graph for export).
 monitors = contextvars.ContextVar("backprop_op_monitors", default=())
@@ -49,7 +49,8 @@ def differentiable(forward=None, *, arrays=None):
     @functools.wraps(forward)
     def op(*args, **params):
         inputs = args if arrays is None else args[:arrays]
-        values = [x.data if isinstance(x, Tensor) else x if x is None else operand(x) for x in inputs]
+        values = [x.data if isinstance(x, Tensor) else x if x is None or type(x) is _ndarray else operand(x)
+                  for x in inputs]
         if arrays is not None:
             values.extend(args[arrays:])
         try:
@@ -64,7 +65,7 @@ def differentiable(forward=None, *, arrays=None):
             raise
         result = _new_tensor(Tensor)
         result.data = out if type(out) is _ndarray or isinstance(out, devices.array_types) else np.asarray(out)
-        for recording_tape in _recording():
+        for recording_tape in _this_thread.tapes:
             recording_tape._record(result, inputs, backward, name)
         for monitor in _monitors():  # empty unless check_numerics() or a tracer is active
             monitor(name, result, inputs, {**dict(zip(parameter_names[len(inputs):], args[len(inputs):])), **params},
