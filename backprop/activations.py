@@ -1,6 +1,13 @@
 """Activation functions by name, as Keras users pass them: ``Dense(3, activation="relu")``."""
 from backprop import ops
 
+
+def gelu(x, approximate=False):
+    """Keras' and TensorFlow's activation: the exact erf form unless ``approximate`` (``bp.gelu``, like
+    ``keras.ops.gelu``, defaults to the tanh form)."""
+    return ops.gelu(x, approximate=approximate)
+
+
 ACTIVATIONS = {
     "sigmoid": ops.sigmoid,
     "tanh": ops.tanh,
@@ -8,7 +15,7 @@ ACTIVATIONS = {
     "leaky_relu": ops.leaky_relu,
     "elu": ops.elu,
     "softplus": ops.softplus,
-    "gelu": ops.gelu,
+    "gelu": gelu,
     "swish": ops.swish,
     "silu": ops.swish,
     "selu": ops.selu,
@@ -20,7 +27,7 @@ ACTIVATIONS = {
 }
 
 sigmoid, tanh, relu, leaky_relu, elu = ops.sigmoid, ops.tanh, ops.relu, ops.leaky_relu, ops.elu
-softplus, gelu, swish, silu, softmax = ops.softplus, ops.gelu, ops.swish, ops.swish, ops.softmax
+softplus, swish, silu, softmax = ops.softplus, ops.swish, ops.swish, ops.softmax
 selu, softsign, relu6 = ops.selu, ops.softsign, ops.relu6
 
 

@@ -366,3 +366,14 @@ def test_metric_defaults_and_the_threshold_that_follows_from_logits():
     with pytest.raises(ValueError, match="^unknown metric 'acuracy'; valid: accuracy, acc, "
                                          + ", ".join(bp.metrics.METRICS)):
         bp.metrics.get("acuracy")
+
+
+def test_elementwise_losses_on_sequences_average_the_last_axis_only():
+    """(batch, steps, features) predictions: one value per step, Keras' rule, and the gradient of their mean."""
+    y, p = rng.normal(size=(2, 4, 3)), rng.normal(size=(2, 4, 3))
+    per_step = np.mean((p - y) ** 2, axis=-1)
+    np.testing.assert_allclose(bp.losses.mean_squared_error(y, p).numpy(), per_step)
+    np.testing.assert_allclose(bp.losses.MeanSquaredError(reduction=None)(y, p).numpy(), per_step)
+    check_gradients(lambda q: bp.losses.mean_squared_error(y, q), p)  # a different cotangent per step
+    _, grad = _gradient(bp.losses.MeanSquaredError(), y, p)
+    np.testing.assert_allclose(grad, 2 * (p - y) / p.size)

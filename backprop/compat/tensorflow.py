@@ -39,7 +39,7 @@ math = _namespace("math", sigmoid=bp.sigmoid, tanh=bp.tanh, exp=bp.exp, log=bp.l
                   reduce_logsumexp=bp.reduce_logsumexp, softplus=bp.softplus, argmax=bp.argmax,
                   greater=bp.greater, less=bp.less, equal=bp.equal)
 nn = _namespace("nn", sigmoid=bp.sigmoid, tanh=bp.tanh, relu=bp.relu, relu6=bp.relu6, elu=bp.elu, selu=bp.selu,
-                gelu=bp.gelu, silu=bp.silu, swish=bp.swish, leaky_relu=bp.leaky_relu, softplus=bp.softplus,
+                gelu=bp.activations.gelu, silu=bp.silu, swish=bp.swish, leaky_relu=bp.leaky_relu, softplus=bp.softplus,
                 softsign=bp.softsign, softmax=bp.softmax, log_softmax=bp.log_softmax,
                 softmax_cross_entropy_with_logits=bp.softmax_cross_entropy_with_logits,
                 sigmoid_cross_entropy_with_logits=bp.sigmoid_cross_entropy_with_logits,

@@ -16,8 +16,8 @@ from backprop.xp import np
 
 
 def _clip(values, low, high):
-    """np.clip without its Python layers (a quarter of a small loss's time): the same values, NaN kept."""
-    return np.minimum(np.maximum(values, low), high)
+    """The array's own clip: np.clip's Python layers cost more than a small loss's work. NaN is kept."""
+    return values.clip(low, high)
 
 
 def _per_row(g):
@@ -50,9 +50,9 @@ def binary_crossentropy(labels, predictions, from_logits=False, epsilon=1e-7):
     probabilities clipped to [epsilon, 1 - epsilon] (Keras' rule; clipped values get no gradient)."""
     if from_logits:
         return sigmoid_cross_entropy_with_logits.forward(labels, predictions)
-    p = np.minimum(np.maximum(predictions, epsilon), 1 - epsilon)  # np.clip without its Python layers
+    p = _clip(predictions, epsilon, 1 - epsilon)
     q = 1 - p
-    values = -(labels * np.log(p) + (1 - labels) * np.log(q))
+    values = (labels - 1) * np.log(q) - labels * np.log(p)  # -[y log p + (1 - y) log q], bit for bit
 
     def backward(g, needs):
         grad = p - labels  # d/dp is (1 - y)/(1 - p) - y/p = (p - y) / (p (1 - p))

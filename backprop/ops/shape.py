@@ -129,4 +129,4 @@ def one_hot(indices, depth, dtype="float32"):
     if indices.size and (indices.min() < 0 or indices.max() >= depth):
         bad = indices[(indices < 0) | (indices >= depth)][0]
         raise ValueError(f"one_hot: class index {bad} is outside [0, {depth}) for {depth} classes")
-    return np.eye(depth, dtype=np.dtype(dtype))[indices]
+    return devices.array_module(indices).eye(depth, dtype=np.dtype(dtype))[indices]  # on the indices' device

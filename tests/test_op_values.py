@@ -1,0 +1,144 @@
+"""Every op's values (not only its gradient) against NumPy or a formula written out here, with the defaults a
+user relies on: a mutated forward pass whose gradient stays self-consistent fails here."""
+import math
+
+import numpy as np
+import pytest
+
+import backprop as bp
+
+pytestmark = pytest.mark.usefixtures("each_device")
+
+rng = np.random.default_rng(3)
+A = rng.uniform(-3, 3, (3, 4))
+B = rng.uniform(0.5, 2, (3, 4))
+POSITIVE = rng.uniform(0.1, 4, (3, 4))
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def softmax(z, axis=-1):
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772, 1.0507009873554805
+UNARY = {
+    "negative": (bp.negative, -A), "square": (bp.square, A * A), "exp": (bp.exp, np.exp(A)),
+    "abs": (bp.abs, np.abs(A)), "sigmoid": (bp.sigmoid, sigmoid(A)), "tanh": (bp.tanh, np.tanh(A)),
+    "relu": (bp.relu, np.maximum(A, 0)), "relu6": (bp.relu6, np.clip(A * 3, 0, 6)),
+    "leaky_relu": (bp.leaky_relu, np.where(A > 0, A, 0.2 * A)),  # Keras' default slope is 0.2
+    "elu": (bp.elu, np.where(A > 0, A, np.expm1(A))),
+    "selu": (bp.selu, SELU_SCALE * np.where(A > 0, A, SELU_ALPHA * np.expm1(A))),
+    "softplus": (bp.softplus, np.log1p(np.exp(A))), "softsign": (bp.softsign, A / (1 + np.abs(A))),
+    "swish": (bp.swish, A * sigmoid(A)),
+    "gelu": (bp.gelu, 0.5 * A * (1 + np.tanh(np.sqrt(2 / np.pi) * (A + 0.044715 * A ** 3)))),  # keras.ops.gelu
+    "gelu activation": (bp.activations.get("gelu"), 0.5 * A * (1 + np.vectorize(math.erf)(A / np.sqrt(2)))),
+    "softmax": (bp.softmax, softmax(A)), "log_softmax": (bp.log_softmax, np.log(softmax(A))),
+}
+BINARY = {
+    "add": (bp.add, A + B), "subtract": (bp.subtract, A - B), "multiply": (bp.multiply, A * B),
+    "divide": (bp.divide, A / B), "maximum": (bp.maximum, np.maximum(A, B)), "minimum": (bp.minimum, np.minimum(A, B)),
+    "matmul": (lambda a, b: bp.matmul(a, bp.transpose(b)), A @ B.T),
+}
+
+
+@pytest.mark.parametrize("name", UNARY)
+def test_unary_ops(name):
+    op, expected = UNARY[name]
+    x = A * 3 if name == "relu6" else A
+    out = op(bp.tensor(x))
+    assert out.shape == expected.shape
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", BINARY)
+def test_binary_ops(name):
+    op, expected = BINARY[name]
+    out = op(bp.tensor(A), bp.tensor(B))
+    assert out.shape == expected.shape
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12)
+
+
+def test_ops_with_parameters():
+    x = bp.tensor(A)
+    np.testing.assert_allclose(bp.sqrt(bp.tensor(POSITIVE)).numpy(), np.sqrt(POSITIVE))
+    np.testing.assert_allclose(bp.log(bp.tensor(POSITIVE)).numpy(), np.log(POSITIVE))
+    np.testing.assert_allclose(bp.power(bp.tensor(POSITIVE), bp.tensor(B)).numpy(), POSITIVE ** B)
+    np.testing.assert_allclose(bp.power(x, 2).numpy(), A ** 2)
+    np.testing.assert_allclose(bp.clip(x, -1, 2).numpy(), np.clip(A, -1, 2))
+    np.testing.assert_allclose(bp.leaky_relu(x, 0.01).numpy(), np.where(A > 0, A, 0.01 * A))
+    np.testing.assert_allclose(bp.elu(x, 0.5).numpy(), np.where(A > 0, A, 0.5 * np.expm1(A)))
+    np.testing.assert_allclose(bp.softmax(x, axis=0).numpy(), softmax(A, axis=0))
+    np.testing.assert_allclose(bp.log_softmax(x, axis=0).numpy(), np.log(softmax(A, axis=0)))
+    np.testing.assert_allclose(bp.where(bp.tensor(A > 0), x, bp.tensor(B)).numpy(), np.where(A > 0, A, B))
+
+
+@pytest.mark.parametrize("reduce, reference", [
+    (bp.sum, np.sum), (bp.mean, np.mean), (bp.max, np.max), (bp.min, np.min),
+    (bp.logsumexp, lambda a, **kw: np.log(np.sum(np.exp(a), **kw))),
+])
+@pytest.mark.parametrize("kwargs", [{}, {"axis": 0}, {"axis": -1}, {"axis": (0, 1)}, {"axis": 1, "keepdims": True}])
+def test_reductions_give_numpys_values_and_shapes(reduce, reference, kwargs):
+    out = reduce(bp.tensor(A), **kwargs)
+    expected = reference(A, **kwargs)
+    assert out.shape == np.shape(expected)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12)
+
+
+def test_argmax_and_argmin_take_the_last_axis_by_default():
+    np.testing.assert_array_equal(bp.argmax(bp.tensor(A)).numpy(), np.argmax(A, axis=-1))
+    np.testing.assert_array_equal(bp.argmin(bp.tensor(A)).numpy(), np.argmin(A, axis=-1))
+    np.testing.assert_array_equal(bp.argmax(bp.tensor(A), axis=0).numpy(), np.argmax(A, axis=0))
+
+
+def test_shape_ops():
+    x = bp.tensor(A)
+    np.testing.assert_array_equal(bp.reshape(x, (4, 3)).numpy(), A.reshape(4, 3))
+    np.testing.assert_array_equal(bp.reshape(x, (-1,)).numpy(), A.reshape(-1))
+    np.testing.assert_array_equal(bp.transpose(x).numpy(), A.T)
+    cube = rng.normal(size=(2, 3, 4))
+    np.testing.assert_array_equal(bp.transpose(bp.tensor(cube), (2, 0, 1)).numpy(), cube.transpose(2, 0, 1))
+    assert bp.expand_dims(x, 1).shape == (3, 1, 4) and bp.expand_dims(x, -1).shape == (3, 4, 1)
+    assert bp.squeeze(bp.tensor(A.reshape(3, 1, 4))).shape == (3, 4)
+    assert bp.squeeze(bp.tensor(A.reshape(1, 3, 1, 4)), 2).shape == (1, 3, 4)
+    np.testing.assert_array_equal(bp.broadcast_to(bp.tensor(A[0]), (2, 4)).numpy(), np.broadcast_to(A[0], (2, 4)))
+    assert bp.cast(x, "float32").dtype == np.float32
+    np.testing.assert_array_equal(bp.concat([x, x], axis=0).numpy(), np.concatenate([A, A], 0))
+    np.testing.assert_array_equal(bp.concat([x, x], axis=1).numpy(), np.concatenate([A, A], 1))
+    np.testing.assert_array_equal(bp.stack([x, x]).numpy(), np.stack([A, A]))
+    np.testing.assert_array_equal(bp.stack([x, x], axis=-1).numpy(), np.stack([A, A], -1))
+    np.testing.assert_array_equal(x[1:, ::2].numpy(), A[1:, ::2])
+    np.testing.assert_array_equal(x[[2, 0]].numpy(), A[[2, 0]])
+    one_hot = bp.one_hot(bp.tensor(np.array([2, 0, 1])), 4)
+    assert one_hot.dtype == np.float32
+    np.testing.assert_array_equal(one_hot.numpy(), np.eye(4)[[2, 0, 1]])
+
+
+def test_comparisons_are_elementwise_and_not_differentiable():
+    x, y = bp.tensor(A), bp.tensor(B)
+    for op, reference in [(bp.greater, np.greater), (bp.greater_equal, np.greater_equal), (bp.less, np.less),
+                          (bp.less_equal, np.less_equal), (bp.equal, np.equal), (bp.not_equal, np.not_equal)]:
+        np.testing.assert_array_equal(op(x, y).numpy(), reference(A, B))
+    np.testing.assert_array_equal((x > 0).numpy(), A > 0)
+
+
+def test_fused_cross_entropies_against_their_formulas():
+    labels = (A > 0).astype(float)
+    np.testing.assert_allclose(bp.sigmoid_cross_entropy_with_logits(bp.tensor(labels), bp.tensor(A)).numpy(),
+                               -(labels * np.log(sigmoid(A)) + (1 - labels) * np.log(1 - sigmoid(A))), rtol=1e-10)
+    probabilities = softmax(B)
+    np.testing.assert_allclose(bp.softmax_cross_entropy_with_logits(bp.tensor(probabilities), bp.tensor(A)).numpy(),
+                               -np.sum(probabilities * np.log(softmax(A)), axis=-1), rtol=1e-10)
+    classes = np.array([3, 0, 2])
+    np.testing.assert_allclose(bp.sparse_softmax_cross_entropy_with_logits(bp.tensor(classes), bp.tensor(A)).numpy(),
+                               -np.log(softmax(A)[np.arange(3), classes]), rtol=1e-10)
+
+
+def test_max_and_min_of_one_value_and_of_none():
+    one = bp.tensor(np.array([2.5]))
+    assert bp.max(one).numpy() == 2.5 and bp.min(one).numpy() == 2.5
+    with pytest.raises(ValueError, match=r"max: cannot reduce an empty tensor of shape \(0, 3\)"):
+        bp.max(bp.tensor(np.zeros((0, 3))))
