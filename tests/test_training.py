@@ -189,10 +189,11 @@ def test_early_stopping_restores_best_weights():
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), saved[2]))
 
 
-def test_terminate_on_nan_stops_before_the_bad_update():
+@pytest.mark.parametrize("jit_compile", [True, False])  # the recorded step and the eager one
+def test_terminate_on_nan_stops_before_the_bad_update(jit_compile):
     x, y = binary_problem(64)
     x[40] = np.nan  # batch 2 (index 1) of size 32 without shuffling
-    model = small_model()
+    model = small_model(jit_compile=jit_compile)
     weights = {}
     record = bp.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: weights.__setitem__(b, model.get_weights()))
     with np.errstate(invalid="ignore"):  # NumPy warns about the NaN row itself
