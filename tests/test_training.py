@@ -255,6 +255,37 @@ def test_reduce_lr_on_plateau_reduces_after_patience_and_cools_down():
     assert rates == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025, 0.02, 0.02, 0.02])
 
 
+def test_reduce_lr_on_plateau_counts_a_longer_cooldown_and_says_what_it_did(capsys):
+    x, y = binary_problem()
+    model = small_model(optimizer=bp.optimizers.SGD(0.1))
+    rates = []
+    plateau = bp.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, cooldown=2, min_lr=0.02,
+                                             verbose=1)
+    record = bp.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: rates.append(model.optimizer.learning_rate))
+    model.fit(x, y, epochs=8, verbose=0, callbacks=[ScriptedLoss([1.0] * 8), plateau, record])
+    # a reduction, then two epochs of cooldown that count nothing, then the next; at min_lr nothing is said
+    assert rates == pytest.approx([0.1, 0.05, 0.05, 0.025, 0.025, 0.02, 0.02, 0.02])
+    assert capsys.readouterr().out.splitlines() == ["Epoch 2: reducing learning rate to 0.05",
+                                                    "Epoch 4: reducing learning rate to 0.025",
+                                                    "Epoch 6: reducing learning rate to 0.02"]
+
+
+def test_reduce_lr_on_plateau_in_max_mode_needs_a_rise_of_min_delta():
+    x, y = binary_problem()
+    model = small_model(optimizer=bp.optimizers.SGD(0.1))
+    rates = []
+    plateau = bp.callbacks.ReduceLROnPlateau(monitor="val_loss", mode="max", factor=0.5, patience=1, min_delta=0.1)
+    record = bp.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: rates.append(model.optimizer.learning_rate))
+    model.fit(x, y, epochs=4, verbose=0, callbacks=[ScriptedLoss([1.0, 1.05, 1.1, 1.5]), plateau, record])
+    assert rates == pytest.approx([0.1, 0.05, 0.025, 0.025])  # rises of 0.05 are not improvements; 0.4 is
+
+
+def test_early_stopping_follows_an_explicit_mode():
+    assert run_scripted([5, 4, 3, 2], patience=1, mode="max")[0] == 2  # falling is getting worse
+    assert run_scripted([5, 6, 7, 8], patience=1, mode="min")[0] == 2
+    assert run_scripted([5, 6, 7, 8], patience=1, mode="max")[0] == 4
+
+
 def test_progress_output(capsys):
     x, y = binary_problem()
     small_model().fit(x, y, epochs=2, verbose=2)

@@ -154,6 +154,8 @@ def _class_index(labels, scores):
     """An index picking each example's label column: scores[index] has the labels' shape."""
     labels = asarray(labels).astype(np.intp, copy=False)
     xp, ndim = array_module(labels), labels.ndim  # np.indices(shape, sparse=True), on the labels' device
+    if ndim == 1:  # one label per example: the common case, without the general construction
+        return xp.arange(labels.shape[0]), labels
     return tuple(xp.arange(size).reshape((size,) + (1,) * (ndim - 1 - axis))
                  for axis, size in enumerate(labels.shape)) + (labels,)
 
