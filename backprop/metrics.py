@@ -101,7 +101,7 @@ def _column(y_true, y_pred):
 class BinaryAccuracy(Metric):
     """Fraction of outputs on the right side of ``threshold`` (0.5 for probabilities, 0 for logits)."""
 
-    def __init__(self, name="accuracy", threshold=0.5):
+    def __init__(self, name="binary_accuracy", threshold=0.5):
         self.threshold = threshold
         super().__init__(name)
 
@@ -111,7 +111,7 @@ class BinaryAccuracy(Metric):
 
 
 class CategoricalAccuracy(Metric):
-    def __init__(self, name="accuracy"):
+    def __init__(self, name="categorical_accuracy"):
         super().__init__(name)
 
     def values(self, y_true, y_pred):
@@ -119,7 +119,7 @@ class CategoricalAccuracy(Metric):
 
 
 class SparseCategoricalAccuracy(Metric):
-    def __init__(self, name="accuracy"):
+    def __init__(self, name="sparse_categorical_accuracy"):
         super().__init__(name)
 
     def values(self, y_true, y_pred):
@@ -127,7 +127,7 @@ class SparseCategoricalAccuracy(Metric):
 
 
 class MeanSquaredError(Metric):
-    def __init__(self, name="mse"):
+    def __init__(self, name="mean_squared_error"):
         super().__init__(name)
 
     def values(self, y_true, y_pred):
@@ -136,7 +136,7 @@ class MeanSquaredError(Metric):
 
 
 class MeanAbsoluteError(Metric):
-    def __init__(self, name="mae"):
+    def __init__(self, name="mean_absolute_error"):
         super().__init__(name)
 
     def values(self, y_true, y_pred):
@@ -261,7 +261,9 @@ CLASSES = {cls.__name__: cls for cls in (*METRICS.values(), Accuracy)}
 
 
 def get(identifier, loss=None):
-    """A Metric from a name; "accuracy" picks binary, categorical or sparse from the loss (Keras' rule)."""
+    """A Metric from a name; "accuracy" picks binary, categorical or sparse from the loss (Keras' rule). As in
+    Keras, a metric asked for by a short name logs under that name ("mse", "acc"); a class logs under its
+    own default ("mean_squared_error", "binary_accuracy")."""
     if isinstance(identifier, Metric):
         return identifier
     if identifier in ("accuracy", "acc"):
@@ -272,7 +274,7 @@ def get(identifier, loss=None):
     if cls is None:
         raise ValueError(f"unknown metric {identifier!r}; valid: accuracy, acc, {', '.join(METRICS)}, "
                          f"or a class name such as {', '.join(sorted(CLASSES)[:4])}")
-    metric = cls()
+    metric = cls() if identifier in CLASSES else cls(name=identifier)
     if isinstance(metric, _Confusion) and getattr(loss, "options", {}).get("from_logits"):
         metric.threshold = 0.0
     return metric
@@ -282,7 +284,7 @@ def accuracy_for(loss):
     name = getattr(loss, "name", "")
     from_logits = getattr(loss, "options", {}).get("from_logits", False)
     if name == "sparse_categorical_crossentropy":
-        return SparseCategoricalAccuracy()
+        return SparseCategoricalAccuracy(name="accuracy")
     if name == "categorical_crossentropy":
-        return CategoricalAccuracy()
-    return BinaryAccuracy(threshold=0.0 if from_logits else 0.5)
+        return CategoricalAccuracy(name="accuracy")
+    return BinaryAccuracy(name="accuracy", threshold=0.0 if from_logits else 0.5)

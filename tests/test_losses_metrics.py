@@ -238,8 +238,7 @@ def test_regression_and_categorical_metrics_against_formulas():
     onehot, scores = np.eye(3)[[0, 1, 2, 1]], np.array([[2, 1, 0], [0, 1, 2], [0, 0, 3], [1, 2, 0.0]])
     accuracy = bp.metrics.CategoricalAccuracy()
     accuracy.update_state(onehot, scores)
-    assert accuracy.result() == 0.75 and accuracy.name == "accuracy"
-    assert bp.metrics.MeanSquaredError().name == "mse" and bp.metrics.MeanAbsoluteError().name == "mae"
+    assert accuracy.result() == 0.75
     fresh = bp.metrics.MeanSquaredError()
     assert fresh.result() == 0.0
     fresh.set_state(accuracy.get_state())
@@ -377,3 +376,21 @@ def test_elementwise_losses_on_sequences_average_the_last_axis_only():
     check_gradients(lambda q: bp.losses.mean_squared_error(y, q), p)  # a different cotangent per step
     _, grad = _gradient(bp.losses.MeanSquaredError(), y, p)
     np.testing.assert_allclose(grad, 2 * (p - y) / p.size)
+
+
+def test_metric_names_follow_keras():
+    """Keras 3's names (checked with KERAS_BACKEND=torch): a class logs under its own default, a short name
+    under itself, "accuracy" under "accuracy" whichever accuracy the loss picks, repeats get _1, _2."""
+    defaults = {bp.metrics.BinaryAccuracy: "binary_accuracy", bp.metrics.CategoricalAccuracy: "categorical_accuracy",
+                bp.metrics.SparseCategoricalAccuracy: "sparse_categorical_accuracy", bp.metrics.Accuracy: "accuracy",
+                bp.metrics.MeanSquaredError: "mean_squared_error", bp.metrics.MeanAbsoluteError: "mean_absolute_error",
+                bp.metrics.AUC: "auc", bp.metrics.Precision: "precision", bp.metrics.Recall: "recall",
+                bp.metrics.TopKCategoricalAccuracy: "top_k_categorical_accuracy",
+                bp.metrics.SparseTopKCategoricalAccuracy: "sparse_top_k_categorical_accuracy"}
+    assert {cls: cls().name for cls in defaults} == defaults
+    model = bp.Sequential([bp.layers.Input((2,)), bp.layers.Dense(1, activation="sigmoid")])
+    model.compile("sgd", "binary_crossentropy", metrics=["mse", "mae", "accuracy", bp.metrics.BinaryAccuracy(),
+                                                         bp.metrics.MeanSquaredError(), "binary_accuracy"])
+    history = model.fit(rng.random((16, 2)), rng.integers(0, 2, 16), epochs=1, verbose=0)
+    assert sorted(history.history) == ["accuracy", "binary_accuracy", "binary_accuracy_1", "loss", "mae",
+                                       "mean_squared_error", "mse"]
