@@ -142,3 +142,19 @@ def test_max_and_min_of_one_value_and_of_none():
     assert bp.max(one).numpy() == 2.5 and bp.min(one).numpy() == 2.5
     with pytest.raises(ValueError, match=r"max: cannot reduce an empty tensor of shape \(0, 3\)"):
         bp.max(bp.tensor(np.zeros((0, 3))))
+
+
+def test_logsumexp_shifts_each_slice_on_its_own_and_keeps_other_unit_axes():
+    far_apart = bp.tensor(np.array([[1000.0, 1000.0], [-1000.0, -1000.0]]))
+    np.testing.assert_allclose(bp.logsumexp(far_apart, axis=1).numpy(), [1000 + np.log(2), -1000 + np.log(2)])
+    column = A.reshape(3, 1, 4)
+    for reduce in (bp.logsumexp, bp.sum, bp.mean, bp.max, bp.min):
+        assert reduce(bp.tensor(column), axis=2).shape == (3, 1)
+
+
+def test_logsumexp_of_an_all_minus_infinity_slice_is_minus_infinity_without_warnings():
+    x = bp.Variable(np.array([[-np.inf, -np.inf], [0.0, np.log(3.0)]]))
+    with bp.GradientTape() as tape:  # RuntimeWarnings are errors in this suite
+        y = bp.logsumexp(x, axis=1)
+    np.testing.assert_allclose(y.numpy(), [-np.inf, np.log(4.0)])
+    np.testing.assert_allclose(tape.gradient(y, x).numpy()[1], [0.25, 0.75])
