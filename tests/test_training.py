@@ -206,6 +206,20 @@ def test_terminate_on_nan_stops_before_the_bad_update(jit_compile):
     assert np.isnan(history.history["loss"][-1]) and len(history.history["loss"]) == 1
 
 
+def test_terminate_on_nan_explains_with_the_epochs_before(capsys):
+    x, y = binary_problem(64)
+    model = small_model(optimizer=bp.optimizers.SGD(0.5))
+    poison = bp.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: epoch == 2 and model.layers[-1].bias.assign(np.array([np.nan], np.float32)))
+    with np.errstate(invalid="ignore"):
+        model.fit(x, y, epochs=4, verbose=0, allow_nonfinite=True, callbacks=[poison, bp.callbacks.TerminateOnNaN()])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("TerminateOnNaN: loss became nan at epoch 3, batch 1 (the loss became NaN or infinite "
+                           "after 2 finite epochs at learning rate 0.5:")
+    assert line.endswith("try 0.05, or the rate the learning-rate finder suggests (bp.tools.find_learning_rate, "
+                         "`backprop lr-find`)); stopping before applying that update")
+
+
 def test_divergence_without_callback_shows_in_history():
     x, y = binary_problem()
     model = small_model(optimizer=bp.optimizers.SGD(learning_rate=1e6), loss="mse", metrics=[])
