@@ -195,7 +195,7 @@ class Crash(Exception):
     pass
 
 
-def in_process_run(tmp_path, crash_after=None, x=None, metrics=("accuracy", "AUC")):
+def in_process_run(tmp_path, crash_after=None, x=None, metrics=("accuracy", "AUC"), **fit_options):
     """fit with per-batch backups in this process; ``crash_after`` raises from a callback after that many batches
     (the backup of the batch before is on disk, as after a kill)."""
     import backprop as bp
@@ -218,7 +218,8 @@ def in_process_run(tmp_path, crash_after=None, x=None, metrics=("accuracy", "AUC
                  bp.callbacks.ReduceLROnPlateau(patience=2),
                  bp.callbacks.BackupAndRestore(tmp_path / "backup", save_freq=1),
                  bp.callbacks.LambdaCallback(on_train_batch_end=count)]
-    history = model.fit(x, y, batch_size=16, epochs=4, validation_split=0.25, verbose=0, callbacks=callbacks)
+    history = model.fit(x, y, batch_size=16, epochs=4, validation_split=0.25, verbose=0, callbacks=callbacks,
+                        **fit_options)
     return model, history, batches
 
 
@@ -246,3 +247,29 @@ def test_resume_with_other_data_is_refused_in_process(tmp_path):
     other[0, 0] += 1.0
     with pytest.raises(ResumeError, match="different run"):
         in_process_run(tmp_path, x=other)
+
+
+def test_every_backup_damaged_names_them_in_process(tmp_path):
+    from backprop.training.resume import ResumeError
+    with pytest.raises(Crash):
+        in_process_run(tmp_path, crash_after=7)
+    for name in ("backup.bp", "backup.prev.bp"):
+        (tmp_path / "backup" / name).write_bytes(b"garbage")
+    expected = (f"every backup in '{tmp_path / 'backup'}' is damaged (backup.bp, backup.prev.bp); "
+                "delete the directory to start over")
+    with pytest.raises(ResumeError) as error:
+        in_process_run(tmp_path)
+    assert str(error.value) == expected
+
+
+def test_a_backup_holding_a_nan_still_resumes(tmp_path):
+    """Backups are the run's exact state: NaN weights and logs (allow_nonfinite) are restored, not refused."""
+    x = np.random.default_rng(1).normal(size=(96, 3))
+    x[20, 0] = np.nan  # batch 2 of epoch 1: its NaN gradient makes every weight NaN from then on
+    with np.errstate(invalid="ignore"):
+        straight, straight_history, _ = in_process_run(tmp_path / "a", x=x, metrics=(), allow_nonfinite=True)
+        with pytest.raises(Crash):
+            in_process_run(tmp_path / "b", crash_after=7, x=x, metrics=(), allow_nonfinite=True)
+        model, history, batches = in_process_run(tmp_path / "b", x=x, metrics=(), allow_nonfinite=True)
+    assert batches[0] == 1 and np.isnan(model.get_weights()[0]).all()
+    np.testing.assert_equal(history.history, straight_history.history)  # NaN equals NaN here
