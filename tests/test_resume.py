@@ -273,3 +273,34 @@ def test_a_backup_holding_a_nan_still_resumes(tmp_path):
         model, history, batches = in_process_run(tmp_path / "b", x=x, metrics=(), allow_nonfinite=True)
     assert batches[0] == 1 and np.isnan(model.get_weights()[0]).all()
     np.testing.assert_equal(history.history, straight_history.history)  # NaN equals NaN here
+
+
+def test_model_checkpoint_keeps_its_best_across_a_resume(tmp_path):
+    """After a resume, save_best_only still compares with the best before the crash: a worse epoch writes nothing."""
+    import backprop as bp
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 2)), rng.integers(0, 2, 32)
+    scripted, weights = [1.0, 0.5, 2.0, 3.0], {}
+
+    def run(crash_at=None):
+        bp.random.set_seed(0)
+        model = bp.Sequential([bp.layers.Input(shape=(2,)), bp.layers.Dense(1)])
+        model.compile(optimizer=bp.optimizers.SGD(0.1), loss="mse")
+
+        def script(epoch, logs):
+            logs["val_loss"] = scripted[epoch]
+            weights[epoch] = model.get_weights()
+            if epoch == crash_at:
+                raise Crash()
+
+        callbacks = [bp.callbacks.LambdaCallback(on_epoch_end=script),
+                     bp.callbacks.ModelCheckpoint(str(tmp_path / "best.bp"), save_best_only=True),
+                     bp.callbacks.BackupAndRestore(tmp_path / "backup")]
+        model.fit(x, y, epochs=4, verbose=0, callbacks=callbacks)
+
+    with pytest.raises(Crash):
+        run(crash_at=2)  # epoch 3 crashes before its backup: the resume starts there
+    run()
+    best = bp.models.load_model(tmp_path / "best.bp")
+    for saved, expected in zip(best.get_weights(), weights[1]):
+        assert np.array_equal(saved, expected)
