@@ -174,3 +174,38 @@ def test_loss_ops_per_example_and_mean(kernel, labels, predictions, options):
     assert values.shape == (4,)
     np.testing.assert_allclose(mean(labels, bp.tensor(predictions), weights_on_device, **options).numpy(),
                                np.mean(values * weights), rtol=1e-12)
+
+
+def _grads(function, *values):
+    """Gradients of sum(function(*variables)) with respect to each value, as NumPy arrays."""
+    variables = [bp.Variable(np.asarray(v, dtype=float)) for v in values]
+    with bp.GradientTape() as tape:
+        total = bp.sum(function(*variables))
+    return [g.numpy() for g in tape.gradient(total, variables)]
+
+
+def test_gradients_at_the_points_finite_differences_avoid():
+    """Kinks, ties and bases of a power that are not positive: the conventions TensorFlow uses."""
+    np.testing.assert_array_equal(_grads(bp.abs, [-1.0, 0.0, 2.0])[0], [-1.0, 0.0, 1.0])  # abs'(0) = 0
+    # ties: maximum and minimum send the gradient to their first argument
+    np.testing.assert_array_equal(_grads(bp.maximum, [1.0, 2.0, 5.0], [1.0, 3.0, 4.0]), [[1, 0, 1], [0, 1, 0]])
+    np.testing.assert_array_equal(_grads(bp.minimum, [1.0, 2.0, 5.0], [1.0, 3.0, 4.0]), [[1, 1, 0], [0, 0, 1]])
+    # d/db a^b = a^b log a where a > 0, and 0 where a <= 0 (no NaN from log of a non-positive base)
+    base, exponent = np.array([-2.0, 0.0, 0.5, 3.0]), np.array([2.0, 2.0, 3.0, 2.0])
+    grad_base, grad_exponent = _grads(bp.power, base, exponent)
+    np.testing.assert_allclose(grad_exponent, [0.0, 0.0, 0.125 * np.log(0.5), 9 * np.log(3.0)])
+    np.testing.assert_allclose(grad_base, exponent * base ** (exponent - 1))
+    for number, expected in ((0.5, np.log(0.5)), (0.0, 0.0), (3.0, np.log(3.0))):  # a Python number as base
+        np.testing.assert_allclose(_grads(lambda b: bp.power(number, b), [2.0])[0], [number ** 2 * expected])
+
+
+def test_gradients_with_respect_to_one_input_of_two():
+    """Only the input that needs a gradient gets one; a constant on either side is left alone."""
+    x, c = bp.Variable(np.array([1.0, 4.0])), bp.tensor(np.array([2.0, 8.0]))
+    for function, expected in ((lambda: x / c, 1 / c.numpy()), (lambda: c / x, -c.numpy() / x.numpy() ** 2),
+                               (lambda: x * c, c.numpy()), (lambda: c - x, -np.ones(2)), (lambda: x - c, np.ones(2)),
+                               (lambda: bp.power(x, c), c.numpy() * x.numpy() ** (c.numpy() - 1)),
+                               (lambda: bp.power(c, x), c.numpy() ** x.numpy() * np.log(c.numpy()))):
+        with bp.GradientTape() as tape:
+            total = bp.sum(function())
+        np.testing.assert_allclose(tape.gradient(total, x).numpy(), expected)
