@@ -290,6 +290,7 @@ def test_model_checkpoint_keeps_its_best_across_a_resume(tmp_path):
         def script(epoch, logs):
             logs["val_loss"] = scripted[epoch]
             weights[epoch] = model.get_weights()
+            ran.append(epoch)
             if epoch == crash_at:
                 raise Crash()
 
@@ -298,9 +299,12 @@ def test_model_checkpoint_keeps_its_best_across_a_resume(tmp_path):
                      bp.callbacks.BackupAndRestore(tmp_path / "backup")]
         model.fit(x, y, epochs=4, verbose=0, callbacks=callbacks)
 
+    ran = []
     with pytest.raises(Crash):
         run(crash_at=2)  # epoch 3 crashes before its backup: the resume starts there
+    ran.clear()
     run()
+    assert ran == [2, 3]
     best = bp.models.load_model(tmp_path / "best.bp")
     for saved, expected in zip(best.get_weights(), weights[1]):
         assert np.array_equal(saved, expected)
