@@ -275,8 +275,9 @@ def test_a_backup_holding_a_nan_still_resumes(tmp_path):
     np.testing.assert_equal(history.history, straight_history.history)  # NaN equals NaN here
 
 
-def test_model_checkpoint_keeps_its_best_across_a_resume(tmp_path):
-    """After a resume, save_best_only still compares with the best before the crash: a worse epoch writes nothing."""
+def test_checkpoint_and_early_stopping_keep_their_best_across_a_resume(tmp_path):
+    """After a resume, save_best_only still compares with the best before the crash (a worse epoch writes
+    nothing), and EarlyStopping still restores the best weights, seen before the crash."""
     import backprop as bp
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(32, 2)), rng.integers(0, 2, 32)
@@ -296,15 +297,17 @@ def test_model_checkpoint_keeps_its_best_across_a_resume(tmp_path):
 
         callbacks = [bp.callbacks.LambdaCallback(on_epoch_end=script),
                      bp.callbacks.ModelCheckpoint(str(tmp_path / "best.bp"), save_best_only=True),
+                     bp.callbacks.EarlyStopping(patience=10, restore_best_weights=True),
                      bp.callbacks.BackupAndRestore(tmp_path / "backup")]
         model.fit(x, y, epochs=4, verbose=0, callbacks=callbacks)
+        return model
 
     ran = []
     with pytest.raises(Crash):
         run(crash_at=2)  # epoch 3 crashes before its backup: the resume starts there
     ran.clear()
-    run()
+    model = run()
     assert ran == [2, 3]
     best = bp.models.load_model(tmp_path / "best.bp")
-    for saved, expected in zip(best.get_weights(), weights[1]):
-        assert np.array_equal(saved, expected)
+    for saved, restored, expected in zip(best.get_weights(), model.get_weights(), weights[1]):
+        assert np.array_equal(saved, expected) and np.array_equal(restored, expected)
