@@ -187,6 +187,9 @@ def _grads(function, *values):
 def test_gradients_at_the_points_finite_differences_avoid():
     """Kinks, ties and bases of a power that are not positive: the conventions TensorFlow uses."""
     np.testing.assert_array_equal(_grads(bp.abs, [-1.0, 0.0, 2.0])[0], [-1.0, 0.0, 1.0])  # abs'(0) = 0
+    # clip passes the gradient inside its closed interval, bounds included (TensorFlow's clip_by_value)
+    np.testing.assert_array_equal(_grads(lambda x: bp.clip(x, -1.0, 2.0), [-3.0, -1.0, 0.5, 2.0, 3.0])[0],
+                                  [0.0, 1.0, 1.0, 1.0, 0.0])
     # ties: maximum and minimum send the gradient to their first argument
     np.testing.assert_array_equal(_grads(bp.maximum, [1.0, 2.0, 5.0], [1.0, 3.0, 4.0]), [[1, 0, 1], [0, 1, 0]])
     np.testing.assert_array_equal(_grads(bp.minimum, [1.0, 2.0, 5.0], [1.0, 3.0, 4.0]), [[1, 1, 0], [0, 0, 1]])
