@@ -12,7 +12,7 @@ import threading
 import warnings
 from itertools import repeat
 
-from backprop.tensor import Tensor
+from backprop.tensor import Tensor, Variable
 from backprop.devices import asarray
 from backprop.xp import np
 
@@ -143,11 +143,9 @@ class GradientTape:
                                "create the tape with GradientTape(persistent=True) to call it several times")
         simple = type(sources) is list and all(map(isinstance, sources, repeat(Tensor)))  # the common case
         flat_sources = sources if simple else _flatten(sources)
-        for position, s in enumerate(flat_sources):
-            if not isinstance(s, Tensor):
-                raise TypeError(f"GradientTape.gradient: sources must be Tensors, got {type(s).__name__}")
-            if type(s) is Tensor and id(s) not in self._ids:
-                raise ValueError(_unwatched_message(position, s))
+        for s in flat_sources:
+            if type(s) is not Variable:  # variables are always watched; plain tensors only when recorded
+                self._check_source(s, flat_sources)
         self._warn_if_nested(flat_sources)
         grads = self._seed(target, output_gradients)
         self._backpropagate(grads, set(map(id, flat_sources)))
@@ -204,6 +202,13 @@ class GradientTape:
                     gx = gx.astype(data.dtype)
                 k = id(x)
                 grads[k] = grads[k] + gx if k in grads else gx
+
+    def _check_source(self, source, sources):
+        if not isinstance(source, Tensor):
+            raise TypeError(f"GradientTape.gradient: sources must be Tensors, got {type(source).__name__}")
+        if type(source) is Tensor and id(source) not in self._ids:
+            position = next(i for i, s in enumerate(sources) if s is source)
+            raise ValueError(_unwatched_message(position, source))
 
     @staticmethod
     def _unconnected(source, unconnected):
