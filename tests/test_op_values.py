@@ -158,3 +158,14 @@ def test_logsumexp_of_an_all_minus_infinity_slice_is_minus_infinity_without_warn
         y = bp.logsumexp(x, axis=1)
     np.testing.assert_allclose(y.numpy(), [-np.inf, np.log(4.0)])
     np.testing.assert_allclose(tape.gradient(y, x).numpy()[1], [0.25, 0.75])
+
+
+def test_matmul_follows_numpy_for_batches_and_refuses_scalars_by_name():
+    a, batch = rng.normal(size=(4, 3)), rng.normal(size=(2, 3, 5))
+    np.testing.assert_allclose(bp.matmul(bp.tensor(a), bp.tensor(batch)).numpy(), np.matmul(a, batch))
+    np.testing.assert_allclose(bp.matmul(bp.tensor(a[0]), bp.tensor(a.T)).numpy(), a[0] @ a.T)  # 1-D on the left
+    for left, right in ((np.float64(2.0), a), (a, np.float64(2.0))):
+        with pytest.raises(ValueError, match=r"matmul: shapes \(.*\) and \(.*\) are not aligned"):
+            bp.matmul(bp.tensor(left), bp.tensor(right))
+    with pytest.raises(ValueError, match=r"matmul: shapes \(4, 3\) and \(4, 3\) are not aligned"):
+        bp.matmul(bp.tensor(a), bp.tensor(a))
