@@ -169,3 +169,30 @@ def test_matmul_follows_numpy_for_batches_and_refuses_scalars_by_name():
             bp.matmul(bp.tensor(left), bp.tensor(right))
     with pytest.raises(ValueError, match=r"matmul: shapes \(4, 3\) and \(4, 3\) are not aligned"):
         bp.matmul(bp.tensor(a), bp.tensor(a))
+
+
+def test_joining_and_reshaping_say_what_does_not_fit():
+    x = bp.tensor(A)
+    with pytest.raises(ValueError, match=r"^reshape: cannot reshape a tensor of shape \(3, 4\) \(12 values\) into \(5, 2\)$"):
+        bp.reshape(x, (5, 2))
+    with pytest.raises(ValueError, match=r"^concat: cannot join shapes \(3, 4\), \(2, 3\) along axis 0 \("):
+        bp.concat([x, bp.tensor(np.ones((2, 3)))])
+    with pytest.raises(ValueError, match=r"^stack: cannot join shapes \(3, 4\), \(4, 3\) along axis 0 \("):
+        bp.stack([x, bp.tensor(A.T)])
+
+
+def test_concat_of_three_sends_each_its_own_gradient():
+    parts = [bp.Variable(rng.normal(size=(n, 2))) for n in (1, 2, 3)]
+    weights = bp.tensor(np.arange(12.0).reshape(6, 2))
+    with bp.GradientTape() as tape:
+        total = bp.sum(bp.concat(parts, axis=0) * weights)
+    for grad, expected in zip(tape.gradient(total, parts), np.split(weights.numpy(), [1, 3])):
+        np.testing.assert_array_equal(grad.numpy(), expected)
+
+
+def test_one_hot_names_the_labels_it_cannot_take():
+    with pytest.raises(ValueError, match=r"^one_hot: class indices must be whole numbers, got \[0.5, 2.5\]$"):
+        bp.one_hot(bp.tensor(np.array([0.5, 1.0, 2.5])), 3)
+    with pytest.raises(ValueError, match=r"^one_hot: class index 3 is outside \[0, 3\) for 3 classes$"):
+        bp.one_hot(bp.tensor(np.array([0, 3])), 3)
+    np.testing.assert_array_equal(bp.one_hot(bp.tensor(np.array([2.0, 0.0])), 3).numpy(), np.eye(3)[[2, 0]])

@@ -12,7 +12,8 @@ def reshape(a, shape):
     try:
         out = a.reshape(shape)
     except ValueError:
-        raise ValueError(f"reshape: cannot reshape a tensor of shape {a.shape} ({a.size} values) into {tuple(np.atleast_1d(shape))}") from None
+        target = tuple(np.atleast_1d(shape).tolist())  # Python ints: NumPy 2 would print np.int64(5)
+        raise ValueError(f"reshape: cannot reshape a tensor of shape {a.shape} ({a.size} values) into {target}") from None
     return out, lambda g, needs: (g.reshape(a.shape),)
 
 
@@ -124,9 +125,10 @@ def one_hot(indices, depth, dtype="float32"):
     indices = asarray(indices)
     if indices.dtype.kind == "f":
         if not np.all(indices == np.round(indices)):
-            raise ValueError(f"one_hot: class indices must be whole numbers, got {indices[indices != np.round(indices)][:3]}")
+            fractional = devices.to_host(indices[indices != np.round(indices)][:3]).tolist()
+            raise ValueError(f"one_hot: class indices must be whole numbers, got {fractional}")
         indices = indices.astype(np.int64)
     if indices.size and (indices.min() < 0 or indices.max() >= depth):
-        bad = indices[(indices < 0) | (indices >= depth)][0]
+        bad = devices.to_host(indices[(indices < 0) | (indices >= depth)][:1]).tolist()[0]
         raise ValueError(f"one_hot: class index {bad} is outside [0, {depth}) for {depth} classes")
     return devices.array_module(indices).eye(depth, dtype=np.dtype(dtype))[indices]  # on the indices' device
