@@ -187,6 +187,13 @@ def _grads(function, *values):
 def test_gradients_at_the_points_finite_differences_avoid():
     """Kinks, ties and bases of a power that are not positive: the conventions TensorFlow uses."""
     np.testing.assert_array_equal(_grads(bp.abs, [-1.0, 0.0, 2.0])[0], [-1.0, 0.0, 1.0])  # abs'(0) = 0
+    # activations at 0 take their negative side's slope, as TensorFlow's gradients do (x > 0 is the positive side)
+    at = [-1.0, 0.0, 2.0]
+    np.testing.assert_allclose(_grads(bp.relu, at)[0], [0.0, 0.0, 1.0])
+    np.testing.assert_allclose(_grads(bp.leaky_relu, at)[0], [0.2, 0.2, 1.0])
+    np.testing.assert_allclose(_grads(lambda x: bp.elu(x, 0.5), at)[0], [0.5 * np.exp(-1), 0.5, 1.0])
+    scale, alpha = 1.0507009873554805, 1.6732632423543772
+    np.testing.assert_allclose(_grads(bp.selu, at)[0], [scale * alpha * np.exp(-1), scale * alpha, scale])
     # clip passes the gradient inside its closed interval, bounds included (TensorFlow's clip_by_value)
     np.testing.assert_array_equal(_grads(lambda x: bp.clip(x, -1.0, 2.0), [-3.0, -1.0, 0.5, 2.0, 3.0])[0],
                                   [0.0, 1.0, 1.0, 1.0, 0.0])
