@@ -501,3 +501,34 @@ def test_validation_split_bounds(fraction, message):
     with pytest.raises(ValueError, match=message):
         small_model().fit(x, y, validation_split=fraction, verbose=0)
 
+
+
+def test_class_weight_is_a_per_example_weight_times_sample_weight():
+    """Keras' rule, against weights written out here: class_weight[label] * sample_weight, labels read from
+    class indices or from the argmax of one-hot rows."""
+    x, y = binary_problem(40)
+    sample_weight = np.linspace(0.5, 2.0, 40)
+
+    def trained(y_fit, **weights):
+        if y_fit.ndim == 1:
+            model = small_model()
+        else:  # one-hot rows: three classes
+            bp.random.set_seed(0)
+            model = bp.Sequential([bp.layers.Input(shape=(2,)), bp.layers.Dense(3)])
+            model.compile(optimizer=bp.optimizers.SGD(0.1), loss=bp.losses.CategoricalCrossentropy(from_logits=True))
+        model.fit(x, y_fit, batch_size=40, epochs=2, shuffle=False, verbose=0, **weights)
+        return model.get_weights()
+
+    by_class = trained(y, class_weight={0: 1.0, 1: 3.0}, sample_weight=sample_weight)
+    written_out = trained(y, sample_weight=np.where(y == 1, 3.0, 1.0) * sample_weight)
+    for a, b in zip(by_class, written_out):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    classes = np.arange(40) % 3
+    one_hot = np.eye(3)[classes]
+    for a, b in zip(trained(one_hot, class_weight={0: 1.0, 1: 2.0, 2: 0.5}),
+                    trained(one_hot, sample_weight=np.array([1.0, 2.0, 0.5])[classes])):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    with pytest.raises(ValueError, match="^class_weight needs class labels \\(integers or one-hot rows\\), got fractional"):
+        small_model().fit(x, np.full(40, 0.5), verbose=0, class_weight={0: 1.0, 1: 1.0})
+    with pytest.raises(ValueError, match=r"^class_weight has no weight for class\(es\) \[1\]$"):
+        small_model().fit(x, y, verbose=0, class_weight={0: 1.0})
