@@ -191,6 +191,7 @@ def test_gradients_at_the_points_finite_differences_avoid():
     at = [-1.0, 0.0, 2.0]
     np.testing.assert_allclose(_grads(bp.relu, at)[0], [0.0, 0.0, 1.0])
     np.testing.assert_allclose(_grads(bp.leaky_relu, at)[0], [0.2, 0.2, 1.0])
+    np.testing.assert_allclose(_grads(bp.relu6, [0.0, 3.0, 6.0, 7.0])[0], [0.0, 1.0, 0.0, 0.0])  # 0 at both kinks
     np.testing.assert_allclose(_grads(lambda x: bp.elu(x, 0.5), at)[0], [0.5 * np.exp(-1), 0.5, 1.0])
     scale, alpha = 1.0507009873554805, 1.6732632423543772
     np.testing.assert_allclose(_grads(bp.selu, at)[0], [scale * alpha * np.exp(-1), scale * alpha, scale])

@@ -196,3 +196,16 @@ def test_one_hot_names_the_labels_it_cannot_take():
     with pytest.raises(ValueError, match=r"^one_hot: class index 3 is outside \[0, 3\) for 3 classes$"):
         bp.one_hot(bp.tensor(np.array([0, 3])), 3)
     np.testing.assert_array_equal(bp.one_hot(bp.tensor(np.array([2.0, 0.0])), 3).numpy(), np.eye(3)[[2, 0]])
+
+
+def test_softmax_shifts_each_row_on_its_own_and_a_row_of_minus_infinity_is_nan_quietly():
+    rows = bp.tensor(np.array([[1000.0, 1000.0], [-1000.0, -1000.0], [-np.inf, -np.inf]]))
+    out = bp.softmax(rows).numpy()  # RuntimeWarnings are errors in this suite
+    np.testing.assert_array_equal(out[:2], [[0.5, 0.5], [0.5, 0.5]])
+    assert np.isnan(out[2]).all()  # as in PyTorch
+
+
+@pytest.mark.parametrize("approximate", [True, False])
+def test_gelu_keeps_float32(approximate):
+    out = bp.gelu(bp.tensor(A.astype(np.float32)), approximate=approximate)
+    assert out.dtype == np.float32
