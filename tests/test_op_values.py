@@ -209,3 +209,32 @@ def test_softmax_shifts_each_row_on_its_own_and_a_row_of_minus_infinity_is_nan_q
 def test_gelu_keeps_float32(approximate):
     out = bp.gelu(bp.tensor(A.astype(np.float32)), approximate=approximate)
     assert out.dtype == np.float32
+
+
+def test_dense_on_sequences_single_vectors_and_constant_weights():
+    kernel, bias = rng.normal(size=(3, 4)), rng.normal(size=4)
+    sequences = rng.normal(size=(2, 5, 3))
+    np.testing.assert_allclose(bp.dense(bp.tensor(sequences), bp.tensor(kernel), bp.tensor(bias)).numpy(),
+                               sequences @ kernel + bias)
+    np.testing.assert_allclose(bp.dense(bp.tensor(sequences[0, 0]), bp.tensor(kernel), None).numpy(),
+                               sequences[0, 0] @ kernel)  # one example, no batch axis
+    x, k = bp.Variable(sequences), bp.Variable(kernel)
+    with bp.GradientTape() as tape:
+        total = bp.sum(bp.dense(x, k, bp.tensor(bias), "tanh"))
+    gz = 1 - np.tanh(sequences @ kernel + bias) ** 2
+    grad_x, grad_k = tape.gradient(total, [x, k])
+    np.testing.assert_allclose(grad_x.numpy(), gz @ kernel.T)
+    np.testing.assert_allclose(grad_k.numpy(), sequences.reshape(-1, 3).T @ gz.reshape(-1, 4))
+    with bp.GradientTape() as tape:  # frozen weights: the input still gets its gradient
+        total = bp.sum(bp.dense(x, bp.tensor(kernel), bp.tensor(bias)))
+    np.testing.assert_allclose(tape.gradient(total, x).numpy(), np.ones((2, 5, 4)) @ kernel.T)
+    with pytest.raises(ValueError, match=r"^dense: expects last dim 3, got shape \(2, 4\)$"):
+        bp.dense(bp.tensor(np.ones((2, 4))), bp.tensor(kernel), None)
+
+
+def test_dropout_keeps_the_dtype_and_the_expected_value():
+    x = bp.tensor(np.ones((200, 50), dtype=np.float32))
+    out = bp.dropout(x, 0.25, np.random.default_rng(0)).numpy()
+    assert out.dtype == np.float32
+    assert set(np.unique(out).tolist()) == {0.0, np.float32(1 / 0.75)}
+    assert abs(np.mean(out == 0) - 0.25) < 0.01
