@@ -9,6 +9,7 @@ tree and runs the given tests on it in a fresh interpreter:
     python tools/mutants.py backprop/ops/nn.py --tests tests/test_gradients.py
     python tools/mutants.py backprop/ops/loss_kernels.py --functions mean_op,per_example_op \\
         --tests tests/test_losses_metrics.py --jobs 2
+    python tools/mutants.py backprop/ops/nn.py --tests ... --survivors-of nn.json   # after adding tests
 
 A mutant is killed when the tests fail (or time out), survives when they pass. Survivors are printed as
 one-line diffs and all results are written as JSON (``--out``). Needs ``pip install mutmut``.
@@ -87,7 +88,7 @@ def run_tests(tree, tests, timeout):
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OPENBLAS_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly", "-p", "no:cacheprovider", *tests]
     try:
-        return subprocess.run(command, cwd=tree, env=env, capture_output=True, timeout=timeout).returncode
+        return subprocess.run(command, cwd=tree, env=env, capture_output=True, timeout=timeout, check=False).returncode
     except subprocess.TimeoutExpired:
         return "timeout"
 
@@ -99,10 +100,14 @@ def main():
     parser.add_argument("--tests", nargs="+", required=True, help="test files or node ids to run on each mutant")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", default="mutants.json")
+    parser.add_argument("--survivors-of", help="an earlier --out file: run again only the mutants that survived it")
     args = parser.parse_args()
     functions = set(args.functions.split(",")) if args.functions else None
     original = (ROOT / args.source).read_text()
     found = list(mutants(ROOT / args.source, functions))
+    if args.survivors_of:
+        survived = {(r["function"], r["diff"]) for r in json.loads(Path(args.survivors_of).read_text()) if not r["killed"]}
+        found = [(name, code) for name, code in found if (name, one_line_diff(original, code)) in survived]
     print(f"{len(found)} mutants in {args.source}", flush=True)
 
     with tempfile.TemporaryDirectory() as scratch:
