@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import backprop as bp
+from gradcheck import check_gradients
 
 pytestmark = pytest.mark.usefixtures("each_device")
 
@@ -238,3 +239,24 @@ def test_dropout_keeps_the_dtype_and_the_expected_value():
     assert out.dtype == np.float32
     assert set(np.unique(out).tolist()) == {0.0, np.float32(1 / 0.75)}
     assert abs(np.mean(out == 0) - 0.25) < 0.01
+
+
+def test_cross_entropies_with_logits_differentiate_the_labels_too_and_take_sequences():
+    """TensorFlow's *_with_logits ops give the labels a gradient, take unnormalised labels and sequences."""
+    labels, logits = bp.Variable(rng.uniform(size=(3, 4))), bp.tensor(A)
+    with bp.GradientTape() as tape:
+        total = bp.sum(bp.sigmoid_cross_entropy_with_logits(labels, logits))
+    np.testing.assert_allclose(tape.gradient(total, labels).numpy(), -A)
+    with bp.GradientTape() as tape:
+        total = bp.sum(bp.softmax_cross_entropy_with_logits(labels, logits))
+    np.testing.assert_allclose(tape.gradient(total, labels).numpy(), -np.log(softmax(A)))
+    unnormalised = np.array([[2.0, 0.0, 0.0, 1.0]] * 3)
+    check_gradients(lambda z: bp.softmax_cross_entropy_with_logits(bp.tensor(unnormalised), z), A)
+    impossible = np.array([[0.0, -np.inf, 1.0]])  # a class that cannot happen, labelled 0: it counts 0, quietly
+    np.testing.assert_allclose(bp.softmax_cross_entropy_with_logits(bp.tensor(np.array([[0.5, 0.0, 0.5]])),
+                                                                    bp.tensor(impossible)).numpy(),
+                               [-0.5 * np.log(softmax(np.array([0.0, 1.0]))).sum()])
+    sequences, classes = rng.normal(size=(2, 5, 3)), rng.integers(0, 3, (2, 5))
+    expected = -np.take_along_axis(np.log(softmax(sequences)), classes[..., None], -1)[..., 0]
+    np.testing.assert_allclose(
+        bp.sparse_softmax_cross_entropy_with_logits(bp.tensor(classes), bp.tensor(sequences)).numpy(), expected)
