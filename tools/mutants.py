@@ -4,7 +4,7 @@ mutmut 3 (``mutmut run``, configured in pyproject.toml) swaps mutants in through
 function, so it skips decorated functions (every ``@differentiable`` op, every property) and never reaches
 code that runs at import time (the loss ops built by ``mean_op``/``per_example_op``, ``_extreme``). This
 script takes mutmut's own mutation operators to those functions, writes each mutant into a copy of the
-tree and runs the given tests on it in a fresh interpreter:
+tree (as committed) and runs the given tests on it in a fresh interpreter:
 
     python tools/mutants.py backprop/ops/nn.py --tests tests/test_gradients.py
     python tools/mutants.py backprop/ops/loss_kernels.py --functions mean_op,per_example_op \\
@@ -19,7 +19,6 @@ import concurrent.futures
 import difflib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,11 +50,11 @@ def _is_decorated(function):
 
 def mutants(path, functions=None):
     """(function name, mutated source) for every mutation in the chosen functions: those named, or by
-    default the decorated ones mutmut 3 skips."""
-    code = path.read_text()
+    default the decorated ones mutmut 3 skips. ``path`` is relative to the repository root."""
+    code = committed(path)
     module = cst.parse_module(code)
     wrapper = MetadataWrapper(module)
-    visitor = _EveryFunction(mutation_operators, get_ignored_lines(str(path), code, wrapper, None))
+    visitor = _EveryFunction(mutation_operators, get_ignored_lines(path, code, wrapper, None))
     wrapper.visit(visitor)
     for mutation in visitor.mutations:
         function = mutation.contained_by_top_level_function
@@ -73,15 +72,17 @@ def one_line_diff(before, after):
     return " | ".join(line.strip() for line in changed)
 
 
+def committed(path):
+    """A file as the last commit has it: the run tests what is committed, whatever is being edited meanwhile."""
+    return subprocess.run(["git", "show", f"HEAD:{path}"], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout
+
+
 def copy_tree(destination):
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split("\n")
-    for name in filter(None, files):
-        source = ROOT / name
-        if source.is_file():
-            target = destination / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
+    """The committed tree (``git archive HEAD``), unpacked into ``destination``."""
+    destination.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(destination)], input=archive, check=True)
 
 
 def run_tests(tree, tests, timeout):
@@ -103,8 +104,8 @@ def main():
     parser.add_argument("--survivors-of", help="an earlier --out file: run again only the mutants that survived it")
     args = parser.parse_args()
     functions = set(args.functions.split(",")) if args.functions else None
-    original = (ROOT / args.source).read_text()
-    found = list(mutants(ROOT / args.source, functions))
+    original = committed(args.source)
+    found = list(mutants(args.source, functions))
     if args.survivors_of:
         survived = {(r["function"], r["diff"]) for r in json.loads(Path(args.survivors_of).read_text()) if not r["killed"]}
         found = [(name, code) for name, code in found if (name, one_line_diff(original, code)) in survived]
