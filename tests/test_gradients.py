@@ -206,7 +206,7 @@ def test_gradients_at_the_points_finite_differences_avoid():
     grad_base, grad_exponent = _grads(bp.power, base, exponent)
     np.testing.assert_allclose(grad_exponent, [0.0, 0.0, 0.125 * np.log(0.5), 9 * np.log(3.0)])
     np.testing.assert_allclose(grad_base, exponent * base ** (exponent - 1))
-    for number, expected in ((0.5, np.log(0.5)), (0.0, 0.0), (3.0, np.log(3.0))):  # a Python number as base
+    for number, expected in ((0.5, np.log(0.5)), (0.0, 0.0), (-2.0, 0.0), (3.0, np.log(3.0))):  # a Python number
         np.testing.assert_allclose(_grads(lambda b: bp.power(number, b), [2.0])[0], [number ** 2 * expected])
 
 
