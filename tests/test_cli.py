@@ -224,6 +224,7 @@ def houses(workdir):
     return path, float(np.mean(np.abs(price - price.mean())))
 
 
+@pytest.mark.slow  # a CLI run on a real table (2.4 s): the slow step runs it
 def test_a_real_table_trains_in_its_own_units(houses, workdir):
     path, spread = houses
     result = backprop("train", "--data", path, "--target", "price", "--task", "regression", "--missing", "mean",

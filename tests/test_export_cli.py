@@ -56,6 +56,7 @@ def houses(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow  # two CLI runs exported and answered (2.5 s)
 @pytest.mark.parametrize("target, drop, task", [("price", "band", "regression"), ("band", "price", "classification")])
 def test_exported_run_answers_like_predict(houses, target, drop, task):
     out = f"run_{target}"

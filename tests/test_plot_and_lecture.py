@@ -45,6 +45,7 @@ def test_multiclass_boundary_and_validation():
         bp.plot.decision_boundary(model, np.ones((5, 3)), np.zeros(5))
 
 
+@pytest.mark.slow  # every lesson plot (2 s)
 def test_lesson_plots():
     assert len(bp.plot.activation_functions(["sigmoid", "relu"]).axes) == 4
     assert bp.plot.perceptron(1, [3, -2], point=(-1, 2)).axes
