@@ -17,7 +17,6 @@ from backprop.devices import asarray
 from backprop.xp import np
 
 
-
 class _ThreadTapes(threading.local):
     """The tapes recording in this thread, innermost last: per thread, so two threads training two models never
     record onto each other's tapes. Not a context variable: setting one on every tape would make each NumPy ufunc
