@@ -261,7 +261,10 @@ def _logits_mismatch(from_logits, kernel, values):
 
 
 def check_output_activation(model, loss):
-    """Warn when a model ending in sigmoid or softmax is compiled with a loss that expects logits."""
+    """Warn when a model ending in sigmoid or softmax is compiled with a loss that expects logits; otherwise
+    the loss checks the first batches' predictions again (a loss object can serve several models)."""
+    if isinstance(loss, Loss):
+        loss._checks_left = Loss._checks_left
     layers = getattr(model, "layers", None) or []
     name = getattr(layers[-1], "activation_name", None) if layers else None
     if name in ("sigmoid", "softmax") and getattr(loss, "options", {}).get("from_logits"):

@@ -163,6 +163,13 @@ def test_outputs_of_the_wrong_kind_for_from_logits_warn_once(activation, loss, y
         assert len(messages) == 1 and expected in messages[0]
 
 
+def test_one_loss_object_checks_each_model_it_is_compiled_into():
+    loss = bp.losses.BinaryCrossentropy()
+    for model in range(2):
+        messages = fit_warnings(None, loss, y_onehot[:, :1])
+        assert len(messages) == 1 and "Build the loss with from_logits=True" in messages[0]
+
+
 def test_softmax_values_reach_a_logits_loss_through_a_layer_of_their_own():
     model = bp.Sequential([bp.layers.Dense(2, input_shape=(3,)), bp.layers.Activation(lambda t: bp.ops.softmax(t))])
     import warnings
