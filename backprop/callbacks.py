@@ -1,5 +1,6 @@
 """Callbacks hooked into fit/evaluate/predict, with Keras' names and semantics."""
 import csv
+import itertools
 import math
 import os
 import sys
@@ -353,6 +354,9 @@ class CSVLogger(Callback):
         self.file.close()
 
 
+_event_files = itertools.count()
+
+
 class TensorBoard(Callback):
     """Write TensorBoard event files: Keras' layout (``log_dir/train`` and ``log_dir/validation``) and tags
     (``epoch_loss``, ``epoch_accuracy``, ``epoch_learning_rate``; ``batch_loss`` with ``update_freq``).
@@ -382,7 +386,10 @@ class TensorBoard(Callback):
     def _writer(self, which):
         if which not in self._writers:
             from tensorboardX import SummaryWriter
-            self._writers[which] = SummaryWriter(os.path.join(self.log_dir, which))
+            # tensorboardX names a file by the second it opens: a second writer within that second (the next
+            # fit) would truncate the first's file, without a suffix of its own
+            suffix = f".{os.getpid()}.{next(_event_files)}"
+            self._writers[which] = SummaryWriter(os.path.join(self.log_dir, which), filename_suffix=suffix)
         return self._writers[which]
 
     def on_train_begin(self, logs=None):

@@ -195,6 +195,13 @@ def test_bad_learning_rates(bad):
         bp.optimizers.Adam(learning_rate=bad)
 
 
+def test_setting_a_bad_learning_rate_names_it_and_keeps_the_old_one():
+    optimizer = bp.optimizers.SGD(0.1)
+    with pytest.raises(ValueError, match=r"^learning_rate must be a positive finite number or a schedule, got -1$"):
+        optimizer.learning_rate = -1
+    assert optimizer.learning_rate == 0.1
+
+
 def test_unknown_optimizer_lists_valid():
     with pytest.raises(ValueError, match="unknown optimizer 'adamm'; valid: sgd, adam, adamw, adagrad, rmsprop, "
                                          "adadelta, adamax, nadam"):

@@ -22,18 +22,25 @@ def scalars(events, tag):
     return [(e.step, e.value) for e in events.Scalars(tag)]
 
 
-def trained(log_dir, **options):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(120, 3)).astype(np.float32)
-    y = (x[:, 0] > 0).astype(np.float32)
+def small_model():
     bp.random.set_seed(0)
     model = bp.Sequential([bp.layers.Dense(4, activation="tanh", input_shape=(3,), name="hidden"),
                            bp.layers.Dense(1, activation="sigmoid", name="out")])
     model.compile(optimizer=bp.optimizers.SGD(learning_rate=bp.optimizers.schedules.ExponentialDecay(0.5, 10, 0.5)),
                   loss="binary_crossentropy", metrics=["accuracy"])
-    history = model.fit(x, y, epochs=3, batch_size=20, validation_split=0.25, verbose=0,
-                        callbacks=[bp.callbacks.TensorBoard(log_dir, **options)])
-    return model, history
+    return model
+
+
+def fit(model, callbacks, epochs=3):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.float32)
+    return model.fit(x, y, epochs=epochs, batch_size=20, validation_split=0.25, verbose=0, callbacks=callbacks)
+
+
+def trained(log_dir, **options):
+    model = small_model()
+    return model, fit(model, [bp.callbacks.TensorBoard(log_dir, **options)])
 
 
 def test_epoch_scalars_learning_rate_and_histograms(tmp_path):
@@ -63,6 +70,65 @@ def test_batch_scalars_and_options(tmp_path):
         bp.callbacks.TensorBoard(tmp_path, update_freq="sometimes")
     with pytest.raises(ValueError, match="histogram_freq must be"):
         bp.callbacks.TensorBoard(tmp_path, histogram_freq=-1)
+
+
+def test_defaults_and_one_callback_over_two_fits(tmp_path, monkeypatch):
+    """Keras' defaults but histogram_freq=1: ./logs, a histogram every epoch; batch steps go on counting from
+    the optimizer's iterations in a second fit, which the same callback can log after closing the first."""
+    monkeypatch.chdir(tmp_path)
+    model, callback = small_model(), bp.callbacks.TensorBoard(update_freq="batch")
+    fit(model, [callback], epochs=2)
+    fit(model, [callback], epochs=1)
+    train = read(tmp_path / "logs" / "train")
+    assert [step for step, _ in scalars(train, "batch_loss")] == list(range(1, 16))  # 5 batches an epoch
+    assert [h.step for h in train.Histograms("out/kernel/histogram")] == [0, 1, 0]
+    assert [step for step, _ in scalars(train, "epoch_learning_rate")] == [0, 1, 0]
+
+
+def test_a_learning_rate_in_the_logs_is_written_once(tmp_path):
+    model = small_model()
+    schedule = bp.callbacks.LearningRateScheduler(lambda epoch, rate: 0.1 / (epoch + 1))
+    fit(model, [schedule, bp.callbacks.TensorBoard(tmp_path)])
+    assert scalars(read(tmp_path / "train"), "epoch_learning_rate") == [
+        (epoch, pytest.approx(0.1 / (epoch + 1))) for epoch in range(3)]
+
+
+@pytest.mark.parametrize("update_freq", [0, -1, True, "batches", 1.5])
+def test_bad_update_freq(tmp_path, update_freq):
+    with pytest.raises(ValueError, match="update_freq must be 'epoch', 'batch' or a positive number of batches"):
+        bp.callbacks.TensorBoard(tmp_path, update_freq=update_freq)
+
+
+@pytest.mark.parametrize("histogram_freq", [-1, 1.5, True, "1"])
+def test_bad_histogram_freq(tmp_path, histogram_freq):
+    with pytest.raises(ValueError, match="histogram_freq must be a whole number of epochs >= 0"):
+        bp.callbacks.TensorBoard(tmp_path, histogram_freq=histogram_freq)
+
+
+def test_every_batch_is_a_number_too(tmp_path):
+    trained(tmp_path, update_freq=1, histogram_freq=0)
+    assert [step for step, _ in scalars(read(tmp_path / "train"), "batch_loss")] == list(range(1, 16))
+
+
+def test_without_tensorboardx_the_error_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)
+    with pytest.raises(ImportError, match=r"^TensorBoard logs need tensorboardX: pip install 'backprop\[tensorboard\]'$"):
+        bp.callbacks.TensorBoard(tmp_path)
+
+
+def test_weights_sharing_a_name_each_get_a_histogram(tmp_path):
+    class TwoOfAName(bp.layers.Layer):
+        def build(self, input_shape):
+            self.first = self.add_weight(name="w", shape=(input_shape[-1], 1))
+            self.second = self.add_weight(name="w", shape=(input_shape[-1], 1))
+
+        def call(self, inputs):
+            return bp.sigmoid(inputs @ self.first + inputs @ self.second)
+
+    model = bp.Sequential([TwoOfAName(name="twice")])
+    model.compile(optimizer="sgd", loss="binary_crossentropy")
+    fit(model, [bp.callbacks.TensorBoard(tmp_path)], epochs=1)
+    assert len(read(tmp_path / "train").Histograms("twice/w/histogram")) == 2
 
 
 @pytest.mark.slow
