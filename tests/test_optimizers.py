@@ -202,6 +202,34 @@ def test_setting_a_bad_learning_rate_names_it_and_keeps_the_old_one():
     assert optimizer.learning_rate == 0.1
 
 
+def test_the_public_view_of_rate_and_state():
+    schedule = bp.optimizers.schedules.ExponentialDecay(0.5, 10, 0.5)
+    assert bp.optimizers.SGD(0.1).learning_rate_schedule is None
+    assert bp.optimizers.SGD(schedule).learning_rate_schedule is schedule
+    optimizer, variable = bp.optimizers.Adam(0.1), bp.Variable(np.zeros(2))
+    assert not optimizer.variables_known
+    optimizer.apply_gradients([(np.ones(2), variable)])
+    assert optimizer.variables_known
+    optimizer.forget_variables()
+    assert not optimizer.variables_known
+
+
+@pytest.mark.parametrize("gradient", [bp.Tensor(np.array([1.0, -2.0])), np.array([1.0, -2.0]), [1.0, -2.0]],
+                         ids=["tensor", "array", "list"])
+def test_gradients_as_tensors_arrays_or_lists(gradient):
+    variable = bp.Variable(np.zeros(2))
+    bp.optimizers.SGD(0.5).apply_gradients([(gradient, variable)])
+    assert variable.numpy().tolist() == [-0.5, 1.0]
+
+
+def test_a_gradient_of_the_wrong_shape_names_both_shapes():
+    variable = bp.Variable(np.zeros((2, 3)), name="kernel")
+    with pytest.raises(ValueError, match=r"^sgd: gradient of shape \(3, 2\) for variable 'kernel' of shape \(2, 3\)$"):
+        bp.optimizers.SGD().apply_gradients([(np.zeros((3, 2)), variable)])
+    with pytest.raises(ValueError, match=r"^sgd.apply_gradients: no \(gradient, variable\) pairs were given$"):
+        bp.optimizers.SGD().apply_gradients(zip([], []))
+
+
 def test_unknown_optimizer_lists_valid():
     with pytest.raises(ValueError, match="unknown optimizer 'adamm'; valid: sgd, adam, adamw, adagrad, rmsprop, "
                                          "adadelta, adamax, nadam"):

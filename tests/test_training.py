@@ -1,5 +1,7 @@
 """compile/fit/evaluate/predict, callbacks, determinism and the issue's accuracy targets."""
 import csv
+import re
+import sys
 import time
 
 import numpy as np
@@ -310,6 +312,34 @@ def test_progress_output(capsys):
     assert "Epoch 1/1" in captured.out + captured.err
     small_model().fit(x, y, epochs=1, verbose=0)
     assert capsys.readouterr().out == ""
+
+
+def test_verbose_2_prints_one_line_per_epoch(capsys):
+    x, y = binary_problem()
+    small_model().fit(x, y, epochs=2, verbose=2)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    for epoch, line in enumerate(lines, 1):
+        assert re.fullmatch(rf"Epoch {epoch}/2 - \d+\.\d\ds - loss: \d\.\d{{4}} - accuracy: \d\.\d{{4}}", line), line
+
+
+def test_verbose_1_draws_a_bar_per_epoch_with_the_final_metrics(capsys):
+    x, y = binary_problem()  # 120 examples: 4 batches of 32
+    history = small_model().fit(x, y, epochs=2, verbose=1)
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    for epoch in (1, 2):
+        final = f"loss: {history.history['loss'][epoch - 1]:.4f} - accuracy: {history.history['accuracy'][epoch - 1]:.4f}"
+        assert re.search(rf"Epoch {epoch}/2: 100%.*\b4/4\b.*{final}", out), out
+
+
+def test_without_tqdm_verbose_1_falls_back_to_lines(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    x, y = binary_problem()
+    small_model().fit(x, y, epochs=2, verbose=1)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" - ")[0] for line in lines] == ["Epoch 1/2", "Epoch 2/2"]
 
 
 def test_train_and_test_on_batch():
