@@ -108,6 +108,17 @@ def test_freezing():
     assert all(g is None for g in grads[:6]) and grads[6] is not None
 
 
+def test_unfreezing_gives_every_weight_back_to_training():
+    net = Net()
+    net(np.ones((2, 5)))
+    net.block.trainable = 0
+    assert net.block.trainable is False
+    net.block.trainable = 1
+    assert net.block.trainable is True and all(layer.trainable is True for layer in net.block.layers)
+    assert len(net.trainable_variables) == 8 and net.non_trainable_variables == []
+    assert all(v.trainable for v in net.variables)
+
+
 def test_set_weights_checks_everything_first():
     layer = bp.layers.Dense(2)
     layer.build((None, 3))
@@ -209,3 +220,18 @@ def test_dense_applies_every_activation(name):
     out = layer(x).numpy()
     expected = ACTIVATION_FORMULAS[name](x @ layer.kernel.numpy() + layer.bias.numpy())
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_a_subclassed_model_lists_its_layers_in_the_order_they_were_set():
+    class TwoLayers(bp.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden, self.out = bp.layers.Dense(4), bp.layers.Dense(1)
+
+        def call(self, inputs):
+            return self.out(self.hidden(inputs))
+
+    model = TwoLayers()
+    assert model.layers == [model.hidden, model.out]
+    model.layers.clear()  # a copy: the model keeps its layers
+    assert len(model.layers) == 2

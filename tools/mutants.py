@@ -10,6 +10,7 @@ tree (as committed) and runs the given tests on it in a fresh interpreter:
     python tools/mutants.py backprop/ops/loss_kernels.py --functions mean_op,per_example_op \\
         --tests tests/test_losses_metrics.py --jobs 2
     python tools/mutants.py backprop/ops/nn.py --tests ... --survivors-of nn.json   # after adding tests
+    python tools/mutants.py backprop/ops/op.py --functions differentiable --matching name --tests ...
 
 A mutant is killed when the tests fail (or time out), survives when they pass. Survivors are printed as
 one-line diffs and all results are written as JSON (``--out``). Needs ``pip install mutmut``.
@@ -19,6 +20,7 @@ import concurrent.futures
 import difflib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -102,6 +104,7 @@ def main():
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", default="mutants.json")
     parser.add_argument("--survivors-of", help="an earlier --out file: run again only the mutants that survived it")
+    parser.add_argument("--matching", help="run only the mutants whose one-line diff matches this regular expression")
     args = parser.parse_args()
     functions = set(args.functions.split(",")) if args.functions else None
     original = committed(args.source)
@@ -109,6 +112,8 @@ def main():
     if args.survivors_of:
         survived = {(r["function"], r["diff"]) for r in json.loads(Path(args.survivors_of).read_text()) if not r["killed"]}
         found = [(name, code) for name, code in found if (name, one_line_diff(original, code)) in survived]
+    if args.matching:
+        found = [(name, code) for name, code in found if re.search(args.matching, one_line_diff(original, code))]
     print(f"{len(found)} mutants in {args.source}", flush=True)
 
     with tempfile.TemporaryDirectory() as scratch:
