@@ -225,3 +225,16 @@ def test_every_metric_keeps_its_state_on_the_device_and_gives_the_cpus_value(dev
                     metric.update_state(y_true[part], bp.tensor(y_pred[part]), sample_weight=weights[part])
             results.append(metric.result())
         assert results[0] == pytest.approx(results[1], rel=1e-12, abs=1e-12), type(metric).__name__
+
+
+@pytest.mark.parametrize("device", OTHER_DEVICES)
+@pytest.mark.parametrize("metric", ["BinaryAccuracy", "MeanSquaredError", "Precision", "AUC"])
+def test_metrics_weigh_device_predictions_by_host_weights(device, metric):
+    """As in fit: predictions on the device, labels and sample weights from the host."""
+    labels = (X[:, 0] > 0).astype(np.float32)
+    predictions = 1 / (1 + np.exp(-X[:, 1]))
+    weights = np.linspace(0.5, 2.0, len(X))
+    on_cpu, on_device = getattr(bp.metrics, metric)(), getattr(bp.metrics, metric)()
+    on_cpu.update_state(labels, predictions, sample_weight=weights)
+    on_device.update_state(labels, bp.devices.get(device).to_device(predictions), sample_weight=weights)
+    same(on_device.result(), on_cpu.result(), device)
