@@ -260,3 +260,13 @@ def test_cross_entropies_with_logits_differentiate_the_labels_too_and_take_seque
     expected = -np.take_along_axis(np.log(softmax(sequences)), classes[..., None], -1)[..., 0]
     np.testing.assert_allclose(
         bp.sparse_softmax_cross_entropy_with_logits(bp.tensor(classes), bp.tensor(sequences)).numpy(), expected)
+
+
+@pytest.mark.parametrize("op", [bp.add, bp.multiply, bp.maximum, bp.subtract])
+def test_a_python_list_operand_takes_the_tensors_dtype(op):
+    """As in TensorFlow: [1, 2] next to a float32 tensor is float32 (not NumPy's int64, promoting to float64),
+    made on the current device (on the strict device a host array would be refused)."""
+    x = bp.Tensor(np.array([0.5, 4.0], np.float32))
+    result = op(x, [1, 2])
+    assert result.dtype == np.float32
+    np.testing.assert_array_equal(result.numpy(), op(x, bp.Tensor(np.array([1, 2], np.float32))).numpy())

@@ -12,7 +12,7 @@ import inspect
 import numbers
 
 from backprop import devices, tape
-from backprop.tensor import Tensor, as_array
+from backprop.tensor import Tensor, as_array, placed
 from backprop.xp import np
 
 _this_thread = tape._this_thread
@@ -25,14 +25,15 @@ _ndarray = np.ndarray
 
 
 def operand(value):
-    """The array behind an op's input: tensors unwrap, Python scalars stay weak (NumPy 2 promotion)."""
+    """The array behind an op's input: tensors unwrap, Python scalars stay weak (NumPy 2 promotion), lists
+    become arrays on the current device, as ``Tensor(list)`` does."""
     if isinstance(value, Tensor):
         return value.data
     if value is None:
         return None
     if isinstance(value, (np.ndarray, numbers.Number, np.generic)) and not isinstance(value, bool):
         return value
-    return as_array(value)
+    return placed(as_array(value))
 
 
 def differentiable(forward=None, *, arrays=None):
