@@ -326,7 +326,10 @@ class ReduceLROnPlateau(Callback):
 
 
 class CSVLogger(Callback):
-    """Append one row per epoch (epoch, then every log key) to a CSV file."""
+    """Append one row per epoch to a CSV file, as Keras 3 writes it: the epoch, then every log key in sorted
+    order. When the first epoch has no ``val_`` keys, ``val_`` columns for each key are added all the same
+    (validation may start later); a value an epoch lacks is written ``NA``. With ``append``, the header is
+    written only when the file is missing or empty."""
 
     writes_files = True  # under MPI, rank 0's alone
 
@@ -334,20 +337,23 @@ class CSVLogger(Callback):
         self.filename, self.separator, self.append = os.fspath(filename), separator, append
 
     def on_train_begin(self, logs=None):
-        self.keys = None
-        exists = self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
+        self.keys = self.writer = None
+        self.needs_header = True
+        if self.append and os.path.exists(self.filename):
+            with open(self.filename, newline="") as existing:
+                self.needs_header = not existing.readline()
         self.file = open(self.filename, "a" if self.append else "w", newline="")
-        self.writer = None
-        self.has_header = exists
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         if self.writer is None:
             self.keys = sorted(logs)
+            if self.keys and not any(key.startswith("val_") for key in self.keys):
+                self.keys += [f"val_{key}" for key in self.keys]
             self.writer = csv.writer(self.file, delimiter=self.separator)
-            if not self.has_header:
+            if self.needs_header:
                 self.writer.writerow(["epoch"] + self.keys)
-        self.writer.writerow([epoch] + [logs.get(k, "") for k in self.keys])
+        self.writer.writerow([epoch] + [logs.get(key, "NA") for key in self.keys])
         self.file.flush()
 
     def on_train_end(self, logs=None):

@@ -461,15 +461,24 @@ def test_callback_messages_and_arguments(tmp_path, capsys):
     assert bp.callbacks.ReduceLROnPlateau().min_lr == 0.0
 
 
-def test_csv_logger_appends_when_asked(tmp_path):
+def test_csv_logger_writes_what_keras_3_writes(tmp_path):
+    """Checked against keras.callbacks.CSVLogger (Keras 3, torch backend): the same header and cells, NA included."""
     x, y = binary_problem()
     path = tmp_path / "log.csv"
     small_model().fit(x, y, epochs=2, verbose=0, callbacks=[bp.callbacks.CSVLogger(path)])
     small_model().fit(x, y, epochs=1, verbose=0, callbacks=[bp.callbacks.CSVLogger(path, append=True)])
     rows = list(csv.reader(open(path, newline="")))
-    assert rows[0] == ["epoch", "accuracy", "loss"] and [r[0] for r in rows[1:]] == ["0", "1", "0"]
-    small_model().fit(x, y, epochs=1, verbose=0, callbacks=[bp.callbacks.CSVLogger(path, separator=";")])
-    assert open(path).read().splitlines()[0] == "epoch;accuracy;loss"
+    # without validation the val_ columns are there all the same (validation may start later), as NA
+    assert rows[0] == ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
+    assert [r[0] for r in rows[1:]] == ["0", "1", "0"] and all(r[3:] == ["NA", "NA"] for r in rows[1:])
+    history = small_model().fit(x, y, epochs=1, verbose=0, validation_split=0.25,
+                                callbacks=[bp.callbacks.CSVLogger(path, separator=";")])
+    lines = open(path).read().splitlines()
+    assert lines[0] == "epoch;accuracy;loss;val_accuracy;val_loss"
+    assert lines[1].split(";") == ["0"] + [repr(history.history[key][0]) for key in lines[0].split(";")[1:]]
+    path.write_text("")  # an empty file gets a header when appended to
+    small_model().fit(x, y, epochs=1, verbose=0, callbacks=[bp.callbacks.CSVLogger(path, append=True)])
+    assert open(path).read().splitlines()[0] == "epoch,accuracy,loss,val_accuracy,val_loss"
 
 
 def test_terminate_on_nan_says_where_it_stopped():
