@@ -5,9 +5,10 @@ import math
 import os
 import sys
 import time
-import warnings
 
 import numpy
+
+from backprop.user_warnings import warn
 
 
 class Callback:
@@ -73,7 +74,7 @@ def _monitored(callback, logs, strict=False):
                    f"available: {', '.join(logs) or 'none'}")
         if strict:
             raise ValueError(message)
-        warnings.warn(message, stacklevel=3)
+        warn(message)
     return value
 
 

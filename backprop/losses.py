@@ -6,7 +6,6 @@ kernel in backprop.ops.loss_kernels, which also holds the gradient.
 Probabilities (``from_logits=False``) are clipped to [1e-7, 1 - 1e-7] before the log,
 as Keras does, so p in {0, 1} stays finite.
 """
-import warnings
 
 from backprop import devices, ops
 from backprop.ops import loss_kernels as loss_ops
@@ -14,6 +13,7 @@ from backprop.naming import snake_case
 from backprop.tensor import Tensor, as_array
 from backprop.devices import asarray
 from backprop.xp import np
+from backprop.user_warnings import warn
 
 
 
@@ -193,7 +193,7 @@ class Loss:
         message = _logits_mismatch(self.options["from_logits"], self.kernel, values)
         if message:
             self._checks_left = 0
-            warnings.warn(f"{type(self).__name__}: {message}", stacklevel=5)
+            warn(f"{type(self).__name__}: {message}")
 
     def from_kernel_labels(self, labels, y_pred, sample_weight=None):
         """The loss from labels that ``kernel_labels`` made (or a tensor holding them)."""
@@ -268,9 +268,9 @@ def check_output_activation(model, loss):
     layers = getattr(model, "layers", None) or []
     name = getattr(layers[-1], "activation_name", None) if layers else None
     if name in ("sigmoid", "softmax") and getattr(loss, "options", {}).get("from_logits"):
-        warnings.warn(f"{type(loss).__name__}(from_logits=True), but the model's last layer ({layers[-1].name!r}) "
-                      f"applies {name}: the loss would apply it a second time. Either remove that final activation "
-                      "or build the loss with from_logits=False", stacklevel=3)
+        warn(f"{type(loss).__name__}(from_logits=True), but the model's last layer ({layers[-1].name!r}) "
+             f"applies {name}: the loss would apply it a second time. Either remove that final activation "
+             "or build the loss with from_logits=False")
         loss._checks_left = 0
 
 

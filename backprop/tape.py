@@ -9,12 +9,12 @@ loop: no recursion, no depth limit.
 import contextlib
 import contextvars
 import threading
-import warnings
 from itertools import repeat
 
 from backprop.tensor import Tensor, Variable
 from backprop.devices import asarray
 from backprop.xp import np
+from backprop.user_warnings import warn
 
 
 class _ThreadTapes(threading.local):
@@ -162,9 +162,8 @@ class GradientTape:
         """Gradients are computed on raw arrays, so an outer tape cannot differentiate them again."""
         for outer in _this_thread.tapes:
             if outer is not self and any(id(s) in outer._ids for s in sources):
-                warnings.warn("GradientTape.gradient inside another recording tape: second-order gradients are "
-                              "not supported, so the outer tape sees these gradients as constants",
-                              stacklevel=3)
+                warn("GradientTape.gradient inside another recording tape: second-order gradients are not "
+                     "supported, so the outer tape sees these gradients as constants")
                 return
 
     def _seed(self, target, output_gradients):

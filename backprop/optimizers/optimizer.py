@@ -7,7 +7,6 @@ variables' names, so state survives reordering, restarts and variables without g
 """
 import math
 import re
-import warnings
 
 from backprop import devices
 from backprop.devices import to_host
@@ -16,6 +15,7 @@ from backprop.tensor import Tensor
 from backprop import tracing
 from backprop.devices import asarray
 from backprop.xp import np
+from backprop.user_warnings import warn
 
 
 def _check_positive(name, value):
@@ -239,8 +239,8 @@ class Optimizer:
         key = tuple(names)
         if key not in self._warned:
             self._warned.add(key)
-            warnings.warn(f"{self.name}: no gradient for {', '.join(names)} (the loss does not depend on them); "
-                          "they are updated with a zero gradient", stacklevel=4)
+            warn(f"{self.name}: no gradient for {', '.join(names)} (the loss does not depend on them); "
+                 "they are updated with a zero gradient")
 
     def apply_to(self, params):
         """One update from the gradients already in ``params``' gradient buffers (the training loop's path)."""

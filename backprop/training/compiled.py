@@ -10,7 +10,6 @@ into what the loss kernel takes (``Loss.kernel_labels``) before the replay, sinc
 of the labels and of the predictions' shape alone.
 """
 import collections
-import warnings
 
 from backprop import tape as tape_module
 from backprop.compiled.plan import Plan
@@ -22,6 +21,7 @@ from backprop.training import data
 from backprop.training.step import TrainStep
 from backprop.devices import array_module, asarray
 from backprop.xp import np
+from backprop.user_warnings import warn
 
 
 class _Signature:
@@ -117,7 +117,7 @@ class CompiledTrainStep(TrainStep):
 
     def _fall_back(self, reason):
         self.fallback = reason
-        warnings.warn(f"fit: training eagerly, this model's step cannot be compiled: {reason}", stacklevel=5)
+        warn(f"fit: training eagerly, this model's step cannot be compiled: {reason}")
 
 
 def train_step(model, guard_nonfinite=False):

@@ -7,7 +7,6 @@ attributes. A TerminateOnNaN in the list asks the step to refuse non-finite upda
 BackupAndRestore is the loop's backup store. ``on_train_end`` runs whatever happens.
 """
 import math
-import warnings
 
 import numpy
 
@@ -18,6 +17,7 @@ from backprop.training.interrupts import deferred_interrupts
 from backprop.training.logs import Accumulators, LazyLogs
 from backprop.training import compiled, parallel
 from backprop.training.step import test_step
+from backprop.user_warnings import warn
 
 
 class Trainer:
@@ -91,7 +91,7 @@ class Trainer:
         if losses and all(math.isfinite(v) for v in losses):
             diagnosis = diagnose_divergence(losses, self.model.optimizer.learning_rate)
             if diagnosis:
-                warnings.warn(f"fit: {diagnosis}", stacklevel=4)
+                warn(f"fit: {diagnosis}")
 
     def _join_workers(self, x, batch_size, verbose):
         """Under MPI: one model everywhere (rank 0's weights), and only rank 0 prints and writes files."""
