@@ -224,7 +224,7 @@ class BackupAndRestore(Callback):
     """
 
     def __init__(self, directory, save_freq="epoch", delete_checkpoint=True):
-        if save_freq != "epoch" and (int(save_freq) != save_freq or save_freq < 1):
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
             raise ValueError(f"save_freq must be 'epoch' or a positive number of batches, got {save_freq!r}")
         self.directory, self.save_freq, self.delete_checkpoint = os.fspath(directory), save_freq, delete_checkpoint
         self.latest = os.path.join(self.directory, "backup.bp")

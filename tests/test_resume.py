@@ -311,3 +311,19 @@ def test_checkpoint_and_early_stopping_keep_their_best_across_a_resume(tmp_path)
     best = bp.models.load_model(tmp_path / "best.bp")
     for saved, restored, expected in zip(best.get_weights(), model.get_weights(), weights[1]):
         assert np.array_equal(saved, expected) and np.array_equal(restored, expected)
+
+
+@pytest.mark.parametrize("save_freq", [0, -2, 2.5, True, "batch"])
+def test_backup_save_freq_is_epoch_or_a_positive_whole_number(tmp_path, save_freq):
+    import backprop as bp
+    with pytest.raises(ValueError, match=r"^save_freq must be 'epoch' or a positive number of batches, got "):
+        bp.callbacks.BackupAndRestore(tmp_path, save_freq=save_freq)
+
+
+def test_a_foreign_file_holding_a_state_is_no_backup(tmp_path):
+    import backprop as bp
+    from backprop.training.resume import ResumeError
+    backup = bp.callbacks.BackupAndRestore(tmp_path)
+    bp.saving.tensor_file.write(backup.latest, {"w": np.zeros(2)}, {"format": "something.else", "state": "{}"})
+    with pytest.raises(ResumeError, match="every backup in .* is damaged \\(backup.bp\\)"):
+        backup.load()

@@ -290,3 +290,21 @@ def test_layer_dtypes_outside_the_float_types_are_refused(saved, tmp_path, dtype
     tensor_file.write(tmp_path / "dtype.bp", tensors, metadata)
     with pytest.raises(FileFormatError, match="dtype must be one of float16, float32, float64"):
         bp.models.load_model(tmp_path / "dtype.bp")
+
+
+def test_a_model_built_twice_in_one_process_loads_the_first_ones_weights(tmp_path):
+    """Automatic layer names count up (dense_4 saved, dense_6 loading): the weights still find their places,
+    as Keras 3's do; names given by hand must match, and shapes always."""
+    def build(units=1):
+        return bp.Sequential([bp.layers.Dense(3, input_shape=(2,)), bp.layers.Dense(units)])
+
+    first = build()
+    first.save_weights(tmp_path / "w.bp")
+    second = build()
+    assert [v.path for v in second.variables] != [v.path for v in first.variables]
+    second.load_weights(tmp_path / "w.bp")
+    for a, b in zip(second.get_weights(), first.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    wider = build(units=2)
+    with pytest.raises(FileFormatError, match=r"size mismatch for dense_\d+/kernel: file \(3, 1\), model \(3, 2\)"):
+        wider.load_weights(tmp_path / "w.bp")

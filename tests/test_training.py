@@ -571,3 +571,75 @@ def test_class_weight_is_a_per_example_weight_times_sample_weight():
         small_model().fit(x, np.full(40, 0.5), verbose=0, class_weight={0: 1.0, 1: 1.0})
     with pytest.raises(ValueError, match=r"^class_weight has no weight for class\(es\) \[1\]$"):
         small_model().fit(x, y, verbose=0, class_weight={0: 1.0})
+
+
+def test_a_missing_monitor_message_names_the_callback_and_the_fix():
+    x, y = binary_problem(20)
+    with pytest.raises(ValueError, match=r"^EarlyStopping: monitor='val_loss' is not in the logs \(there is no validation "
+                                         r"data: pass validation_data or validation_split\); available: loss, accuracy$"):
+        small_model().fit(x, y, epochs=1, verbose=0, callbacks=[bp.callbacks.EarlyStopping()])
+
+
+def test_model_checkpoint_defaults_save_every_epoch_quietly(tmp_path, capsys):
+    x, y = binary_problem(20)
+    small_model().fit(x, y, epochs=2, verbose=0,
+                      callbacks=[bp.callbacks.ModelCheckpoint(str(tmp_path / "m-{epoch:02d}-{loss:.3f}.bp"))])
+    saved = sorted(p.name for p in tmp_path.iterdir())
+    assert [name[:5] for name in saved] == ["m-01-", "m-02-"] and all(re.fullmatch(r"m-0\d-\d\.\d{3}\.bp", n) for n in saved)
+    assert capsys.readouterr().out == ""
+
+
+def test_model_checkpoint_in_max_mode_saves_the_first_epoch_and_only_rises(tmp_path):
+    x, y = binary_problem(20)
+    model = small_model()
+    checkpoint = bp.callbacks.ModelCheckpoint(str(tmp_path / "best-{epoch}.bp"), monitor="val_loss", mode="max",
+                                              save_best_only=True)
+    model.fit(x, y, epochs=4, verbose=0, callbacks=[ScriptedLoss([0.5, 0.4, 0.6, 0.6]), checkpoint])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best-1.bp", "best-3.bp"]
+
+
+def test_model_checkpoint_can_save_weights_only(tmp_path):
+    x, y = binary_problem(20)
+    model = small_model()
+    model.fit(x, y, epochs=1, verbose=0,
+              callbacks=[bp.callbacks.ModelCheckpoint(tmp_path / "w.weights.bp", save_weights_only=True)])
+    fresh = small_model(seed=1)
+    fresh.load_weights(tmp_path / "w.weights.bp")
+    for a, b in zip(fresh.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(bp.saving.tensor_file.FileFormatError, match="not a backprop model file"):
+        bp.models.load_model(tmp_path / "w.weights.bp")  # weights, not a model
+
+
+def test_learning_rate_scheduler_gets_the_current_rate_and_says_so_when_verbose(capsys):
+    x, y = binary_problem(20)
+    model = small_model(optimizer=bp.optimizers.SGD(0.1))
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[bp.callbacks.LearningRateScheduler(lambda epoch, lr: lr / 2)])
+    assert model.optimizer.learning_rate == pytest.approx(0.0125) and capsys.readouterr().out == ""
+    model.fit(x, y, epochs=2, verbose=0,
+              callbacks=[bp.callbacks.LearningRateScheduler(lambda epoch, lr: lr * 2, verbose=1)])
+    assert capsys.readouterr().out.splitlines() == ["Epoch 1: learning rate 0.025", "Epoch 2: learning rate 0.05"]
+
+
+def test_lambda_callback_names_an_unknown_hook():
+    with pytest.raises(ValueError, match=r"^LambdaCallback: unknown hook 'on_epoch_finish'$"):
+        bp.callbacks.LambdaCallback(on_epoch_finish=print)
+
+
+def test_a_progress_bar_made_directly_draws_on_standard_output(capsys):
+    bar = bp.callbacks.ProgressBar(epochs=1, steps=2)
+    bar.on_epoch_begin(0)
+    for batch in range(2):
+        bar.on_train_batch_end(batch, {"loss": 0.5})
+    bar.on_epoch_end(0, {"loss": 0.25})
+    captured = capsys.readouterr()
+    assert "Epoch 1/1: 100%" in captured.out and "loss: 0.2500" in captured.out and captured.err == ""
+
+
+def test_compiled_step_info_says_what_it_did():
+    from backprop.training.compiled import step_info
+    x, y = binary_problem(64)
+    model = small_model(jit_compile=True)
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    assert step_info(model) == {False: {"tracing_count": 2, "replays": 2, "cache_size": 1, "max_signatures": 8,
+                                         "fallback": None}}

@@ -5,6 +5,7 @@ weights are raw numbers. Loads validate everything first and assign nothing on a
 """
 import json
 import math
+import re
 
 from backprop import __version__
 from backprop.saving import bounded_json, tensor_file
@@ -263,12 +264,30 @@ def load_weights(model, path, allow_nonfinite=False):
     _assign(model, tensors, path)
 
 
+def _by_position_if_only_layer_names_differ(pairs, tensors):
+    """The file's arrays under the model's names when the two differ only in automatic layer names: as many
+    weights, in the same order, with the same names once the counters are dropped (shapes are checked
+    after). Automatic names count up per process, so a model built twice has dense_2 where the file has
+    dense; Keras 3 finds weights by their place in the model, not by these names."""
+    names = list(tensors)
+    if names == [name for name, _ in pairs] or len(names) != len(pairs):
+        return tensors
+    if any(_without_counters(name) != _without_counters(saved) for (name, _), saved in zip(pairs, names)):
+        return tensors
+    return {name: tensors[saved] for (name, _), saved in zip(pairs, names)}
+
+
+def _without_counters(path):
+    return re.sub(r"_\d+(?=/|$)", "", path)
+
+
 def _assign(model, tensors, path):
     """Check every name and shape first, report all mismatches at once, then assign everything."""
     try:
         pairs = weight_paths(model)
     except ValueError as error:  # two layers of one name in a (hostile) config
         raise FileFormatError(f"{path}: {error}") from None
+    tensors = _by_position_if_only_layer_names_differ(pairs, tensors)
     expected = {name for name, _ in pairs}
     problems = [f"size mismatch for {name}: file {tensors[name].shape}, model {v.shape}"
                 for name, v in pairs if name in tensors and tensors[name].shape != v.shape]
