@@ -245,7 +245,8 @@ def test_resume_with_other_data_is_refused_in_process(tmp_path):
         in_process_run(tmp_path, crash_after=3)
     other = np.random.default_rng(0).normal(size=(96, 3))
     other[0, 0] += 1.0
-    with pytest.raises(ResumeError, match="different run"):
+    with pytest.raises(ResumeError, match=r"^the backup was made by a different run \(the model, the data or the batch "
+                                          r"size changed\); delete the backup directory to start over$"):
         in_process_run(tmp_path, x=other)
 
 
@@ -327,3 +328,43 @@ def test_a_foreign_file_holding_a_state_is_no_backup(tmp_path):
     bp.saving.tensor_file.write(backup.latest, {"w": np.zeros(2)}, {"format": "something.else", "state": "{}"})
     with pytest.raises(ResumeError, match="every backup in .* is damaged \\(backup.bp\\)"):
         backup.load()
+
+
+def test_a_constant_learning_rate_lowered_by_a_callback_is_restored(tmp_path):
+    """ReduceLROnPlateau changes a constant rate; the backup keeps it (a schedule is restored by position)."""
+    straight = plateau_run(tmp_path / "a")
+    with pytest.raises(Crash):
+        plateau_run(tmp_path / "b", crash_at=2)
+    resumed = plateau_run(tmp_path / "b")
+    assert resumed.optimizer.learning_rate == straight.optimizer.learning_rate == pytest.approx(0.1 * 0.5 ** 3)
+    for a, b in zip(resumed.get_weights(), straight.get_weights()):
+        assert np.array_equal(a, b)
+
+
+def test_resuming_with_another_batch_size_is_refused(tmp_path):
+    from backprop.training.resume import ResumeError
+    with pytest.raises(Crash):
+        plateau_run(tmp_path, crash_at=2)
+    with pytest.raises(ResumeError, match="different run"):
+        plateau_run(tmp_path, batch_size=16)
+
+
+def plateau_run(folder, crash_at=None, batch_size=8):
+    """SGD at a constant 0.1 that ReduceLROnPlateau halves every epoch; backups every epoch; a crash in
+    epoch ``crash_at``'s end, after the backup of the epoch before."""
+    import backprop as bp
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 2)), rng.integers(0, 2, 32)
+    bp.random.set_seed(0)
+    model = bp.Sequential([bp.layers.Input(shape=(2,)), bp.layers.Dense(1)])
+    model.compile(optimizer=bp.optimizers.SGD(0.1), loss="mse")
+
+    def script(epoch, logs):
+        logs["val_loss"] = 1.0  # never improves
+        if epoch == crash_at:
+            raise Crash()
+
+    callbacks = [bp.callbacks.LambdaCallback(on_epoch_end=script), bp.callbacks.ReduceLROnPlateau(patience=0, factor=0.5),
+                 bp.callbacks.BackupAndRestore(folder)]
+    model.fit(x, y, epochs=4, batch_size=batch_size, verbose=0, callbacks=callbacks)
+    return model

@@ -549,11 +549,11 @@ def test_class_weight_is_a_per_example_weight_times_sample_weight():
     sample_weight = np.linspace(0.5, 2.0, 40)
 
     def trained(y_fit, **weights):
-        if y_fit.ndim == 1:
+        if y_fit.ndim == 1 or y_fit.shape[1] == 1:
             model = small_model()
-        else:  # one-hot rows: three classes
+        else:  # one-hot rows
             bp.random.set_seed(0)
-            model = bp.Sequential([bp.layers.Input(shape=(2,)), bp.layers.Dense(3)])
+            model = bp.Sequential([bp.layers.Input(shape=(2,)), bp.layers.Dense(y_fit.shape[1])])
             model.compile(optimizer=bp.optimizers.SGD(0.1), loss=bp.losses.CategoricalCrossentropy(from_logits=True))
         model.fit(x, y_fit, batch_size=40, epochs=2, shuffle=False, verbose=0, **weights)
         return model.get_weights()
@@ -566,6 +566,14 @@ def test_class_weight_is_a_per_example_weight_times_sample_weight():
     one_hot = np.eye(3)[classes]
     for a, b in zip(trained(one_hot, class_weight={0: 1.0, 1: 2.0, 2: 0.5}),
                     trained(one_hot, sample_weight=np.array([1.0, 2.0, 0.5])[classes])):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    column = y.astype(np.float32).reshape(40, 1)  # one binary label per row, as a column of floats
+    for a, b in zip(trained(column, class_weight={0: 1.0, 1: 3.0}),
+                    trained(column, sample_weight=np.where(y == 1, 3.0, 1.0))):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    two = np.eye(2)[y.astype(int)]  # one-hot rows of two classes
+    for a, b in zip(trained(two, class_weight={0: 1.0, 1: 3.0}),
+                    trained(two, sample_weight=np.where(y == 1, 3.0, 1.0))):
         np.testing.assert_allclose(a, b, rtol=1e-6)
     with pytest.raises(ValueError, match="^class_weight needs class labels \\(integers or one-hot rows\\), got fractional"):
         small_model().fit(x, np.full(40, 0.5), verbose=0, class_weight={0: 1.0, 1: 1.0})
@@ -643,3 +651,10 @@ def test_compiled_step_info_says_what_it_did():
     model.fit(x, y, epochs=1, batch_size=16, verbose=0)
     assert step_info(model) == {False: {"tracing_count": 2, "replays": 2, "cache_size": 1, "max_signatures": 8,
                                          "fallback": None}}
+
+
+def test_predict_gives_the_models_dtype_whatever_the_input():
+    model = bp.Sequential([bp.layers.Dense(2, input_shape=(3,))])
+    for x in (np.ones((40, 3)), np.ones((40, 3), np.int64), [[1, 2, 3]], np.ones((0, 3))):
+        predictions = model.predict(x)
+        assert predictions.dtype == np.float32 and predictions.shape == (len(x), 2)
