@@ -156,3 +156,20 @@ def test_replays_do_not_grow_memory():
 @pytest.mark.slow
 def test_ten_thousand_replays_do_not_grow_memory():
     assert replay_memory_growth(10_000) < 1000
+
+
+def test_constant_ops_replay_and_pass_check_numerics():
+    """argmax, one_hot and comparisons record no gradient but are replayed (and checked) like any op."""
+    @bp.function
+    def summary(x):
+        classes = bp.ops.one_hot(bp.ops.argmax(x), 4)
+        return classes, bp.ops.greater(x, 0.0)
+
+    values = rng.normal(size=(6, 4)).astype(np.float32)
+    for _ in range(3):
+        classes, positive = summary(bp.Tensor(values))
+    assert summary.experimental_get_tracing_count() == 1
+    np.testing.assert_array_equal(classes.numpy(), np.eye(4)[values.argmax(-1)])
+    np.testing.assert_array_equal(positive.numpy(), values > 0)
+    with bp.debug.check_numerics():
+        np.testing.assert_array_equal(bp.ops.argmin(bp.Tensor(values)).numpy(), values.argmin(-1))
