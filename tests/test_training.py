@@ -3,6 +3,7 @@ import csv
 import re
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -658,3 +659,38 @@ def test_predict_gives_the_models_dtype_whatever_the_input():
     for x in (np.ones((40, 3)), np.ones((40, 3), np.int64), [[1, 2, 3]], np.ones((0, 3))):
         predictions = model.predict(x)
         assert predictions.dtype == np.float32 and predictions.shape == (len(x), 2)
+
+
+def test_sample_weights_take_the_models_dtype():
+    """float64 weights and the same weights in float32 train a float32 model identically."""
+    x, y = binary_problem(40)
+    weights = np.linspace(0.5, 2.0, 40)
+    runs = [small_model().fit(x, y, epochs=2, verbose=0, sample_weight=w).history["loss"]
+            for w in (weights, weights.astype(np.float32))]
+    assert runs[0] == runs[1]
+
+
+def test_verbose_auto_is_the_progress_bar(capsys):
+    x, y = binary_problem()
+    small_model().fit(x, y, epochs=1)
+    captured = capsys.readouterr()
+    assert "Epoch 1/1: 100%" in captured.out + captured.err
+
+
+class DoubledBCE(bp.losses.BinaryCrossentropy):
+    """Python around the loss kernel: the compiled step falls back to eager steps."""
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        return super().__call__(y_true, y_pred, sample_weight) * 2.0
+
+
+def test_the_eager_fallback_of_a_compiled_step_keeps_sample_weights():
+    x, y = binary_problem(40)
+    weights = np.linspace(0.0, 2.0, 40)
+    histories = []
+    for jit_compile in (True, False):
+        model = small_model(loss=DoubledBCE(from_logits=True), jit_compile=jit_compile)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the fallback's warning
+            histories.append(model.fit(x, y, epochs=2, verbose=0, sample_weight=weights).history["loss"])
+    assert histories[0] == histories[1]
