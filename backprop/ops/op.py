@@ -77,11 +77,9 @@ def differentiable(forward=None, *, arrays=None):
     return op
 
 
-def constant(forward=None, *, arrays=1):
+def constant(forward, arrays=1):
     """Decorator for non-differentiable ops (argmax, one_hot, comparisons): unwraps the first ``arrays``
-    inputs, wraps the result; no tape records it."""
-    if forward is None:
-        return functools.partial(constant, arrays=arrays)
+    inputs, wraps the result; no tape records it. ``constant(forward, arrays=2)`` for two array inputs."""
     name = forward.__name__.lstrip("_")
     parameter_names = list(inspect.signature(forward).parameters)[arrays:]
 
