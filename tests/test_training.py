@@ -694,3 +694,16 @@ def test_the_eager_fallback_of_a_compiled_step_keeps_sample_weights():
             warnings.simplefilter("ignore")  # the fallback's warning
             histories.append(model.fit(x, y, epochs=2, verbose=0, sample_weight=weights).history["loss"])
     assert histories[0] == histories[1]
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"epochs": -1}, "epochs must be an integer >= 0, got -1"),
+    ({"epochs": 2.5}, "epochs must be an integer >= 0, got 2.5"),
+    ({"steps_per_epoch": 0}, r"steps_per_epoch \(or None\) must be a positive integer, got 0"),
+    ({"steps_per_epoch": 5, "batch_size": 40}, r"steps_per_epoch=5 but the data makes only 3 batches an epoch; use a "
+                                               r"smaller steps_per_epoch or batch_size"),
+])
+def test_fit_names_a_bad_count(options, message):
+    x, y = binary_problem()
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        small_model().fit(x, y, verbose=0, **options)

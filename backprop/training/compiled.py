@@ -27,11 +27,10 @@ from backprop.user_warnings import warn
 class _Signature:
     """What one input signature has learnt: its recordings, then its plan."""
 
-    __slots__ = ("graph", "plan", "prediction", "eager")
+    __slots__ = ("graph", "plan", "prediction")
 
     def __init__(self):
         self.graph = self.plan = self.prediction = None
-        self.eager = False
 
 
 class CompiledTrainStep(TrainStep):
