@@ -7,7 +7,10 @@ Each case runs the hand-written tape loop (forward, loss, ``tape.gradient``, ``a
 child process under ``valgrind --tool=callgrind`` for N1 and for N2 steps; (count(N2) - count(N1)) /
 (N2 - N1) removes start-up. One BLAS thread and a fixed hash seed, with each tree's bytecode compiled
 first, so that a rerun gives the same count (a random seed or a compile in one of the two runs moves
-start-up by millions). Needs valgrind.
+start-up by millions). The objects made before the first step are frozen out of the garbage collector:
+otherwise whether a full collection of them falls between step N1 and step N2 depends on how many objects
+start-up allocated, and one more such collection adds about 2 k instructions to every step's average
+(session 6 measured a change to an unused module that way). Needs valgrind.
 """
 import argparse
 import subprocess
@@ -30,6 +33,9 @@ else:
                            bp.layers.Dense(10)])
     model.compile(optimizer="adam", loss=bp.losses.SparseCategoricalCrossentropy(from_logits=True))
     x, y = rng.normal(size=(32, 784)).astype(np.float32), rng.integers(0, 10, 32)
+import gc
+gc.collect()
+gc.freeze()  # start-up's objects: a full collection of them lands in one run's window and not the other's
 for _ in range(steps):
     with bp.GradientTape() as tape:
         loss = model.loss(y, model(x, training=True))
