@@ -235,3 +235,10 @@ def test_a_subclassed_model_lists_its_layers_in_the_order_they_were_set():
     assert model.layers == [model.hidden, model.out]
     model.layers.clear()  # a copy: the model keeps its layers
     assert len(model.layers) == 2
+
+
+def test_a_layer_with_one_weight_reports_its_device():
+    layer = bp.layers.Dense(2, use_bias=False)
+    assert layer.device.name == bp.devices.current().name  # unbuilt: the current device
+    layer.build((None, 3))
+    assert len(layer.variables) == 1 and layer.device.name == layer.kernel.device.name
