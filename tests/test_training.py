@@ -707,3 +707,16 @@ def test_fit_names_a_bad_count(options, message):
     x, y = binary_problem()
     with pytest.raises(ValueError, match=f"^{message}$"):
         small_model().fit(x, y, verbose=0, **options)
+
+
+def test_steps_per_epoch_may_be_one_or_every_batch():
+    x, y = binary_problem()  # 120 examples: 4 batches of 32
+    for steps in (1, 4):
+        model = small_model()
+        model.fit(x, y, epochs=2, verbose=0, steps_per_epoch=steps)
+        assert model.optimizer.iterations == 2 * steps
+
+
+def test_predict_names_x_in_a_dtype_error():
+    with pytest.raises(TypeError, match=r"^x: unsupported dtype <U1 \(string\); expected numbers$"):
+        small_model().predict(np.array([["a", "b"]]))
