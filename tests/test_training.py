@@ -720,3 +720,11 @@ def test_steps_per_epoch_may_be_one_or_every_batch():
 def test_predict_names_x_in_a_dtype_error():
     with pytest.raises(TypeError, match=r"^x: unsupported dtype <U1 \(string\); expected numbers$"):
         small_model().predict(np.array([["a", "b"]]))
+
+
+@pytest.mark.parametrize("call", ["fit", "evaluate", "train_on_batch", "test_on_batch"])
+def test_an_uncompiled_model_says_what_to_call_first(call):
+    x, y = binary_problem(8)
+    model = bp.Sequential([bp.layers.Dense(1, input_shape=(2,))])
+    with pytest.raises(RuntimeError, match=rf"^{call}: call model.compile\(optimizer=..., loss=...\) first$"):
+        getattr(model, call)(x, y)
