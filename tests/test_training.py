@@ -728,3 +728,23 @@ def test_an_uncompiled_model_says_what_to_call_first(call):
     model = bp.Sequential([bp.layers.Dense(1, input_shape=(2,))])
     with pytest.raises(RuntimeError, match=rf"^{call}: call model.compile\(optimizer=..., loss=...\) first$"):
         getattr(model, call)(x, y)
+
+
+def test_sample_weights_scale_the_loss_and_its_gradient():
+    """Weights of 2 everywhere double the loss and its gradient: SGD then takes the steps of twice the rate."""
+    x, y = binary_problem(40)
+    weighted = small_model(optimizer=bp.optimizers.SGD(0.1))
+    weighted_loss = weighted.fit(x, y, epochs=2, batch_size=10, shuffle=False, verbose=0,
+                                 sample_weight=np.full(40, 2.0)).history["loss"]
+    doubled_rate = small_model(optimizer=bp.optimizers.SGD(0.2))
+    plain_loss = doubled_rate.fit(x, y, epochs=2, batch_size=10, shuffle=False, verbose=0).history["loss"]
+    np.testing.assert_allclose(weighted_loss, 2 * np.array(plain_loss), rtol=1e-6)
+    for a, b in zip(weighted.get_weights(), doubled_rate.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_history_lists_the_epochs_it_ran():
+    x, y = binary_problem()
+    model = small_model()
+    assert model.fit(x, y, epochs=2, verbose=0).epoch == [0, 1]
+    assert model.fit(x, y, epochs=4, initial_epoch=2, verbose=0).epoch == [2, 3]
