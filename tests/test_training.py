@@ -748,3 +748,24 @@ def test_history_lists_the_epochs_it_ran():
     model = small_model()
     assert model.fit(x, y, epochs=2, verbose=0).epoch == [0, 1]
     assert model.fit(x, y, epochs=4, initial_epoch=2, verbose=0).epoch == [2, 3]
+
+
+def test_early_stopping_defaults_stop_at_the_first_worse_epoch_quietly(capsys):
+    epochs, stopper = run_scripted([1.0, 2.0, 0.5, 0.4])
+    assert epochs == 2 and capsys.readouterr().out == ""  # patience 0, verbose 0
+    assert stopper.best_weights is None  # restore_best_weights defaults to False
+
+
+def test_early_stopping_counts_epochs_short_of_the_baseline():
+    assert run_scripted([1.0] * 6, patience=3, baseline=0.5)[0] == 3
+
+
+def test_early_stopping_says_nothing_when_it_never_stopped(capsys):
+    run_scripted([3.0, 2.0, 1.0], patience=1, verbose=1)
+    assert capsys.readouterr().out == ""
+
+
+def test_a_validation_split_may_leave_a_single_training_example():
+    x, y = binary_problem(4)
+    history = small_model().fit(x, y, epochs=1, verbose=0, validation_split=0.75)
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
