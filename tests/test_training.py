@@ -769,3 +769,21 @@ def test_a_validation_split_may_leave_a_single_training_example():
     x, y = binary_problem(4)
     history = small_model().fit(x, y, epochs=1, verbose=0, validation_split=0.75)
     assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+
+
+def test_early_stopping_says_where_it_stopped(capsys):
+    run_scripted([1.0, 2.0, 3.0], verbose=1)
+    assert capsys.readouterr().out == "Epoch 2: early stopping (best epoch 1)\n"
+
+
+def test_reduce_lr_on_plateau_defaults():
+    """Keras' defaults: patience 10, factor 0.1, min_delta 1e-4 (a smaller fall is no improvement),
+    no cooldown, quiet; after a reduction the count starts again from 0."""
+    x, y = binary_problem(20)
+    model = small_model(optimizer=bp.optimizers.SGD(0.1))
+    rates = []
+    record = bp.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: rates.append(model.optimizer.learning_rate))
+    falling_slowly = [1.0 - 1e-6 * epoch for epoch in range(23)]  # 2.2e-5 in all: less than min_delta
+    model.fit(x, y, epochs=23, verbose=0, callbacks=[ScriptedLoss(falling_slowly), bp.callbacks.ReduceLROnPlateau(),
+                                                      record])
+    assert rates == pytest.approx([0.1] * 10 + [0.01] * 10 + [0.001] * 3)
