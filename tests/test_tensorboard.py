@@ -76,6 +76,8 @@ def test_defaults_and_one_callback_over_two_fits(tmp_path, monkeypatch):
     """Keras' defaults but histogram_freq=1: ./logs, a histogram every epoch; batch steps go on counting from
     the optimizer's iterations in a second fit, which the same callback can log after closing the first."""
     monkeypatch.chdir(tmp_path)
+    import tensorboardX.event_file_writer
+    monkeypatch.setattr(tensorboardX.event_file_writer.time, "time", lambda: 1795780000.5)  # both fits in one second
     model, callback = small_model(), bp.callbacks.TensorBoard(update_freq="batch")
     fit(model, [callback], epochs=2)
     fit(model, [callback], epochs=1)
