@@ -776,7 +776,7 @@ def test_early_stopping_says_where_it_stopped(capsys):
     assert capsys.readouterr().out == "Epoch 2: early stopping (best epoch 1)\n"
 
 
-def test_reduce_lr_on_plateau_defaults():
+def test_reduce_lr_on_plateau_defaults(capsys):
     """Keras' defaults: patience 10, factor 0.1, min_delta 1e-4 (a smaller fall is no improvement),
     no cooldown, quiet; after a reduction the count starts again from 0."""
     x, y = binary_problem(20)
@@ -787,3 +787,4 @@ def test_reduce_lr_on_plateau_defaults():
     model.fit(x, y, epochs=23, verbose=0, callbacks=[ScriptedLoss(falling_slowly), bp.callbacks.ReduceLROnPlateau(),
                                                       record])
     assert rates == pytest.approx([0.1] * 10 + [0.01] * 10 + [0.001] * 3)
+    assert capsys.readouterr().out == ""  # verbose=0
