@@ -8,7 +8,7 @@ Off by default and free when off: ops only loop over an empty list of monitors.
 """
 import contextlib
 
-from backprop import tape
+from backprop import devices, tape
 from backprop.ops import op as op_module
 from backprop.xp import np
 
@@ -18,7 +18,7 @@ class NonFiniteError(FloatingPointError):
 
 
 def _all_finite(array):
-    array = np.asarray(array)
+    array = devices.asarray(array)  # a device's array stays there: check_numerics works on every device
     return array.dtype.kind not in "fc" or bool(np.isfinite(array).all())
 
 

@@ -10,6 +10,17 @@ import pytest
 import backprop as bp
 
 
+def test_check_numerics_works_on_the_strict_device():
+    """It read every op's output through numpy.asarray, which a device refuses (as CuPy does)."""
+    with bp.device("strict"):
+        x = bp.Variable([1.0, 0.0])
+        with bp.debug.check_numerics():
+            bp.argmax(x * 2.0)
+            with pytest.raises(bp.debug.NonFiniteError, match="op 'log' produced NaN or Inf"), \
+                    np.errstate(divide="ignore"):
+                bp.log(x)
+
+
 def test_check_numerics_names_the_first_bad_op():
     x = bp.Variable([1.0, 0.0])
     with bp.debug.check_numerics():
