@@ -265,9 +265,9 @@ def load_weights(model, path, allow_nonfinite=False):
 
 
 def _by_position_if_only_layer_names_differ(pairs, tensors):
-    """The file's arrays under the model's names when the two differ only in automatic layer names: as many
-    weights, in the same order, with the same names once the counters are dropped (shapes are checked
-    after). Automatic names count up per process, so a model built twice has dense_2 where the file has
+    """The file's arrays under the model's names when the two differ only in trailing ``_N`` counters: as
+    many weights, in the same order, with the same names once the counters are dropped (shapes are checked
+    after; a hand-named block_1 matches block_2 too). Automatic names count up per process, so a model built twice has dense_2 where the file has
     dense; Keras 3 finds weights by their place in the model, not by these names."""
     names = list(tensors)
     if names == [name for name, _ in pairs] or len(names) != len(pairs):
