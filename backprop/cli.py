@@ -503,7 +503,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     from backprop.datasets.csv_reader import DataError
-    from backprop.saving.tensor_file import FileFormatError
+    from backprop.saving.tensor_file import FileFormatError, UnwritableOutput
     from backprop.run import NonFiniteLoss
     try:
         return COMMANDS[args.command](args) or 0
@@ -513,7 +513,7 @@ def main(argv=None):
     except NonFiniteLoss as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except (BadInput, DataError, FileFormatError, FileNotFoundError, FileExistsError, PermissionError,
+    except (BadInput, DataError, FileFormatError, UnwritableOutput, FileNotFoundError, FileExistsError, PermissionError,
             IsADirectoryError, NotADirectoryError) as error:
         if args.debug:
             raise

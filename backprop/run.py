@@ -254,7 +254,37 @@ def prepare_output(out, force=False, create_parent=False):
         raise FileExistsError(f"'{os.path.dirname(out)}' is a file, so no run folder can be made in it")
     if os.path.exists(out) and not force:
         raise FileExistsError(f"'{out}' already exists; use --force to replace it")
+    if os.path.lexists(out):
+        check_ours(out, RUN_FILES, "run folder")
     return out
+
+
+# What backprop writes into a run folder and into its backup beside it: --force replaces a folder only when it
+# holds nothing else, so a mistyped --out never deletes a user's directory.
+RUN_FILES = {"model.bp", PREPROCESSING_FILE, "metrics.json", "config.json", "history.csv", "curves.png",
+             "confusion.png", "boundary.png"}
+BACKUP_FILES = {"config.json", "backup.bp", "backup.prev.bp", "finished.bp", "finished.json"}
+
+
+def check_ours(folder, names, what):
+    """Raise FileExistsError unless ``folder`` is a directory backprop made: a real directory (not a link) that is
+    not /, the home folder or the working directory (or above it), holding only regular files named ``names``."""
+    folder = os.path.abspath(folder)
+    protected = {os.path.abspath(os.sep), os.path.realpath(os.path.expanduser("~"))}
+    here = os.path.realpath(os.getcwd())
+    if os.path.realpath(folder) in protected or here == os.path.realpath(folder) or \
+            here.startswith(os.path.realpath(folder).rstrip(os.sep) + os.sep):
+        raise FileExistsError(f"'{folder}' is the root, home or working directory (or above it); backprop never "
+                              f"replaces it: choose another --out")
+    if os.path.islink(folder) or not os.path.isdir(folder):
+        raise FileExistsError(f"'{folder}' is not a {what} backprop made (it is a link or not a directory); "
+                              "choose another --out")
+    foreign = sorted(entry.name for entry in os.scandir(folder)
+                     if entry.name not in names or not entry.is_file(follow_symlinks=False))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise FileExistsError(f"'{folder}' is not a {what} backprop made (it holds {shown}); --force replaces only "
+                              "backprop's own run folders: choose another --out or move those files")
 
 
 def backup_directory(out):
@@ -271,6 +301,7 @@ def check_backup(config, out, resume, force):
             raise FileNotFoundError(f"nothing to resume: no backup in '{directory}'")
         return
     if force and not resume:
+        check_ours(directory, BACKUP_FILES, "backup folder")
         shutil.rmtree(directory)
         return
     if not resume:
@@ -333,7 +364,8 @@ def _train(config, out, verbose):
         write_run(staging, model, data, config, history, stopper, metrics)
         for path in (staging, *(os.path.join(root, f) for root, _, files in os.walk(staging) for f in files)):
             os.chmod(path, 0o777 & ~_umask() | (0o111 if os.path.isdir(path) else 0))  # mkdtemp made it 0700
-        if os.path.exists(out):
+        if os.path.lexists(out):
+            check_ours(out, RUN_FILES, "run folder")  # again: the folder may have changed while training
             shutil.rmtree(out)
         os.replace(staging, out)
     except BaseException:

@@ -403,3 +403,72 @@ def test_idx_files_that_lie_are_refused(empty_dir):
     (empty_dir / "many.idx").write_bytes(bytes([0, 0, 8, 255]) + bytes(4 * 255))
     assert_bad_input(backprop("train", "--data", "many.idx", "--labels", "labels.idx", cwd=empty_dir),
                      "255 dimensions", empty_dir, before + ["many.idx"])
+
+
+# --- --force and outputs never destroy what backprop did not make (issue #29) ----------------------------------
+def test_force_refuses_the_working_directory_and_a_users_folder(trained_run, empty_dir):
+    (empty_dir / "notes.txt").write_text("mine")
+    (empty_dir / "photos").mkdir()
+    (empty_dir / "photos" / "cat.jpg").write_text("mine too")
+    before = sorted(p.name for p in empty_dir.iterdir())
+    assert_bad_input(backprop("train", "--data", "pass_fail", "--epochs", "1", "--out", ".", "--force", cwd=empty_dir),
+                     "is the root, home or working directory", empty_dir, before)
+    assert_bad_input(backprop("train", "--data", "pass_fail", "--epochs", "1", "--out", "photos", "--force",
+                              cwd=empty_dir), "is not a run folder backprop made (it holds cat.jpg)", empty_dir, before)
+    assert (empty_dir / "notes.txt").read_text() == "mine" and (empty_dir / "photos" / "cat.jpg").exists()
+
+
+def test_force_replaces_a_run_folder_backprop_made(empty_dir):
+    args = ("train", "--data", "pass_fail", "--layers", "3", "--epochs", "1", "--quiet", "--no-plots", "--out", "r")
+    assert backprop(*args, cwd=empty_dir).returncode == 0
+    first = (empty_dir / "r" / "config.json").stat().st_mtime_ns
+    result = backprop(*args, "--force", cwd=empty_dir)
+    assert result.returncode == 0, result.stderr
+    assert (empty_dir / "r" / "config.json").stat().st_mtime_ns != first
+    (empty_dir / "r" / "my-notes.txt").write_text("added by hand")
+    before = sorted(p.name for p in empty_dir.iterdir())
+    assert_bad_input(backprop(*args, "--force", cwd=empty_dir), "it holds my-notes.txt", empty_dir, before)
+    assert (empty_dir / "r" / "my-notes.txt").exists()
+
+
+def test_force_never_takes_a_users_folder_named_like_a_backup(empty_dir):
+    (empty_dir / "r.backup").mkdir()
+    (empty_dir / "r.backup" / "thesis.tex").write_text("mine")
+    before = sorted(p.name for p in empty_dir.iterdir())
+    assert_bad_input(backprop("train", "--data", "pass_fail", "--epochs", "1", "--out", "r", "--force", cwd=empty_dir),
+                     "is not a backup folder backprop made (it holds thesis.tex)", empty_dir, before)
+    assert (empty_dir / "r.backup" / "thesis.tex").read_text() == "mine"
+
+
+@pytest.mark.parametrize("folder", ["/", "~", "/usr", "."])
+def test_protected_folders_are_never_ours(folder, tmp_path, monkeypatch):
+    from backprop import run
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileExistsError, match="backprop never replaces it|not a run folder backprop made"):
+        run.check_ours(os.path.expanduser(folder), run.RUN_FILES, "run folder")
+
+
+def test_predict_to_dev_null_and_a_pipe_leaves_them_what_they_were(trained_run, good_csv, empty_dir):
+    import stat
+    result = backprop("predict", trained_run, "--input", good_csv, "--output", "/dev/null", cwd=empty_dir)
+    assert result.returncode == 0, result.stderr
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    fifo = empty_dir / "pipe"
+    os.mkfifo(fifo)
+    before = sorted(p.name for p in empty_dir.iterdir())
+    assert_bad_input(backprop("predict", trained_run, "--input", good_csv, "--output", fifo, cwd=empty_dir),
+                     "is a pipe that no process is reading", empty_dir, before)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    result = subprocess.run(f"{sys.executable} -m backprop predict {trained_run} --input {good_csv} --output "
+                            "/dev/stdout | head -2", shell=True, capture_output=True, text=True, timeout=300)
+    assert result.stdout.splitlines()[0] == "prediction,p_no,p_yes", result
+
+
+def test_export_refuses_a_directory_and_writes_through_dev_null(trained_run, empty_dir):
+    pytest.importorskip("onnx")
+    (empty_dir / "out.onnx").mkdir()
+    before = sorted(p.name for p in empty_dir.iterdir())
+    assert_bad_input(backprop("export", trained_run, "--format", "onnx", "--output", "out.onnx", cwd=empty_dir),
+                     "is a directory, not a regular file", empty_dir, before)
+    result = backprop("export", trained_run, "--format", "onnx", "--output", "/dev/null", cwd=empty_dir)
+    assert result.returncode == 0, result.stderr

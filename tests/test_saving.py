@@ -242,6 +242,23 @@ def test_atomic_save_keeps_the_old_file(saved, monkeypatch):
     assert [p.name for p in path.parent.iterdir()] == [path.name]
 
 
+def test_save_never_replaces_what_is_not_a_regular_file(saved, tmp_path):
+    import stat
+    model, path = saved
+    model.save("/dev/null")  # a device is written through, and stays a device
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(tensor_file.UnwritableOutput, match="a pipe that no process is reading"):
+        model.save(tmp_path / "pipe")  # refused at once, not waited on
+    (tmp_path / "folder.bp").mkdir()
+    with pytest.raises(tensor_file.UnwritableOutput, match="is a directory, not a regular file"):
+        model.save(tmp_path / "folder.bp")
+    assert stat.S_ISFIFO(os.stat(tmp_path / "pipe").st_mode) and (tmp_path / "folder.bp").is_dir()
+    os.symlink(path, tmp_path / "link.bp")  # a link to a model file: the file is replaced, the link stays
+    trained_model(seed=3).save(tmp_path / "link.bp")
+    assert (tmp_path / "link.bp").is_symlink() and bp.models.load_model(path) is not None
+
+
 def fuzz(saved_path, tmp_path, cases, seed):
     data = bytearray(saved_path.read_bytes())
     rng = np.random.default_rng(seed)

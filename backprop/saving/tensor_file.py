@@ -5,9 +5,11 @@ Layout: 8-byte little-endian header length N, N bytes of JSON header
 then the raw little-endian tensor bytes. Files written here load with the ``safetensors``
 package and back. Loading never executes code: there is nothing to execute.
 """
+import errno
 import json
 import math
 import os
+import stat
 import struct
 import tempfile
 
@@ -51,9 +53,24 @@ def encode(tensors, metadata=None):
     return [struct.pack("<Q", len(blob)), blob] + [a.tobytes() for a in arrays]
 
 
+class UnwritableOutput(OSError):
+    """An output path that backprop will not write: a directory, a block device, a pipe nobody reads."""
+
+
 def atomic_write(path, chunks):
-    """Write to a temporary file beside ``path``, fsync, then rename over it."""
+    """Write to a temporary file beside ``path``, fsync, then rename over it. A character device or a pipe
+    (``/dev/null``, ``/dev/stdout``) is written to as a stream; any other file that is not a regular file
+    (a directory, a block device, a socket) is refused: nothing is ever renamed over it."""
     path = os.fspath(path)
+    kind = _file_kind(path)
+    if kind == "stream":
+        with _open_stream(path) as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+        return
+    if kind != "regular":
+        raise UnwritableOutput(f"'{path}' is {kind}, not a regular file; nothing was written (choose a file path)")
+    path = os.path.realpath(path)  # a link to a file: the file is replaced, the link stays
     directory = os.path.dirname(os.path.abspath(path))
     fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
@@ -70,6 +87,34 @@ def atomic_write(path, chunks):
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+def _file_kind(path):
+    """'regular' (or absent), 'stream' (a character device or a pipe), or what else ``path`` is, in words."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "regular"
+    if stat.S_ISREG(mode):  # /dev/stdout redirected to a file is written through, not replaced
+        system = ("/proc/", "/dev/")
+        return "stream" if os.path.abspath(path).startswith(system) or os.path.realpath(path).startswith(system) \
+            else "regular"
+    if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+        return "stream"
+    return "a directory" if stat.S_ISDIR(mode) else "a block device" if stat.S_ISBLK(mode) else \
+        "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+
+
+def _open_stream(path):
+    """A device or pipe opened for writing; a pipe nobody reads is refused at once rather than waited on."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as error:
+        if error.errno == errno.ENXIO:
+            raise UnwritableOutput(f"'{path}' is a pipe that no process is reading; nothing was written") from None
+        raise
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "wb")
 
 
 def read(path, allow_nonfinite=False):
