@@ -93,7 +93,7 @@ class VarianceScaling(Initializer):
             return uniform_in_chunks(random.generator(self.seed), -limit, limit, shape, dtype or FLOATX)
         else:
             stddev = math.sqrt(variance) / 0.87962566103423978  # std of a unit normal truncated at 2 sigma
-            values = random.truncated_normal(shape, 0.0, stddev, dtype=numpy.float64, seed=self.seed).data
+            values = random.truncated_normal.draw(shape, 0.0, stddev, dtype=numpy.float64, seed=self.seed)
         return values.astype(dtype or FLOATX)
 
 

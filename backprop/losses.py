@@ -134,9 +134,16 @@ def reduce_mean(per_example, sample_weight=None):
         raise ValueError("loss: the batch is empty")
     if sample_weight is None:
         return ops.mean(per_example)
-    weights = asarray(_raw(sample_weight), dtype=per_example.dtype)
-    weights = _joined(loss_ops.align_weights(weights, per_example.shape), _pred(per_example))
+    weights = loss_ops.align_weights(_weights_like(sample_weight, per_example), per_example.shape)
     return ops.sum(per_example * weights) / per_example.size
+
+
+def _weights_like(sample_weight, y_pred):
+    """Sample weights in y_pred's dtype, on its device. A tensor of weights is cast by the cast op, so that a
+    recorded step casts each batch's weights again."""
+    if isinstance(sample_weight, Tensor) and type(sample_weight.data) is type(y_pred.data):
+        return sample_weight if sample_weight.dtype == y_pred.dtype else ops.cast(sample_weight, y_pred.dtype)
+    return _joined(asarray(_raw(sample_weight), dtype=y_pred.dtype), y_pred)
 
 
 class Loss:
@@ -197,11 +204,10 @@ class Loss:
 
     def from_kernel_labels(self, labels, y_pred, sample_weight=None):
         """The loss from labels that ``kernel_labels`` made (or a tensor holding them)."""
-        weights = None if sample_weight is None else sample_weight if isinstance(sample_weight, Tensor) and \
-            sample_weight.dtype == y_pred.dtype else _joined(asarray(_raw(sample_weight), dtype=y_pred.dtype), y_pred)
+        weights = None if sample_weight is None else _weights_like(sample_weight, y_pred)
         if self.reduction is None:
             values = loss_ops.PER_EXAMPLE_OPS[self.kernel](labels, y_pred, **self.options)
-            return values if weights is None else values * loss_ops.align_weights(_raw(weights), values.shape)
+            return values if weights is None else values * loss_ops.align_weights(weights, values.shape)
         if weights is None:  # two inputs, not three: a little less for the op and the tape to go through
             return loss_ops.MEAN_OPS[self.kernel](labels, y_pred, reduction=self.reduction, **self.options)
         return loss_ops.MEAN_OPS[self.kernel](labels, y_pred, weights, self.reduction, **self.options)

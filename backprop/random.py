@@ -3,8 +3,12 @@
 ``set_seed(s)`` makes everything that draws from here (initializers, dropout,
 shuffling) repeat exactly on every run.
 """
+import functools
+import inspect
+
 import numpy
 
+from backprop.ops.op import monitors
 from backprop.tensor import Tensor
 from backprop.xp import FLOATX
 
@@ -30,16 +34,39 @@ def set_state(state):
     _generator.bit_generator.state = state
 
 
+def _drawn(draw):
+    """A random op: ``draw(**params)`` makes the array. Ops monitors see it as an op without inputs, so a
+    recording (bp.function, fit's compiled step) draws again at every replay, from the same generator."""
+    name = draw.__name__.lstrip("_")
+
+    def replayable(**params):
+        return draw(**params), None
+
+    @functools.wraps(draw)
+    def op(shape, *args, **kwargs):
+        shape = (int(shape),) if numpy.ndim(shape) == 0 else tuple(int(size) for size in shape)
+        params = inspect.signature(draw).bind(shape, *args, **kwargs).arguments
+        result = Tensor._wrap(draw(**params))
+        for monitor in monitors.get():
+            monitor(name, result, (), params, replayable)
+        return result
+    op.draw = draw  # the array alone, unrecorded (initializers)
+    return op
+
+
+@_drawn
 def normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
     values = generator(seed).normal(mean, stddev, size=shape)
-    return Tensor._wrap(values.astype(dtype or FLOATX))
+    return values.astype(dtype or FLOATX)
 
 
+@_drawn
 def uniform(shape, minval=0.0, maxval=1.0, dtype=None, seed=None):
     values = generator(seed).uniform(minval, maxval, size=shape)
-    return Tensor._wrap(values.astype(dtype or FLOATX))
+    return values.astype(dtype or FLOATX)
 
 
+@_drawn
 def truncated_normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
     """Normal samples redrawn until they lie within two standard deviations (Keras' rule)."""
     rng = generator(seed)
@@ -48,7 +75,7 @@ def truncated_normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
     while bad.any():
         values[bad] = rng.normal(size=int(bad.sum()))
         bad = numpy.abs(values) > 2
-    return Tensor._wrap((mean + stddev * values).astype(dtype or FLOATX))
+    return (mean + stddev * values).astype(dtype or FLOATX)
 
 
 def permutation(n, seed=None):

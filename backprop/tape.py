@@ -8,6 +8,7 @@ loop: no recursion, no depth limit.
 """
 import contextlib
 import contextvars
+import operator
 import threading
 from itertools import repeat
 
@@ -31,6 +32,7 @@ gradient_monitors = contextvars.ContextVar("backprop_gradient_monitors", default
 # output_gradients).
 gradient_hooks = contextvars.ContextVar("backprop_gradient_hooks", default=None)
 _wrap = Tensor._wrap
+_data = operator.attrgetter("data")
 
 
 def recording():
@@ -65,6 +67,34 @@ def unbroadcast(grad, shape):
     if axes:
         grad = grad.sum(axis=axes, keepdims=True)
     return grad.reshape(shape)
+
+
+def reverse(nodes, grads, keep, key, array_of, monitors=()):
+    """The reverse pass, shared by GradientTape and a replayed recording (backprop.compiled.plan).
+
+    ``nodes`` are ``(out, inputs, backward, needs, name)`` in the order the ops ran; ``key(handle)`` names
+    a value (a tensor's id, a replay's slot) and ``array_of(handle)`` gives its array. ``grads`` holds the
+    seed gradients by key and receives the rest; gradients of keys in ``keep`` are kept, the others freed
+    as soon as they are used. Each gradient is summed back to its input's shape and cast to its dtype;
+    gradients reaching one value add up in the order the nodes are visited.
+    """
+    for out, inputs, backward, needs, name in reversed(nodes):
+        k = key(out)
+        g = grads.get(k) if k in keep else grads.pop(k, None)
+        if g is None:
+            continue
+        for position, (x, needed, gx) in enumerate(zip(inputs, needs, backward(g, needs))):
+            if not needed or gx is None:
+                continue
+            for monitor in monitors:
+                monitor(name, position, gx, g)
+            data = array_of(x)
+            if gx.shape != data.shape:
+                gx = unbroadcast(gx, data.shape)
+            if gx.dtype != data.dtype:
+                gx = gx.astype(data.dtype)
+            k = key(x)
+            grads[k] = grads[k] + gx if k in grads else gx
 
 
 class GradientTape:
@@ -182,24 +212,7 @@ class GradientTape:
         return grads
 
     def _backpropagate(self, grads, keep):
-        monitors = gradient_monitors.get()
-        for result, inputs, backward, needs, name in reversed(self._nodes):
-            key = id(result)
-            g = grads.get(key) if key in keep else grads.pop(key, None)
-            if g is None:
-                continue
-            for position, (x, needed, gx) in enumerate(zip(inputs, needs, backward(g, needs))):
-                if not needed or gx is None:
-                    continue
-                for monitor in monitors:
-                    monitor(name, position, gx, g)
-                data = x.data
-                if gx.shape != data.shape:
-                    gx = unbroadcast(gx, data.shape)
-                if gx.dtype != data.dtype:
-                    gx = gx.astype(data.dtype)
-                k = id(x)
-                grads[k] = grads[k] + gx if k in grads else gx
+        reverse(self._nodes, grads, keep, id, _data, gradient_monitors.get())
 
     def _check_source(self, source, sources):
         if not isinstance(source, Tensor):
@@ -243,7 +256,3 @@ def no_grad():
     with _recording_only(()):
         yield
 
-
-def stop_gradient(value):
-    """The same values, seen by every tape as a constant."""
-    return Tensor._wrap(value.data if isinstance(value, Tensor) else asarray(value))

@@ -1,6 +1,7 @@
 """Tensor and Variable: thin wrappers around an array that the tape can follow."""
 
 import contextvars
+import threading
 
 from backprop import devices
 from backprop.naming import unique_name
@@ -17,6 +18,15 @@ value_reads = contextvars.ContextVar("backprop_value_reads", default=None)
 # Set while backprop.tracing records a function: called as (variable, kind, value) after each assign,
 # assign_add, assign_sub, *= or /= on a Variable, so a replay repeats the write.
 variable_writes = contextvars.ContextVar("backprop_variable_writes", default=None)
+
+
+class _Births(threading.local):
+    """Set per thread while backprop.tracing records: called with every tensor made from an array by ``_wrap``
+    (an op's result is then claimed by the op's node; any other is a value the recording cannot place)."""
+    hook = None
+
+
+births = _Births()
 
 _BAD_KINDS = {"U": "string", "S": "bytes", "O": "object", "c": "complex", "V": "void", "M": "datetime", "m": "timedelta"}
 
@@ -83,6 +93,8 @@ class Tensor:
         """Fast constructor for op results: no conversion, no checks."""
         tensor = object.__new__(Tensor)
         tensor.data = array if isinstance(array, devices.array_types) else np.asarray(array)
+        if births.hook is not None:
+            births.hook(tensor)
         return tensor
 
     # --- array-like protocol -------------------------------------------------

@@ -3,10 +3,18 @@ compiled step replays (each node keeps its op's forward function).
 
 ``trace(fn, examples)`` calls ``fn`` once on placeholder tensors while a monitor records every op
 (its name, parameters and where each input came from). Every input of a node is a ``Source``: one of
-the graph's inputs, an earlier node's output, a Variable (a weight) or a constant array. A tensor that
-reaches an op without coming from a recorded op, a graph input or a Variable was computed outside the
-ops (``.numpy()`` arithmetic, say); it is recorded as a constant, and ``same_computation`` compares two
-traces on different inputs to catch it.
+the graph's inputs, an earlier node's output, a Variable (a weight) or a constant. Every value gets its
+provenance when it is made: an op's result is its node's output; a tensor that existed before the trace
+or that the function made itself from Python values (``bp.tensor([1., 2.])``) is a constant, as are
+plain NumPy arrays handed to an op. A tensor made by wrapping a computed array during the trace
+(``Tensor._wrap``, outside any op) is a value the recording cannot place: a strict recording
+(``bp.function``) raises TraceError naming the op, a lenient one (``fit``'s compiled step) notes the
+problem and trains eagerly. Reading any traced value in Python, a Variable's included, is refused the
+same way. Random draws, ``stop_gradient``, casts and tensor-valued indices are ops like any other.
+
+Each node also keeps, for every GradientTape recording when its op ran, the tape's own decision of which
+inputs need a gradient; a replayed ``tape.gradient`` follows exactly those decisions, through the same
+reverse loop as the tape (``tape.reverse``).
 """
 import contextlib
 import contextvars
@@ -17,7 +25,7 @@ from dataclasses import dataclass, field
 from backprop import tape as tape_module
 from backprop.devices import asarray
 from backprop.ops import op as op_module
-from backprop.tensor import Tensor, Variable, value_reads, variable_writes
+from backprop.tensor import Tensor, Variable, births, value_reads, variable_writes
 
 _TENSOR_FILE = sys.modules[Tensor.__module__].__file__
 from backprop.xp import np
@@ -31,11 +39,24 @@ class TraceError(ValueError):
     """A computation that cannot be recorded or translated faithfully; the message names the op and layer."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Source:
     kind: str            # "input", "node", "variable" or "constant"
-    index: int = None    # the input's or node's position
+    index: int = None    # the input's or node's position; a constant tensor's number (None: a plain value)
     value: object = None  # the Variable or the constant array
+
+    def key(self):
+        """Where the value lives, as a hashable pair: one slot per input, node, variable or constant tensor."""
+        if self.kind == "variable":
+            return ("variable", id(self.value))
+        return None if self.kind == "constant" and self.index is None else (self.kind, self.index)
+
+    def __eq__(self, other):
+        return isinstance(other, Source) and self.kind == other.kind and self.index == other.index and \
+            (self.kind != "variable" or self.value is other.value) and (self.kind != "constant" or self.index is not None
+                                                                        or self.value is other.value)
+
+    __hash__ = object.__hash__
 
 
 @dataclass
@@ -48,7 +69,7 @@ class Node:
     layer: str = None     # the innermost layer that called the op, for messages
     forward: object = None  # the op's forward(*arrays, **params) -> (out, backward), for replay
     effect: bool = False    # a write into a variable (assign_add, ...): replayed, never differentiated
-    tapes: tuple = ()       # the GradientTapes recording when the op ran, numbered in order of first use
+    tapes: tuple = ()       # (tape number, needs) for each GradientTape that kept the op: what needs a gradient
 
 
 @dataclass
@@ -111,6 +132,18 @@ class Recorder:
         self.keep_alive = []  # ids stay unique while the trace holds the tensors
         self.problem = None   # without ``strict``: the first reason the recording cannot be replayed
         self.tape_numbers = {}
+        self.born = set()     # ids of tensors wrapped from arrays during the trace (ops claim theirs)
+        self.constants = {}   # id(constant tensor) -> its Source
+
+    def _born(self, tensor):
+        self.born.add(id(tensor))
+        self.keep_alive.append(tensor)
+
+    def refuse(self, problem):
+        """A value the recording cannot replay: an error when strict, else the first problem noted."""
+        if self.strict:
+            raise TraceError(problem)
+        self.problem = self.problem or problem
 
     def add_input(self, array):
         """A placeholder tensor for ``array``, recorded as the graph's next input."""
@@ -121,30 +154,31 @@ class Recorder:
         self.keep_alive += [placeholder, placeholder.data]
         return placeholder
 
-    def source(self, value):
+    def source(self, value, user="an op"):
         if value is None:
             return None
         if isinstance(value, np.ndarray) and id(value) in self.sources:  # a placeholder's own array, unwrapped
             return self.sources[id(value)]
         if isinstance(value, Tensor):
-            known = self.sources.get(id(value))
+            known = self.sources.get(id(value)) or self.constants.get(id(value))
             if known is not None:
                 return known
             if isinstance(value, Variable):
                 return Source("variable", value=value)
-            return Source("constant", value=value.data)
+            if id(value) in self.born:
+                self.refuse(f"{user} takes a tensor that was made outside backprop's ops while tracing (an array "
+                            "computed from traced values and wrapped into a new tensor); a recording cannot compute "
+                            "it again: use backprop ops (bp.cast, bp.stop_gradient, bp.random.*) instead")
+            self.constants[id(value)] = Source("constant", len(self.constants), value.data)
+            self.keep_alive.append(value)
+            return self.constants[id(value)]
         return Source("constant", value=op_module.operand(value))  # what the op itself made of it
-
-    def key(self, value):
-        """A hashable name for where a tensor comes from: ('input', i), ('node', j) or ('variable', id)."""
-        source = self.source(value)
-        return (source.kind, source.index if source.kind != "variable" else id(source.value))
 
     def write(self, variable, kind, value):
         """A variable written inside the recording: the write is a node of its own, replayed in order."""
-        self.graph.nodes.append(Node(kind, [Source("variable", value=variable), self.source(value)], {},
-                                     tuple(variable.shape), variable.data.dtype, _calling_layer(), WRITES[kind],
-                                     effect=True))
+        layer = _calling_layer()
+        self.graph.nodes.append(Node(kind, [Source("variable", value=variable), self.source(value, _where(kind, layer))],
+                                     {}, tuple(variable.shape), variable.data.dtype, layer, WRITES[kind], effect=True))
 
     def set_outputs(self, outputs):
         for output in outputs:
@@ -155,23 +189,24 @@ class Recorder:
             self.graph.outputs.append(source)
 
     def check_read(self, value):
-        """Reading a traced value in Python would freeze it into the recording: refuse, naming the line."""
-        if isinstance(value, Variable) or id(value) not in self.sources:
+        """Reading a traced value or a Variable in Python would freeze it into the recording: refuse, naming the
+        line (a constant the function was given or made itself may be read)."""
+        if not isinstance(value, Variable) and id(value) not in self.sources and id(value) not in self.born:
             return
         frame = sys._getframe(1)
         while frame is not None and frame.f_code.co_filename in (_TENSOR_FILE, __file__):
             frame = frame.f_back
         where = f" at {frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else ""
-        problem = (f"a traced function reads a tensor's values in Python{where} (.numpy(), float(), bool() or an if "
-                   "on a tensor); a recording cannot replay that: compute with backprop ops instead")
-        if self.strict:
-            raise TraceError(problem)
-        self.problem = self.problem or problem
+        what = f"the values of the variable '{value.path}'" if isinstance(value, Variable) else "a tensor's values"
+        self.refuse(f"a traced function reads {what} in Python{where} (.numpy(), float(), bool() or an if "
+                    "on a tensor); a recording cannot replay that: compute with backprop ops instead")
 
     def __call__(self, name, result, inputs, params, forward=None):
-        tapes = tape_module.recording()
-        node = Node(name, [self.source(value) for value in inputs], dict(params), tuple(result.shape),
-                    result.data.dtype, _calling_layer(), forward, tapes=tuple(map(self._number, tapes)))
+        layer = _calling_layer()
+        sources = [self.source(value, _where(name, layer)) for value in inputs]
+        kept = tuple((self._number(tape), tape._nodes[-1][3]) for tape in tape_module.recording()
+                     if tape._nodes and tape._nodes[-1][0] is result)
+        node = Node(name, sources, dict(params), tuple(result.shape), result.data.dtype, layer, forward, tapes=kept)
         self._add(node, result)
 
     def _number(self, tape):
@@ -191,9 +226,8 @@ class Recorder:
         """``tape.gradient`` ran: a node that a replay answers with the backward pass over that tape's nodes."""
         if not isinstance(target, Tensor) or output_gradients is not None:
             raise TraceError("a recorded tape.gradient takes one target tensor and no output_gradients")
-        watched = frozenset(self.key(t) for t in tape._keep_alive)
-        inputs = [self.source(target)] + [self.source(s) for s in sources]
-        params = {"tape": self._number(tape), "watched": watched, "unconnected": unconnected}
+        inputs = [self.source(target, "tape.gradient")] + [self.source(s, "tape.gradient") for s in sources]
+        params = {"tape": self._number(tape), "unconnected": unconnected}
         index = self._add(Node("gradient", inputs, params, (), None, None, None, effect=True))
         self.last_gradient = Source("node", index)
         for position, result in enumerate(results):
@@ -216,6 +250,10 @@ class Recorder:
         self._add(node)
         with paused():
             return method(owner, *args, **kwargs)
+
+
+def _where(op, layer):
+    return f"op '{op}'" + (f" in layer '{layer}'" if layer else "")
 
 
 def _select(outputs, index):
@@ -295,17 +333,31 @@ def _set(pairs):
             variable.reset(token)
 
 
+@contextlib.contextmanager
+def _births_to(hook):
+    before, births.hook = births.hook, hook
+    try:
+        yield
+    finally:
+        births.hook = before
+
+
+@contextlib.contextmanager
 def recording(recorder):
     """Record every op run inside the block onto ``recorder``; reading a recorded value raises TraceError."""
-    return _set([(op_module.monitors, op_module.monitors.get() + (recorder,)), (value_reads, recorder.check_read),
-                 (variable_writes, recorder.write), (tape_module.gradient_hooks, recorder.gradient),
-                 (current, recorder)])
+    with _set([(op_module.monitors, op_module.monitors.get() + (recorder,)), (value_reads, recorder.check_read),
+               (variable_writes, recorder.write), (tape_module.gradient_hooks, recorder.gradient),
+               (current, recorder)]), _births_to(recorder._born):
+        yield
 
 
+@contextlib.contextmanager
 def paused():
     """Nothing inside the block is recorded or checked (an effect's own work)."""
-    return _set([(op_module.monitors, tuple(m for m in op_module.monitors.get() if not isinstance(m, Recorder))),
-                 (value_reads, None), (variable_writes, None), (tape_module.gradient_hooks, None), (current, None)])
+    with _set([(op_module.monitors, tuple(m for m in op_module.monitors.get() if not isinstance(m, Recorder))),
+               (value_reads, None), (variable_writes, None), (tape_module.gradient_hooks, None), (current, None)]), \
+            _births_to(None):
+        yield
 
 
 def trace(fn, examples):
@@ -333,6 +385,8 @@ def same_computation(first, second, varying=()):
         raise TraceError("the computation changes with the input values (Python control flow on tensor values?)"
                          + (f" at {first.where(at)}" if at else ""))
     for a, b in zip(first.nodes, second.nodes):
+        if a.tapes != b.tapes:
+            raise TraceError(f"what needs a gradient at {first.where(a)} changes with the input values")
         for x, y in zip(a.inputs, b.inputs):
             if (x is None) != (y is None) or (x is not None and (x.kind != y.kind or x.index != y.index)):
                 raise TraceError(f"the inputs of {first.where(a)} change with the input values")

@@ -2,12 +2,12 @@
 
 ``Plan(graph)`` turns a trace (backprop.tracing) into one flat loop over its nodes: each op's forward
 function on arrays, each effect (a variable write, an optimizer update) called again, and each
-``tape.gradient`` answered by the backward functions of the ops that tape recorded, in reverse. No
-Tensor objects, no tape, no layer calls, no checks. The reverse pass applies the tape's rules (a
-gradient is summed back to its input's shape and cast to its dtype; gradients reaching one value add up
-in the same order), so a replay computes bit for bit what eager execution computes.
+``tape.gradient`` answered by the backward functions of the ops that tape kept, in reverse, through the
+tape's own reverse loop (``tape.reverse``) and with the needs the tape decided when each op ran. No
+Tensor objects, no tape, no layer calls, no checks: a replay computes bit for bit what eager execution
+computes.
 """
-from backprop.tape import unbroadcast
+from backprop.tape import reverse
 from backprop.devices import asarray
 from backprop.xp import np
 
@@ -47,16 +47,14 @@ class Plan:
             return source.index
         if source.kind == "node":
             return self._slot_of[("node", source.index)]
-        if source.kind == "variable":
-            key = ("variable", id(source.value))
-            if key not in self._slot_of:
-                self._slot_of[key] = self._new_slot(source.value.data)
+        key = source.key()
+        if key is None:  # a plain constant value
+            return self._new_slot(source.value)
+        if key not in self._slot_of:
+            self._slot_of[key] = self._new_slot(source.value.data if source.kind == "variable" else source.value)
+            if source.kind == "variable":
                 self._variables.append((self._slot_of[key], source.value))
-            return self._slot_of[key]
-        return self._new_slot(source.value)
-
-    def slot_of_key(self, key):
-        return key[1] if key[0] == "input" else self._slot_of.get(key)
+        return self._slot_of[key]
 
     def run(self, inputs):
         values = self._values.copy()  # this run's arrays are freed when it returns: nothing held between runs
@@ -76,44 +74,26 @@ class Plan:
 
 
 class _Backpropagation:
-    """One ``tape.gradient`` call: the reverse pass over the nodes its tape recorded before it."""
+    """One ``tape.gradient`` call: the reverse pass over the nodes its tape kept before it."""
 
     def __init__(self, plan, graph, index, inputs):
         node = graph.nodes[index]
         tape, self.unconnected = node.params["tape"], node.params["unconnected"]
         self.target, self.sources = inputs[0], inputs[1:]
-        requires = {plan.slot_of_key(key) for key in node.params["watched"]} - {None}
-        self.steps = []
+        self.steps = []  # (position, out slot, input slots, needs, op name)
         for position in range(index):
             earlier = graph.nodes[position]
-            if earlier.effect or tape not in earlier.tapes:
+            needs = dict(earlier.tapes).get(tape)
+            if needs is None or earlier.effect:
                 continue
-            slots = tuple(plan.slot_of_key((s.kind, s.index if s.kind != "variable" else id(s.value)))
-                          if s is not None and s.kind != "constant" else None for s in earlier.inputs)
-            needs = tuple(slot in requires for slot in slots)
-            if any(needs):
-                out = plan.slot_of_key(("node", position))
-                requires.add(out)
-                self.steps.append((position, out, slots, needs))
-        self.steps.reverse()
+            slots = tuple(None if s is None or s.key() is None else plan._slot(s) for s in earlier.inputs)
+            self.steps.append((position, plan._slot_of[("node", position)], slots, needs, earlier.op))
 
     def __call__(self, values, backwards):
         target = values[self.target]
         grads = {self.target: np.ones_like(target)}
-        keep = set(self.sources)
-        for position, out, inputs, needs in self.steps:
-            g = grads.get(out) if out in keep else grads.pop(out, None)
-            if g is None:
-                continue
-            for slot, needed, gx in zip(inputs, needs, backwards[position](g, needs)):
-                if not needed or gx is None:
-                    continue
-                data = values[slot]
-                if gx.shape != data.shape:
-                    gx = unbroadcast(gx, data.shape)
-                if gx.dtype != data.dtype:
-                    gx = gx.astype(data.dtype)
-                grads[slot] = grads[slot] + gx if slot in grads else gx
+        nodes = [(out, inputs, backwards[position], needs, name) for position, out, inputs, needs, name in self.steps]
+        reverse(nodes, grads, set(self.sources), int, values.__getitem__)
         zeros = self.unconnected == "zero"
         return [grads[slot] if slot in grads else np.zeros_like(values[slot]) if zeros else None
                 for slot in self.sources]

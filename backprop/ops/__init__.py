@@ -10,7 +10,7 @@ from backprop.ops.loss_kernels import (sigmoid_cross_entropy_with_logits, softma
 from backprop.ops.reductions import (argmax, argmin, logsumexp, max, mean, min, reduce_logsumexp, reduce_max,
                                      reduce_mean, reduce_min, reduce_sum, sum)
 from backprop.ops.shape import (broadcast_to, cast, concat, expand_dims, getitem, one_hot, reshape, squeeze,
-                                stack, transpose)
+                                stack, stop_gradient, transpose)
 from backprop.xp import np as _np
 
 binary_crossentropy_mean = _losses.MEAN_OPS["binary_crossentropy"]

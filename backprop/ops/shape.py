@@ -54,15 +54,26 @@ def _is_basic(index):
     return all(isinstance(i, (int, slice, type(None), type(Ellipsis))) for i in items)
 
 
-def _index_operand(index):
-    if isinstance(index, tuple):
-        return tuple(_index_operand(i) for i in index)
-    return index.data if isinstance(index, Tensor) else index
-
-
 def getitem(a, index):
-    """Indexing and slicing, ``t[1:, [0, 2]]``; the gradient scatters back (repeated indices add up)."""
-    return _getitem(a, _index_operand(index))
+    """Indexing and slicing, ``t[1:, [0, 2]]``; the gradient scatters back (repeated indices add up). Tensors in
+    the index are inputs of the op, so a recording indexes with each call's own index tensors."""
+    parts = index if isinstance(index, tuple) else (index,)
+    tensors = [part for part in parts if isinstance(part, Tensor)]
+    if not tensors:
+        return _getitem(a, index)
+    template = tuple(_TENSOR_SLOT if isinstance(part, Tensor) else part for part in parts)
+    return _getitem_by(a, *tensors, template=template, single=not isinstance(index, tuple))
+
+
+_TENSOR_SLOT = "tensor"  # where the template of an index takes the next index tensor
+
+
+@differentiable
+def _getitem_by(a, *index_arrays, template, single):
+    arrays = iter(index_arrays)
+    key = tuple(next(arrays) if part is _TENSOR_SLOT else part for part in template)
+    out, backward = _getitem.forward(a, key[0] if single else key)
+    return out, lambda g, needs: backward(g, needs[:1]) + (None,) * len(index_arrays)
 
 
 @differentiable(arrays=1)
@@ -117,6 +128,12 @@ def _concat(*arrays, axis=0):
 @differentiable
 def _stack(*arrays, axis=0):
     return _joined(np.stack, arrays, axis, "stack"), lambda g, needs: tuple(np.moveaxis(g, axis, 0))
+
+
+@constant
+def stop_gradient(a):
+    """The same values, seen by every tape as a constant (an op, so a recording computes it again)."""
+    return a
 
 
 @constant
