@@ -1,0 +1,178 @@
+"""The recorder places every value by where it came from (issue #28): what it cannot place is an error in
+bp.function and an eager fallback with one warning in fit, never a constant; replays equal eager execution
+on fresh inputs at every step."""
+import warnings
+
+import numpy as np
+import pytest
+
+import backprop as bp
+from backprop.tracing import TraceError
+
+
+def losses_of(build, jit, x, y, epochs, batch_size, **fit_options):
+    bp.random.set_seed(0)
+    model = build()
+    model.compile(optimizer="sgd", loss="mse", jit_compile=jit)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, **fit_options)
+    fallbacks = [str(w.message) for w in caught if "cannot be compiled" in str(w.message)]
+    return history.history["loss"], model, fallbacks
+
+
+class WarmUp(bp.layers.Layer):
+    """A warm-up switch read in Python from a Variable: the branch changes at the fourth call."""
+
+    def build(self, input_shape):
+        self.steps = self.add_weight((), initializer="zeros", trainable=False, name="steps")
+        self.w = self.add_weight((input_shape[-1], 1), initializer="ones")
+
+    def call(self, x):
+        self.steps.assign_add(1.0)
+        scale = 0.0 if float(self.steps.numpy()) > 3 else 1.0
+        return bp.matmul(x, self.w) * scale
+
+
+def test_a_variable_read_in_python_trains_eagerly_with_a_warning():
+    x, y = np.ones((8, 3), np.float32), np.zeros((8, 1), np.float32)
+    build = lambda: bp.Sequential([bp.Input(shape=(3,)), WarmUp()])  # noqa: E731
+    eager, _, _ = losses_of(build, False, x, y, epochs=6, batch_size=8)
+    compiled, model, fallbacks = losses_of(build, True, x, y, epochs=6, batch_size=8)
+    assert compiled == eager and eager[4:] == [0.0, 0.0] and eager[0] > 1
+    assert len(fallbacks) == 1 and "reads the values of the variable 'warm_up" in fallbacks[0]
+    assert "test_tracing.py" in fallbacks[0]  # names the user's line
+
+
+def test_a_float64_head_with_sample_weights_replays_the_cast():
+    """The weights' cast to the head's dtype was a new array, frozen as a constant: the first two batches
+    (both weighted 1) were recorded, the later ones (weighted 0) replayed with weights of 1."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 3)).astype(np.float32), rng.normal(size=(64, 1)).astype(np.float32)
+    weights = np.array([1.0] * 32 + [0.0] * 32, np.float32)
+    build = lambda: bp.Sequential([bp.Input(shape=(3,)), bp.layers.Dense(4),  # noqa: E731
+                                   bp.layers.Dense(1, dtype="float64")])
+    eager, _, _ = losses_of(build, False, x, y, 3, 8, sample_weight=weights, shuffle=False)
+    compiled, model, fallbacks = losses_of(build, True, x, y, 3, 8, sample_weight=weights, shuffle=False)
+    assert compiled == eager and not fallbacks
+    assert bp.training.compiled.step_info(model)[False]["replays"] > 0
+
+
+class Wrapping(bp.layers.Layer):
+    """Computes on the arrays and wraps the result: a value the recorder cannot place."""
+
+    def call(self, x):
+        return bp.Tensor._wrap(x.data * 2.0)
+
+
+def test_a_tensor_made_outside_the_ops_is_never_a_constant():
+    x, y = np.random.default_rng(0).normal(size=(32, 3)).astype(np.float32), np.zeros((32, 1), np.float32)
+    build = lambda: bp.Sequential([bp.Input(shape=(3,)), Wrapping(), bp.layers.Dense(1)])  # noqa: E731
+    eager, _, _ = losses_of(build, False, x, y, 2, 8)
+    compiled, _, fallbacks = losses_of(build, True, x, y, 2, 8)
+    assert compiled == eager
+    assert len(fallbacks) == 1 and "made outside backprop's ops" in fallbacks[0] and "'dense" in fallbacks[0]
+    with pytest.raises(TraceError, match="op 'multiply' takes a tensor that was made outside backprop's ops"):
+        bp.function(lambda t: bp.Tensor._wrap(t.data + 1) * 3)(bp.tensor([1.0]))
+
+
+def test_a_variable_read_is_an_error_in_bp_function():
+    v = bp.Variable([2.0], name="gain")
+
+    @bp.function
+    def scaled(x):
+        return x * (2.0 if float(v.numpy()[0]) > 1 else 1.0)
+    with pytest.raises(TraceError, match="reads the values of the variable 'gain' in Python at .*test_tracing.py"):
+        scaled(bp.tensor([1.0]))
+
+
+def test_a_tensor_index_is_an_input_of_the_op():
+    take = bp.function(lambda x, i: x[i] * 1.0)
+    take_row_col = bp.function(lambda x, i, j: x[i, 1:, j])
+    x = bp.tensor(np.arange(24.0).reshape(4, 3, 2))
+    for k in range(4):
+        index = bp.tensor(np.array([k, (k + 1) % 4]))
+        np.testing.assert_array_equal(take(x, index).numpy(), x.numpy()[[k, (k + 1) % 4]])
+        np.testing.assert_array_equal(take_row_col(x, index, bp.tensor(np.array([1, 0]))).numpy(),
+                                      x.numpy()[[k, (k + 1) % 4], 1:, [1, 0]])
+    assert take.experimental_get_tracing_count() == 1
+
+
+def test_the_gradient_through_a_tensor_index_scatters_back():
+    @bp.function
+    def grad(x, i):
+        with bp.GradientTape() as tape:
+            tape.watch(x)
+            y = bp.sum(x[i] * 2.0)
+        return tape.gradient(y, x)
+    x = bp.tensor([1.0, 2.0, 3.0])
+    for index, expected in (([0, 0], [4, 0, 0]), ([2, 1], [0, 2, 2]), ([1, 2], [0, 2, 2])):
+        np.testing.assert_array_equal(grad(x, bp.tensor(np.array(index))).numpy(), expected)
+
+
+def test_random_draws_are_drawn_again_at_every_replay():
+    noisy = bp.function(lambda x: x + bp.random.normal((3,)) + bp.random.uniform((3,)) +
+                        bp.random.truncated_normal((3,)))
+    x = bp.tensor([0.0, 0.0, 0.0])
+    bp.random.set_seed(5)
+    eager = [(x + bp.random.normal((3,)) + bp.random.uniform((3,)) + bp.random.truncated_normal((3,))).numpy()
+             for _ in range(4)]
+    bp.random.set_seed(5)
+    compiled = [noisy(x).numpy() for _ in range(4)]
+    np.testing.assert_array_equal(eager, compiled)
+    assert len({tuple(row) for row in compiled}) == 4
+
+
+def test_stop_gradient_is_computed_again_and_stops_the_gradient():
+    @bp.function
+    def value_and_grad(x):
+        with bp.GradientTape() as tape:
+            tape.watch(x)
+            y = bp.sum(bp.stop_gradient(x * 2.0) * x)
+        return y, tape.gradient(y, x)
+    for values in ([1.0, 2.0], [10.0, -3.0], [0.5, 0.5]):
+        x = np.array(values, np.float32)
+        y, g = value_and_grad(bp.tensor(x))
+        assert float(y) == pytest.approx(float(np.sum(2 * x * x)))
+        np.testing.assert_array_equal(g.numpy(), 2 * x)  # only the path that is not stopped
+
+
+def test_watching_a_tensor_after_it_was_used_counts_only_later_uses():
+    @bp.function
+    def late(x):
+        with bp.GradientTape() as tape:
+            doubled = x * 2.0  # before the watch: not on the tape
+            tape.watch(x)
+            z = doubled + x * 3.0
+        return tape.gradient(z, x)
+    assert [late(bp.tensor([v])).numpy()[0] for v in (1.0, 2.0, 3.0)] == [3.0, 3.0, 3.0]
+
+
+def test_a_watched_closure_constant_gets_its_gradient_on_replay():
+    c = bp.tensor([2.0])
+
+    @bp.function
+    def grad_of_constant(x):
+        with bp.GradientTape() as tape:
+            tape.watch(c)
+            z = x * c * c
+        return tape.gradient(z, c)
+    assert [grad_of_constant(bp.tensor([v])).numpy()[0] for v in (1.0, 2.0, 3.0)] == [4.0, 8.0, 12.0]
+
+
+def test_a_constant_the_function_makes_itself_is_allowed():
+    shifted = bp.function(lambda x: x + bp.tensor([1.0, 2.0]))
+    for v in (0.0, 5.0):
+        np.testing.assert_array_equal(shifted(bp.tensor([v, v])).numpy(), [v + 1, v + 2])
+
+
+def test_a_replay_uses_each_calls_inputs(monkeypatch):
+    """The mutant the issue named: a replay that keeps its first inputs must fail this test."""
+    from backprop.compiled import plan
+    affine = bp.function(lambda x: x * 2.0 + 1.0)
+    outputs = [float(affine(bp.tensor(v))) for v in (1.0, 2.0, 3.0, 4.0)]
+    assert outputs == [3.0, 5.0, 7.0, 9.0]
+    original = plan.Plan.run
+    monkeypatch.setattr(plan.Plan, "run", lambda self, inputs: original(self, [np.float32(1.0)] * len(inputs)))
+    frozen = bp.function(lambda x: x * 2.0 + 1.0)
+    assert [float(frozen(bp.tensor(v))) for v in (1.0, 2.0, 3.0)] != [3.0, 5.0, 7.0]
