@@ -7,9 +7,9 @@ from backprop import devices
 from backprop.naming import unique_name
 from backprop.xp import FLOATX, np
 
-# Bumped whenever a variable's trainable flag changes or a layer gains weights or sublayers, so
-# layers can cache their variable lists between such changes.
-structure_version = [0]
+# Bumped whenever a variable's trainable flag changes: what every tape watches changes, so cached lists
+# of trainable variables and compiled steps are made again (a layer's own changes: Layer.version).
+trainable_version = [0]
 
 # Set while backprop.tracing records a function: called with each tensor whose values Python reads
 # (numpy(), float(), bool(), ...), so a trace can refuse a value that would be frozen into the recording.
@@ -230,7 +230,7 @@ class Variable(Tensor):
     @trainable.setter
     def trainable(self, value):
         self._trainable = bool(value)
-        structure_version[0] += 1
+        trainable_version[0] += 1
 
     def assign(self, value):
         value = self._joined(value)

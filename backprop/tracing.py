@@ -133,6 +133,7 @@ class Recorder:
         self.problem = None   # without ``strict``: the first reason the recording cannot be replayed
         self.tape_numbers = {}
         self.born = set()     # ids of tensors wrapped from arrays during the trace (ops claim theirs)
+        self.layers_called = []  # every layer called while recording: the recording holds for their versions
         self.constants = {}   # id(constant tensor) -> its Source
 
     def _born(self, tensor):

@@ -176,3 +176,98 @@ def test_a_replay_uses_each_calls_inputs(monkeypatch):
     monkeypatch.setattr(plan.Plan, "run", lambda self, inputs: original(self, [np.float32(1.0)] * len(inputs)))
     frozen = bp.function(lambda x: x * 2.0 + 1.0)
     assert [float(frozen(bp.tensor(v))) for v in (1.0, 2.0, 3.0)] != [3.0, 5.0, 7.0]
+
+
+# --- what a recording holds on to, and when it is made again ------------------------------------------------
+class Scaled(bp.Model):
+    def __init__(self, scale):
+        super().__init__()
+        self.dense = bp.layers.Dense(1, kernel_initializer="ones", use_bias=False)
+        self.scale = scale
+
+    @bp.function
+    def forward(self, x):
+        return self.dense(x) * self.scale
+
+    __hash__ = None  # counted by identity all the same
+
+
+def test_a_decorated_method_holds_its_instance_weakly_and_never_serves_another():
+    import gc
+    import weakref
+    x = bp.tensor([[1.0, 1.0]])
+    first = Scaled(1.0)
+    assert first.forward(x).numpy()[0, 0] == 2.0 and Scaled.forward.cache_size == 1
+    reference = weakref.ref(first)
+    del first
+    gc.collect()
+    assert reference() is None and Scaled.forward.cache_size == 0  # its recordings went with it
+    for _ in range(20):  # new objects, some at the old one's address: each computes with its own weights
+        other = Scaled(10.0)
+        assert other.forward(x).numpy()[0, 0] == 20.0
+        del other
+
+
+def test_a_changed_dropout_rate_between_fits_is_traced_again():
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+
+    def fit_twice(jit):
+        bp.random.set_seed(0)
+        model = bp.Sequential([bp.Input(shape=(4,)), bp.layers.Dense(16), bp.layers.Dropout(0.0), bp.layers.Dense(1)])
+        model.compile(optimizer="sgd", loss="mse", jit_compile=jit)
+        model.fit(x, x[:, :1], epochs=1, batch_size=16, verbose=0)
+        model.layers[1].rate = 0.9
+        return model.fit(x, x[:, :1], epochs=2, batch_size=16, verbose=0).history["loss"]
+    assert fit_twice(True) == fit_twice(False)
+
+
+def test_building_another_layer_does_not_retrace_a_model():
+    bp.random.set_seed(0)
+    model = bp.Sequential([bp.Input(shape=(4,)), bp.layers.Dense(3)])
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.ones((32, 4), np.float32), np.ones((32, 3), np.float32)
+
+    class BuildsALayer(bp.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            bp.layers.Dense(2)(np.ones((1, 2), np.float32))
+    model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[BuildsALayer()])
+    assert bp.training.compiled.step_info(model)[False]["tracing_count"] == 2  # the two recordings, then replays
+
+
+def test_a_bp_function_traces_again_when_a_layer_it_called_changes():
+    dense = bp.layers.Dense(2, kernel_initializer="ones")
+    dropout = bp.layers.Dropout(0.0)
+    forward = bp.function(lambda x: dropout(dense(x), training=True))
+    x = bp.tensor(np.ones((4, 3), np.float32))
+    forward(x)
+    bp.layers.Dense(5)(np.ones((1, 2), np.float32))  # elsewhere: changes nothing here
+    forward(x)
+    assert forward.experimental_get_tracing_count() == 1
+    dropout.rate = 0.5
+    assert (forward(x).numpy() == 0).any() and forward.experimental_get_tracing_count() == 2
+
+
+class Restless(bp.layers.Layer):
+    """Sets a public attribute to a new object at every call: its version changes at every step."""
+
+    def call(self, x):
+        self.last_seen = object()
+        return x
+
+
+def test_a_model_that_changes_at_every_step_trains_eagerly_with_a_warning():
+    x, y = np.ones((160, 3), np.float32), np.zeros((160, 1), np.float32)
+    build = lambda: bp.Sequential([bp.Input(shape=(3,)), Restless(), bp.layers.Dense(1)])  # noqa: E731
+    eager, _, _ = losses_of(build, False, x, y, 2, 8)
+    compiled, _, fallbacks = losses_of(build, True, x, y, 2, 8)
+    assert compiled == eager and len(fallbacks) == 1 and "the model changed at every step" in fallbacks[0]
+
+
+def test_a_model_copied_or_pickled_keeps_its_versions_flowing():
+    import copy
+    import pickle
+    model = bp.Sequential([bp.Input(shape=(3,)), bp.layers.Dense(2), bp.layers.Dropout(0.1)])
+    for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        before = twin.version
+        twin.layers[1].rate = 0.5
+        assert twin.version > before

@@ -4,17 +4,21 @@ The first call for an input signature runs the function eagerly while recording 
 ``tape.gradient`` and every optimizer or metric update (backprop.tracing); later calls with that
 signature replay the recording as plain array calls (backprop.compiled.plan). A signature is the shape
 and dtype of each tensor or array argument plus the value of every other argument (a new Python value
-traces again, as in TensorFlow). Python side effects of the function (printing, appending to a list)
+traces again, as in TensorFlow); an object argument (``self`` of a decorated method, a model) counts by
+identity, held weakly: its recordings go when it does, and never serve another object. A recording also
+holds only while every layer it called keeps its version (a Dropout rate set, a layer frozen: traced
+again) and no variable's trainable flag changed. Python side effects of the function (printing, appending to a list)
 happen while tracing only, as in TensorFlow. Reading a tensor's values in Python inside the function
 (``.numpy()``, ``float()``, an ``if`` on a tensor) would freeze them into the recording, so the trace
 raises TraceError naming the line instead.
 """
 import collections
 import functools
+import weakref
 
 from backprop import devices
 from backprop.compiled.plan import Plan
-from backprop.tensor import Tensor, Variable, placed, structure_version
+from backprop.tensor import Tensor, Variable, placed, trainable_version
 from backprop.tracing import Graph, Recorder, TraceError, recording
 from backprop.xp import np
 
@@ -26,22 +30,35 @@ class Function:
         functools.update_wrapper(self, fn)
         self.python_function = fn
         self.max_signatures = max_signatures
-        self._plans = collections.OrderedDict()
+        self._plans = collections.OrderedDict()  # key -> (plan, output template, [(layer ref, version)])
+        self._keys_of = collections.defaultdict(set)  # id of an object argument -> the keys naming it
         self._tracing_count = 0
 
     def __call__(self, *args, **kwargs):
         if not kwargs and all(type(a) is Tensor or type(a) is np.ndarray for a in args):  # the usual call
             arrays = [a.data if type(a) is Tensor else placed(a) for a in args]  # NumPy data: the current device
-            key = (tuple((a.shape, a.dtype.str) for a in arrays), structure_version[0])
+            key = (tuple((a.shape, a.dtype.str) for a in arrays), trainable_version[0])
         else:
-            arrays = []
-            key = (_spec((args, kwargs), arrays), structure_version[0])
+            arrays, objects = [], []
+            key = (_spec((args, kwargs), arrays, objects), trainable_version[0])
+            self._hold_weakly(key, objects)
         entry = self._plans.get(key)
-        if entry is None:
+        if entry is None or not _still_valid(entry[2]):
             return self._trace(key, args, kwargs, arrays)
         self._plans.move_to_end(key)
-        plan, output_template = entry
+        plan, output_template, _ = entry
         return _rebuild(output_template, plan.run(arrays))
+
+    def _hold_weakly(self, key, objects):
+        """Forget the recordings of a key when an object it names is collected (its id may then be reused)."""
+        for obj in objects:
+            if id(obj) not in self._keys_of:
+                weakref.finalize(obj, self._forget, id(obj))
+            self._keys_of[id(obj)].add(key)
+
+    def _forget(self, object_id):
+        for key in self._keys_of.pop(object_id, ()):
+            self._plans.pop(key, None)
 
     def __get__(self, instance, owner):  # a decorated method binds like a function
         return self if instance is None else functools.partial(self, instance)
@@ -64,7 +81,10 @@ class Function:
         tensors = []
         output_template = _outputs(outputs, tensors)
         recorder.set_outputs(tensors)
-        self._plans[key] = (Plan(recorder.graph), output_template)
+        layers = {id(layer): layer for layer in recorder.layers_called}.values()
+        self._plans[key] = (Plan(recorder.graph), output_template,
+                            [(weakref.ref(layer), layer.version) for layer in layers])
+        self._plans.move_to_end(key)
         while len(self._plans) > self.max_signatures:
             self._plans.popitem(last=False)
         return outputs
@@ -83,19 +103,40 @@ def _is_array(value):
     return isinstance(value, devices.array_types) or (isinstance(value, Tensor) and not isinstance(value, Variable))
 
 
-def _spec(value, arrays):
-    """A hashable description of the arguments; their tensors and arrays are appended to ``arrays``."""
+def _still_valid(layer_versions):
+    for ref, version in layer_versions:
+        layer = ref()
+        if layer is None or layer.version != version:
+            return False
+    return True
+
+
+def _spec(value, arrays, objects):
+    """A hashable description of the arguments; their tensors and arrays are appended to ``arrays``, the
+    objects that count by identity to ``objects``."""
     if _is_array(value):
         array = value.data if isinstance(value, Tensor) else placed(value)
         arrays.append(array)
         return ("array", array.shape, array.dtype.str)
     if isinstance(value, (list, tuple)):
-        return (type(value).__name__,) + tuple(_spec(v, arrays) for v in value)
+        return (type(value).__name__,) + tuple(_spec(v, arrays, objects) for v in value)
     if isinstance(value, dict):
-        return ("dict",) + tuple((k, _spec(v, arrays)) for k, v in sorted(value.items(), key=lambda kv: str(kv[0])))
-    if isinstance(value, Variable) or not _hashable(value):
-        return ("object", id(value))
+        return ("dict",) + tuple((k, _spec(v, arrays, objects))
+                                 for k, v in sorted(value.items(), key=lambda kv: str(kv[0])))
+    if isinstance(value, Variable) or not _hashable(value) or type(value).__hash__ is object.__hash__:
+        if _weakly_referable(value):
+            objects.append(value)
+            return ("object", id(value))
+        return ("value", type(value).__name__, value) if _hashable(value) else ("object", id(value))
     return ("value", type(value).__name__, value)
+
+
+def _weakly_referable(value):
+    try:
+        weakref.ref(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _hashable(value):

@@ -1,13 +1,23 @@
-"""The Layer base class: weights created in build(), computation in call(), tracking of sublayers."""
+"""The Layer base class: weights created in build(), computation in call(), tracking of sublayers.
+
+Every layer has a ``version`` that changes whenever what it computes may change: a public attribute set
+to a new value (a Dropout rate, an activation), a weight or sublayer added, ``trainable`` set. The new
+version reaches every layer that holds it, so a model's own version says whether its cached variable
+lists and its compiled steps still hold; building a layer elsewhere changes nothing here.
+"""
 import functools
 import inspect
+import itertools
+import weakref
 
 from backprop import devices, initializers, regularizers
 from backprop.naming import snake_case, unique_name
-from backprop.tensor import Tensor, Variable, as_array, placed, structure_version
+from backprop import tracing
+from backprop.tensor import Tensor, Variable, as_array, placed, trainable_version
 from backprop.xp import np
 
 FLOAT_DTYPES = ("float16", "float32", "float64")
+_clock = itertools.count(1)  # versions: every change takes the next number, so a holder's newest is the largest
 
 
 def float_dtype(dtype, what="layer"):
@@ -20,6 +30,21 @@ def float_dtype(dtype, what="layer"):
     if name not in FLOAT_DTYPES:
         raise ValueError(f"{what}: dtype must be one of {', '.join(FLOAT_DTYPES)}, got {dtype!r}")
     return np.dtype(name)
+
+
+_MISSING = object()
+
+
+def _call(reference):
+    return reference()
+
+
+def _differs(old, new):
+    """Whether setting an attribute from ``old`` to ``new`` is a change (equal numbers and strings are not)."""
+    if old is new:
+        return False
+    simple = (bool, int, float, str, type(None))
+    return not (type(old) is type(new) and isinstance(new, simple) and old == new)
 
 
 def to_input(value, dtype, layer=None):
@@ -41,6 +66,8 @@ class Layer:
     """Subclass and write ``build(input_shape)`` (create weights with ``add_weight``) and ``call(inputs)``."""
 
     _takes_training = True
+    _version = 0
+    _bookkeeping = frozenset()  # attributes that record what happened, not what is computed: no new version
 
     def __init_subclass__(cls, **kwargs):
         """Note whether ``call`` accepts ``training``; make a direct ``layer.build(shape)`` mark the
@@ -81,14 +108,44 @@ class Layer:
             for index, item in enumerate(value):
                 if isinstance(item, Layer):
                     self._track(item, f"{name}.{index}")
+        if not name.startswith("_") and name not in self._bookkeeping and \
+                not isinstance(getattr(type(self), name, None), property) and _differs(self.__dict__.get(name, _MISSING), value):
+            self._changed()
         object.__setattr__(self, name, value)
+
+    @property
+    def version(self):
+        """Changes whenever this layer or a layer inside it may compute something else (see the module docstring)."""
+        return self._version
+
+    def _changed(self):
+        """A new version for this layer and every layer holding it."""
+        version, pending, seen = next(_clock), [self], set()
+        while pending:
+            layer = pending.pop()
+            if id(layer) not in seen:
+                seen.add(id(layer))
+                object.__setattr__(layer, "_version", version)
+                pending.extend(holder for holder in map(_call, layer.__dict__.get("_holders", ())) if holder is not None)
+
+    def __getstate__(self):  # a copy's holders register again as it is rebuilt (weak references don't copy)
+        state = dict(self.__dict__)
+        state.pop("_holders", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        for layer in self.__dict__.get("_layers", ()):
+            layer.__dict__.setdefault("_holders", []).append(weakref.ref(self))
 
     def _track(self, layer, key=None):
         """Remember a sublayer; ``key`` (its attribute name) identifies its weights in saved files."""
         layers = self.__dict__.setdefault("_layers", [])  # works before super().__init__() too
         if layer is not self and not any(layer is known for known in layers):
             layers.append(layer)
-            structure_version[0] += 1
+            holders = layer.__dict__.setdefault("_holders", [])
+            holders[:] = [holder for holder in holders if holder() is not None] + [weakref.ref(self)]
+            self._changed()
             if self.__dict__.get("_dtype_given"):
                 layer._inherit_dtype(self.dtype)
             self.__dict__.setdefault("_layer_keys", {})[id(layer)] = key or layer.name
@@ -113,7 +170,7 @@ class Layer:
                             name=name or f"weight_{len(self._weights)}", copy=False)  # the initializer's own array
         variable.path = f"{self.name}/{variable.name}"
         self._weights.append(variable)
-        structure_version[0] += 1
+        self._changed()
         regularizer = regularizers.get(regularizer)
         if regularizer is not None:
             self._regularized.append((regularizer, variable))
@@ -130,12 +187,13 @@ class Layer:
         return devices.of(variables[0].data) if variables else devices.current()
 
     def _cached(self, key, compute):
-        """``compute()``, remembered until the model's structure changes (see tensor.structure_version)."""
+        """``compute()``, remembered until this layer's version or a variable's trainable flag changes."""
         cache = self.__dict__.setdefault("_cache", {})
         version, value = cache.get(key, (None, None))
-        if version != structure_version[0]:
+        now = (self._version, trainable_version[0])
+        if version != now:
             value = compute()
-            cache[key] = (structure_version[0], value)
+            cache[key] = (now, value)
         return value
 
     @property
@@ -173,6 +231,7 @@ class Layer:
     def trainable(self, value):
         """Freeze (False) or unfreeze this layer and everything inside it."""
         self._trainable = bool(value)
+        self._changed()
         for variable in self._weights:
             variable.trainable = value
         for layer in self._layers:
@@ -236,6 +295,9 @@ class Layer:
             outputs = self.call(inputs, training=training, **kwargs)
         else:
             outputs = self.call(inputs, **kwargs)
+        recorder = tracing.current.get()
+        if recorder is not None:  # a recording depends on what this layer is now
+            recorder.layers_called.append(self)
         if self.output_shape is None and isinstance(outputs, Tensor):
             object.__setattr__(self, "output_shape", (None,) + outputs.shape[1:])
         return outputs

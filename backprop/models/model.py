@@ -15,6 +15,8 @@ class Model(Layer):
     """Subclass with ``call(self, inputs, training=None)``, use Sequential, or connect layers from
     ``bp.Input`` and call ``bp.Model(inputs, outputs)`` (the functional API)."""
 
+    _bookkeeping = frozenset({"history", "stop_training", "preprocessing"})
+
     def __new__(cls, *args, **kwargs):
         if cls is Model and (len(args) >= 2 or "inputs" in kwargs or "outputs" in kwargs):
             from backprop.models.functional import Functional
@@ -146,7 +148,7 @@ class Model(Layer):
         return self
 
     def __getstate__(self):
-        state = dict(self.__dict__)
+        state = super().__getstate__()
         state.pop("_train_steps", None)  # compiled steps hold closures; a copy traces its own
         return state
 

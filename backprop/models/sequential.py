@@ -4,7 +4,6 @@ from backprop.layers.layer import Layer
 from backprop.layers.symbolic import SymbolicTensor
 from backprop.models.model import Model
 from backprop.saving.registry import lookup
-from backprop.tensor import structure_version
 
 
 class Sequential(Model):
@@ -39,7 +38,7 @@ class Sequential(Model):
     def pop(self):
         layer = self._stack.pop()
         self._layers.remove(layer)
-        structure_version[0] += 1
+        self._changed()
         return layer
 
     @property

@@ -1,10 +1,11 @@
 """The compiled training step: ``fit`` with ``jit_compile`` traces TrainStep once per input signature and
 replays the recorded ops (backprop.compiled.plan) on every later batch of that signature.
 
-A signature is the shapes and dtypes of x, y and the sample weights, plus the model's structure (which
-variables are trainable). Its first batch runs eagerly while recording; its second batch runs eagerly
-again and the two recordings must agree (same ops, same parameters, same constants: a value computed
-outside the ops from the data would differ); from the third batch on it is replayed. Anything that
+A signature is the shapes and dtypes of x, y and the sample weights, plus the model's version (any
+change to its layers: a Dropout rate, a frozen layer, a new weight) and which variables are trainable.
+Its first batch runs eagerly while recording; its second batch runs eagerly again and the two
+recordings must agree (same ops, same parameters, same constants: a value computed outside the ops
+from the data would differ); from the third batch on it is replayed. Anything that
 cannot be replayed faithfully makes the model train eagerly, with one warning. The labels are turned
 into what the loss kernel takes (``Loss.kernel_labels``) before the replay, since that is a function
 of the labels and of the predictions' shape alone.
@@ -15,7 +16,7 @@ from backprop import tape as tape_module
 from backprop.compiled.plan import Plan
 from backprop.ops import op as op_module
 from backprop.tape import GradientTape
-from backprop.tensor import Tensor, structure_version
+from backprop.tensor import Tensor, trainable_version
 from backprop.tracing import Graph, Recorder, TraceError, recording, same_computation
 from backprop.training import data
 from backprop.training.step import TrainStep
@@ -40,7 +41,7 @@ class CompiledTrainStep(TrainStep):
         super().__init__(model, guard_nonfinite, reduce_gradients)
         self.max_signatures = max_signatures
         self.signatures = collections.OrderedDict()
-        self.tracing_count = self.replays = 0
+        self.tracing_count = self.replays = self.unreplayed = 0
         self.fallback = None  # why the model trains eagerly, once it does
 
     def __call__(self, x, y, sample_weight=None):
@@ -50,12 +51,18 @@ class CompiledTrainStep(TrainStep):
         if self.fallback is not None or op_module.monitors.get() or tape_module.gradient_monitors.get():
             return super().__call__(x, y, sample_weight)
         key = (x.shape, x.dtype.str, np.shape(y), asarray(y).dtype.str,
-               None if sample_weight is None else (sample_weight.shape, sample_weight.dtype.str), structure_version[0])
+               None if sample_weight is None else (sample_weight.shape, sample_weight.dtype.str),
+               self.model._version, trainable_version[0])
         signature = self.signatures.get(key)
         if signature is None:
             signature = self.signatures[key] = _Signature()
             while len(self.signatures) > self.max_signatures:
-                self.signatures.popitem(last=False)
+                if self.signatures.popitem(last=False)[1].plan is None:
+                    self.unreplayed += 1
+            if self.unreplayed > self.max_signatures:
+                self._fall_back(f"the model changed at every step ({self.tracing_count} traces, none replayed): a "
+                                "layer attribute set during the step changes its version (see Layer.version)")
+                return super().__call__(x, y, sample_weight)
         if signature.plan is None:
             return self._traced(signature, x, y, sample_weight)
         self.signatures.move_to_end(key)
