@@ -47,6 +47,12 @@ def test_activation_layers_dropout_and_flatten(tmp_path, activation):
     assert_matches_predict(model, path, (2, 3))
 
 
+def test_stop_gradient_exports_as_identity(tmp_path):
+    model = bp.Sequential([bp.layers.Dense(4, input_shape=(3,)),
+                           bp.layers.Activation(lambda x: bp.stop_gradient(x) * 2.0), bp.layers.Dense(2)])
+    assert_matches_predict(model, model.export(tmp_path / "model.onnx"), (3,))
+
+
 def test_exact_gelu_and_activation_parameters(tmp_path):
     model = bp.Sequential([bp.layers.Dense(6, input_shape=(4,)),
                            bp.layers.Activation(lambda x: bp.ops.gelu(x, approximate=False)),

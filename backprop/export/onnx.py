@@ -185,7 +185,7 @@ TRANSLATIONS = {
     "sum": _reduce("ReduceSum"), "mean": _reduce("ReduceMean"), "max": _reduce("ReduceMax"),
     "min": _reduce("ReduceMin"), "logsumexp": _reduce("ReduceLogSumExp"),
     "reshape": _reshape, "transpose": _transpose, "expand_dims": _expand_dims, "squeeze": _squeeze,
-    "cast": _cast, "concat": _concat, "stack": _stack, "argmax": _argmax,
+    "cast": _cast, "concat": _concat, "stack": _stack, "argmax": _argmax, "stop_gradient": _unary("Identity"),
 }
 # Inputs that are parameters of the op rather than values of the graph (the condition of where is cast).
 _FLOAT_CONSTANT_OPS = set(TRANSLATIONS) - {"where", "cast", "argmax"}
