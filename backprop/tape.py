@@ -8,7 +8,6 @@ loop: no recursion, no depth limit.
 """
 import contextlib
 import contextvars
-import operator
 import threading
 from itertools import repeat
 
@@ -32,7 +31,6 @@ gradient_monitors = contextvars.ContextVar("backprop_gradient_monitors", default
 # output_gradients).
 gradient_hooks = contextvars.ContextVar("backprop_gradient_hooks", default=None)
 _wrap = Tensor._wrap
-_data = operator.attrgetter("data")
 
 
 def recording():
@@ -69,17 +67,18 @@ def unbroadcast(grad, shape):
     return grad.reshape(shape)
 
 
-def reverse(nodes, grads, keep, key, array_of, monitors=()):
+def reverse(nodes, grads, keep, values=None, monitors=()):
     """The reverse pass, shared by GradientTape and a replayed recording (backprop.compiled.plan).
 
-    ``nodes`` are ``(out, inputs, backward, needs, name)`` in the order the ops ran; ``key(handle)`` names
-    a value (a tensor's id, a replay's slot) and ``array_of(handle)`` gives its array. ``grads`` holds the
-    seed gradients by key and receives the rest; gradients of keys in ``keep`` are kept, the others freed
-    as soon as they are used. Each gradient is summed back to its input's shape and cast to its dtype;
-    gradients reaching one value add up in the order the nodes are visited.
+    ``nodes`` are ``(out, inputs, backward, needs, name)`` in the order the ops ran. Their handles are
+    tensors (a tape's: a value is named by its id) or, given ``values``, slots of that list (a replay's).
+    ``grads`` holds the seed gradients by name and receives the rest; gradients of names in ``keep`` are
+    kept, the others freed as soon as they are used. Each gradient is summed back to its input's shape
+    and cast to its dtype; gradients reaching one value add up in the order the nodes are visited.
     """
+    slots = values is not None
     for out, inputs, backward, needs, name in reversed(nodes):
-        k = key(out)
+        k = out if slots else id(out)
         g = grads.get(k) if k in keep else grads.pop(k, None)
         if g is None:
             continue
@@ -88,12 +87,14 @@ def reverse(nodes, grads, keep, key, array_of, monitors=()):
                 continue
             for monitor in monitors:
                 monitor(name, position, gx, g)
-            data = array_of(x)
+            if slots:
+                data, k = values[x], x
+            else:
+                data, k = x.data, id(x)
             if gx.shape != data.shape:
                 gx = unbroadcast(gx, data.shape)
             if gx.dtype != data.dtype:
                 gx = gx.astype(data.dtype)
-            k = key(x)
             grads[k] = grads[k] + gx if k in grads else gx
 
 
@@ -212,7 +213,7 @@ class GradientTape:
         return grads
 
     def _backpropagate(self, grads, keep):
-        reverse(self._nodes, grads, keep, id, _data, gradient_monitors.get())
+        reverse(self._nodes, grads, keep, monitors=gradient_monitors.get())
 
     def _check_source(self, source, sources):
         if not isinstance(source, Tensor):

@@ -27,6 +27,7 @@ class _Births(threading.local):
 
 
 births = _Births()
+recordings = [0]  # recordings running in any thread: tested before the per-thread lookups, which cost more
 
 _BAD_KINDS = {"U": "string", "S": "bytes", "O": "object", "c": "complex", "V": "void", "M": "datetime", "m": "timedelta"}
 
@@ -93,7 +94,7 @@ class Tensor:
         """Fast constructor for op results: no conversion, no checks."""
         tensor = object.__new__(Tensor)
         tensor.data = array if isinstance(array, devices.array_types) else np.asarray(array)
-        if births.hook is not None:
+        if recordings[0] and births.hook is not None:
             births.hook(tensor)
         return tensor
 

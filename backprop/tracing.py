@@ -20,12 +20,13 @@ import contextlib
 import contextvars
 import functools
 import sys
+import threading
 from dataclasses import dataclass, field
 
 from backprop import tape as tape_module
 from backprop.devices import asarray
 from backprop.ops import op as op_module
-from backprop.tensor import Tensor, Variable, births, value_reads, variable_writes
+from backprop.tensor import Tensor, Variable, births, recordings, value_reads, variable_writes
 
 _TENSOR_FILE = sys.modules[Tensor.__module__].__file__
 from backprop.xp import np
@@ -334,13 +335,20 @@ def _set(pairs):
             variable.reset(token)
 
 
+_counting = threading.Lock()
+
+
 @contextlib.contextmanager
 def _births_to(hook):
     before, births.hook = births.hook, hook
+    with _counting:
+        recordings[0] += 1
     try:
         yield
     finally:
         births.hook = before
+        with _counting:
+            recordings[0] -= 1
 
 
 @contextlib.contextmanager

@@ -93,7 +93,7 @@ class _Backpropagation:
         target = values[self.target]
         grads = {self.target: np.ones_like(target)}
         nodes = [(out, inputs, backwards[position], needs, name) for position, out, inputs, needs, name in self.steps]
-        reverse(nodes, grads, set(self.sources), int, values.__getitem__)
+        reverse(nodes, grads, set(self.sources), values)
         zeros = self.unconnected == "zero"
         return [grads[slot] if slot in grads else np.zeros_like(values[slot]) if zeros else None
                 for slot in self.sources]

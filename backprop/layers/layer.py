@@ -13,7 +13,7 @@ import weakref
 from backprop import devices, initializers, regularizers
 from backprop.naming import snake_case, unique_name
 from backprop import tracing
-from backprop.tensor import Tensor, Variable, as_array, placed, trainable_version
+from backprop.tensor import Tensor, Variable, as_array, placed, recordings, trainable_version
 from backprop.xp import np
 
 FLOAT_DTYPES = ("float16", "float32", "float64")
@@ -295,9 +295,10 @@ class Layer:
             outputs = self.call(inputs, training=training, **kwargs)
         else:
             outputs = self.call(inputs, **kwargs)
-        recorder = tracing.current.get()
-        if recorder is not None:  # a recording depends on what this layer is now
-            recorder.layers_called.append(self)
+        if recordings[0]:
+            recorder = tracing.current.get()
+            if recorder is not None:  # a recording depends on what this layer is now
+                recorder.layers_called.append(self)
         if self.output_shape is None and isinstance(outputs, Tensor):
             object.__setattr__(self, "output_shape", (None,) + outputs.shape[1:])
         return outputs

@@ -15,7 +15,7 @@ from backprop.devices import memory_errors, to_host
 from backprop.training import data
 from backprop.training.interrupts import deferred_interrupts
 from backprop.training.logs import Accumulators, LazyLogs
-from backprop.training import compiled, parallel
+from backprop.training import compiled, parallel, threads
 from backprop.training.step import test_step
 from backprop.user_warnings import warn
 
@@ -73,7 +73,8 @@ class Trainer:
             hooks.on_train_begin()
             if backup is not None:
                 self._resume(backup, x, y, batch_size)
-            with deferred_interrupts(backup is not None) as interrupted, memory_errors("fit", batch_size):
+            with deferred_interrupts(backup is not None) as interrupted, memory_errors("fit", batch_size), \
+                    threads.blas_threads(threads.threads_for(threads.dense_flops(model, batch_size))):
                 self._epochs(x, y, sample_weight, batch_size, epochs, shuffle, validation_data, hooks, backup,
                              interrupted)
             self.completed = True
