@@ -377,8 +377,6 @@ def cmd_evaluate(args):
         names = header or [f"column_{i + 1}" for i in range(len(rows[0][1]))]
         target = csv_reader.target_index(config.target, names, args.data)
         classes = preprocessor.classes if preprocessor.task == "classification" else None
-        if classes and all(c.isdigit() for c in classes):
-            classes = None  # numeric labels are read as numbers
         y, _, _ = csv_reader.parse_target(rows, target, names[target], args.data, preprocessor.task, classes)
     metrics = run.evaluate(model, x, y, preprocessor)
     print(json.dumps({k: round(v, 6) for k, v in metrics.items()}, indent=2))

@@ -472,3 +472,24 @@ def test_export_refuses_a_directory_and_writes_through_dev_null(trained_run, emp
                      "is a directory, not a regular file", empty_dir, before)
     result = backprop("export", trained_run, "--format", "onnx", "--output", "/dev/null", cwd=empty_dir)
     assert result.returncode == 0, result.stderr
+
+
+def test_evaluate_maps_numeric_class_labels_as_training_did(empty_dir):
+    """Labels 1/2 are classes '1'/'2' (indices 0/1): evaluate scored them as indices 1/2 (accuracy 0.39 where
+    predict gave 0.88), labels 1/2/3 failed with a loss error, and an unseen label is refused by name."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2))
+    label = np.where(x[:, 0] > 0, 2, 1)
+    write_csv(empty_dir / "t.csv", [f"{a:.4f},{b:.4f},{c}" for (a, b), c in zip(x, label)])
+    assert backprop("train", "--data", "t.csv", "--target", "label", "--epochs", "30", "--quiet", "--no-plots",
+                    "--out", "r", cwd=empty_dir).returncode == 0
+    result = backprop("evaluate", "r", "--data", "t.csv", "--target", "label", cwd=empty_dir)
+    assert result.returncode == 0, result.stderr
+    accuracy = json.loads(result.stdout)["test_accuracy"]
+    assert backprop("predict", "r", "--input", "t.csv", "--output", "p.csv", cwd=empty_dir).returncode == 0
+    predicted = [line.split(",")[0] for line in (empty_dir / "p.csv").read_text().splitlines()[1:]]
+    assert accuracy == pytest.approx(np.mean(np.array(predicted) == label.astype(str)), abs=1e-6) and accuracy > 0.8
+    write_csv(empty_dir / "three.csv", ["0.1,0.2,1", "0.3,0.1,3.0"])
+    before = sorted(p.name for p in empty_dir.iterdir())
+    assert_bad_input(backprop("evaluate", "r", "--data", "three.csv", "--target", "label", cwd=empty_dir),
+                     "three.csv:3: column 'label': unknown class '3.0'; the model knows 1, 2", empty_dir, before)

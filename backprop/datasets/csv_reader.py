@@ -190,11 +190,12 @@ def _target(rows, index, name, path, task, classes):
             bad = next((line, cell) for line, cell in cells if not NUMBER.match(cell))
             raise DataError(f"{path}:{bad[0]}: column '{name}' ({index + 1}): cannot parse '{bad[1]}' as a number")
         classes = list(classes) if classes is not None else sorted({cell for _, cell in cells})
-        lookup = {c: i for i, c in enumerate(classes)}
-        unknown = next(((line, cell) for line, cell in cells if cell not in lookup), None)
+        indices = [_class_index(cell, classes) for _, cell in cells]
+        unknown = next(((line, cell) for (line, cell), i in zip(cells, indices) if i is None), None)
         if unknown:
-            raise DataError(f"{path}:{unknown[0]}: column '{name}': unknown class '{unknown[1]}'; known: {', '.join(classes)}")
-        return numpy.array([lookup[cell] for _, cell in cells], dtype=numpy.int64), classes, "classification"
+            raise DataError(f"{path}:{unknown[0]}: column '{name}': unknown class '{unknown[1]}'; the model knows "
+                            f"{', '.join(classes)}")
+        return numpy.array(indices, dtype=numpy.int64), classes, "classification"
     values = numpy.array([parse_number(cell, path, line, name, index + 1) for line, cell in cells])
     if task == "auto":
         whole = numpy.all(values == numpy.round(values)) and values.min() >= 0
@@ -206,6 +207,16 @@ def _target(rows, index, name, path, task, classes):
     if task != "regression":
         raise ValueError(f"task must be 'auto', 'classification' or 'regression', got {task!r}")
     return values.astype(numpy.float32), None, task
+
+
+def _class_index(cell, classes):
+    """The position of ``cell`` among ``classes``; a number matches a numeric class of the same value ('2.0'
+    is class '2'). None when it is none of them."""
+    if cell in classes:
+        return classes.index(cell)
+    if NUMBER.match(cell):
+        return next((i for i, c in enumerate(classes) if NUMBER.match(c) and float(c) == float(cell)), None)
+    return None
 
 
 def load_features(path, feature_names, ignore=()):
