@@ -128,6 +128,11 @@ def _from_csv(config):
     target = csv_reader.target_index(config.target, names, path)
     notices = []
     cells = [row for _, row in rows]
+    if config.target is None:
+        reason = tabular.implausible_target(names[target], [row[target] for row in cells])
+        if reason:
+            raise csv_reader.DataError(f"{path}: no --target given, and the last column '{names[target]}' {reason}; "
+                                       f"name the column to predict with --target (columns: {', '.join(names)})")
     chosen = tabular.choose_columns(names, cells, target, config.features, config.drop, notices, path)
     if config.missing == "drop":
         rows = [(line, row) for line, row in rows if not any(tabular.is_missing(row[i]) for i in chosen + [target])]
@@ -208,6 +213,9 @@ def build_model(config, n_features, data, dropout):
 def describe(config, data, model, dropout, patience):
     """What is about to be trained on what (a line, plus notices about dropped columns and small data)."""
     kind = (f"{len(data.classes)} classes" if data.task == "classification" else "regression")
+    target = data.preprocessor.target
+    kind = f"target '{target}'" + (" (the last column; --target picks another)" if config.target is None and
+                                   not raw_arrays_named(config) else "") + f", {kind}"
     sizes = "-".join(str(n) for n in [data.x_train.shape[1], *config.layers, model.layers[-1].units])
     lines = data.notices + [
         f"{config.data}: {len(data.x_train):,} training / {len(data.x_test):,} test examples, "
@@ -219,6 +227,11 @@ def describe(config, data, model, dropout, patience):
         lines.append(f"validation: {n_val} examples (few: early stopping follows a noisy signal; --val-split "
                      "sets the fraction)")
     return "\n".join(lines)
+
+
+def raw_arrays_named(config):
+    """Whether the data is a bundled or toy dataset (its target is fixed), not a file."""
+    return config.data in bp.datasets.BUNDLED or config.data in bp.datasets.TOYS
 
 
 def check_config(config):

@@ -493,3 +493,62 @@ def test_evaluate_maps_numeric_class_labels_as_training_did(empty_dir):
     before = sorted(p.name for p in empty_dir.iterdir())
     assert_bad_input(backprop("evaluate", "r", "--data", "three.csv", "--target", "label", cwd=empty_dir),
                      "three.csv:3: column 'label': unknown class '3.0'; the model knows 1, 2", empty_dir, before)
+
+
+# --- tables that trained on the wrong thing with exit 0 (issue #29) ---------------------------------------------
+def numeric_rows(count=40, seed=0):
+    rng = np.random.default_rng(seed)
+    return [(f"{a:.4f}", f"{b:.4f}") for a, b in rng.normal(size=(count, 2))]
+
+
+@pytest.mark.parametrize("bad", ["abc", "inf", "0x1f", "1_000"])
+def test_one_bad_cell_in_a_numeric_column_is_an_error_naming_it(empty_dir, bad):
+    rows = [f"{a},{b},{i % 2}" for i, (a, b) in enumerate(numeric_rows())]
+    rows[17] = f"{bad},{rows[17].split(',')[1]},1"
+    write_csv(empty_dir / "data.csv", rows)
+    before = sorted(p.name for p in empty_dir.iterdir())
+    assert_bad_input(backprop("train", "--data", "data.csv", "--target", "label", "--epochs", "1", cwd=empty_dir),
+                     f"data.csv:19: column 'a' (1): cannot parse '{bad}' as a number", empty_dir, before)
+
+
+def test_a_regression_target_with_one_stray_cell_is_an_error_not_classes(empty_dir):
+    rows = [f"{a},{b},{float(a) * 3:.3f}" for a, b in numeric_rows(60)]
+    rows[30] = rows[30].rsplit(",", 1)[0] + ",inf"
+    write_csv(empty_dir / "data.csv", rows, header="a,b,price")
+    before = sorted(p.name for p in empty_dir.iterdir())
+    assert_bad_input(backprop("train", "--data", "data.csv", "--target", "price", cwd=empty_dir),
+                     "data.csv:32: column 'price' (3): cannot parse 'inf' as a number", empty_dir, before)
+
+
+def test_row_names_of_a_sampled_table_are_dropped(empty_dir):
+    rng = np.random.default_rng(0)
+    ids = np.sort(rng.choice(5000, 60, replace=False)) + 1
+    rows = [f"{i},{a},{b},{int(float(a) > 0)}" for i, (a, b) in zip(ids, numeric_rows(60))]
+    for header in ("rownames,a,b,label", "n,a,b,label"):  # by its name, or by its rising numbers
+        write_csv(empty_dir / "data.csv", rows, header=header)
+        result = backprop("train", "--data", "data.csv", "--target", "label", "--epochs", "1", "--no-plots",
+                          "--out", "r", "--force", cwd=empty_dir)
+        assert result.returncode == 0, result.stderr
+        assert f"dropped column '{header.split(',')[0]}'" in result.stdout and "2 features" in result.stdout
+
+
+def test_a_decimal_comma_table_reads_its_numbers(empty_dir):
+    rows = [f"{a};{b};{'yes' if float(a) > 0 else 'no'}".replace(".", ",") for a, b in numeric_rows(60)]
+    write_csv(empty_dir / "data.csv", rows, header="a;b;passed")
+    result = backprop("train", "--data", "data.csv", "--target", "passed", "--epochs", "1", "--no-plots", "--out", "r",
+                      cwd=empty_dir)
+    assert result.returncode == 0, result.stderr
+    assert "2 features" in result.stdout  # two numeric columns, not one-hot text
+    assert json.loads((empty_dir / "r" / "preprocessing.json").read_text())["columns"][0]["kind"] == "numeric"
+
+
+def test_a_missing_target_option_names_the_target_or_refuses_a_date(empty_dir):
+    rows = [f"{a},{b},{2007 + i % 3}" for i, (a, b) in enumerate(numeric_rows(60))]
+    write_csv(empty_dir / "data.csv", rows, header="a,b,year")
+    before = sorted(p.name for p in empty_dir.iterdir())
+    assert_bad_input(backprop("train", "--data", "data.csv", cwd=empty_dir),
+                     "no --target given, and the last column 'year' says when a row was recorded", empty_dir, before)
+    write_csv(empty_dir / "data.csv", [row.rsplit(",", 1)[0] + f",{i % 2}" for i, row in enumerate(rows)],
+              header="a,b,outcome")
+    result = backprop("train", "--data", "data.csv", "--epochs", "1", "--no-plots", "--out", "r", cwd=empty_dir)
+    assert result.returncode == 0 and "target 'outcome' (the last column; --target picks another)" in result.stdout

@@ -71,7 +71,17 @@ def read_rows(path, delimiter=None, text=None):
                 rows.append((reader.line_num, [cell.strip() for cell in row]))
     except csv.Error as error:
         raise DataError(f"{path}:{reader.line_num + 1}: {error}") from None
+    if delimiter == ";":  # the European convention: decimal commas (39,1 and 1.234,5)
+        rows = [(line, [_decimal_point(cell) for cell in cells]) for line, cells in rows]
     return rows  # csv refuses a field over 131,072 characters itself (an error above)
+
+
+DECIMAL_COMMA = re.compile(r"^[+-]?(\d{1,3}(\.\d{3})+|\d*),\d+([eE][+-]?\d+)?$")
+
+
+def _decimal_point(cell):
+    """'39,1' -> '39.1' and '1.234,5' -> '1234.5' in a ';'-separated file; any other cell unchanged."""
+    return cell.replace(".", "").replace(",", ".") if DECIMAL_COMMA.match(cell) else cell
 
 
 def parse_number(text, path, line, name, index):
@@ -184,7 +194,12 @@ def _target(rows, index, name, path, task, classes):
         if cell.lower() in MISSING:
             raise DataError(f"{path}:{line}: column '{name}' ({index + 1}): missing target value "
                             "(--missing drop drops such rows)")
-    numeric = all(NUMBER.match(cell) for _, cell in cells)
+    numbers = sum(1 for _, cell in cells if NUMBER.match(cell))
+    numeric = numbers == len(cells)
+    if classes is None and not numeric and numbers * 2 > len(cells) and task != "classification":
+        line, cell = next((line, cell) for line, cell in cells if not NUMBER.match(cell))  # a stray cell, not classes
+        raise DataError(f"{path}:{line}: column '{name}' ({index + 1}): cannot parse '{cell}' as a number (the "
+                        "other values are numbers; --task classification reads them all as class names)")
     if classes is not None or not numeric:
         if task == "regression":
             bad = next((line, cell) for line, cell in cells if not NUMBER.match(cell))

@@ -14,7 +14,8 @@ import numpy
 from backprop.datasets.csv_reader import MISSING, NUMBER, DataError, parse_number
 
 NUMBERISH = re.compile(r"^[+-]?(inf(inity)?|nan|0x[0-9a-f]+|[\d_.]+([eE][+-]?[\d_]+)?)$", re.IGNORECASE)
-IDENTIFIER_NAME = re.compile(r"^(id|.*[_\- ]id|.*ID|index|uuid|key|row(_?num(ber)?)?)$", re.IGNORECASE)
+IDENTIFIER_NAME = re.compile(r"^(|id|.*[_\- ]id|.*ID|index|uuid|key|row(_?num(ber)?)?|row_?names?|unnamed: ?0)$",
+                             re.IGNORECASE)
 MISSING_CHOICES = ("error", "drop", "mean")
 
 
@@ -237,19 +238,32 @@ def choose_columns(names, rows, target_index, features, drop, notices, path):
     return chosen
 
 
+WHEN_NAME = re.compile(r"^(year|yr|date|time|timestamp|datetime|month|day|week|hour|minute|second)s?$", re.IGNORECASE)
+
+
+def implausible_target(name, cells):
+    """Why a column given no --target (the last one) is unlikely to be what the user wants to predict, or None."""
+    if WHEN_NAME.match(name):
+        return "says when a row was recorded"
+    reason = _identifier_reason(name, cells)
+    return f"looks like an identifier ({reason})" if reason else None
+
+
 def _identifier_reason(name, cells):
     """Why a column looks like a row identifier rather than a feature, or None."""
     present = [c for c in cells if not is_missing(c)]
     if len(present) < 10 or len(set(present)) < len(present):
         return None
-    if not all(NUMBER.match(c) for c in present):
-        return "a different text value in every row, like an identifier"
+    numbers = sum(1 for c in present if NUMBER.match(c))
+    if numbers < len(present):  # a few stray cells in a numeric column are errors for numeric_column to name
+        return "a different text value in every row, like an identifier" if numbers * 2 <= len(present) else None
     values = numpy.array([float(c) for c in present])
     if not numpy.all(values == numpy.round(values)):
         return None
     if IDENTIFIER_NAME.match(name):
         return "named like an identifier, with a different whole number in every row"
-    ordered = numpy.sort(values)
-    if numpy.all(numpy.diff(ordered) == 1):
+    if numpy.all(numpy.diff(numpy.sort(values)) == 1):
         return "the numbers of a row counter (every value from the smallest to the largest once)"
+    if numpy.all(numpy.diff(values) > 0):
+        return "a different whole number in every row, rising from the first row to the last, like row numbers"
     return None
