@@ -383,7 +383,14 @@ class _FunctionLoss(Loss):
     replayable = True  # the function gets the labels as a tensor: what it reads in Python, the tracer sees
 
     def kernel_labels(self, y_true, y_pred):
-        return _joined(y_true, y_pred)
+        """The labels at the predictions' rank, as Keras' function losses take them: (n,) labels for (n, 1)
+        predictions gain their last axis (a silent broadcast to (n, n) would train on the wrong loss)."""
+        labels = y_true if isinstance(y_true, Tensor) else asarray(y_true)  # a tensor through ops: traceable
+        if labels.ndim == y_pred.ndim - 1 and y_pred.shape[-1] == 1 and labels.shape == y_pred.shape[:-1]:
+            labels = ops.expand_dims(labels, -1) if isinstance(labels, Tensor) else labels[..., None]
+        elif labels.ndim == y_pred.ndim + 1 and labels.shape[-1:] == (1,) and labels.shape[:-1] == y_pred.shape:
+            labels = labels[..., 0]
+        return _joined(labels, y_pred)
 
     def from_kernel_labels(self, labels, y_pred, sample_weight=None):
         out = self.function(labels, y_pred)

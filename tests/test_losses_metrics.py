@@ -394,3 +394,18 @@ def test_metric_names_follow_keras():
     history = model.fit(rng.random((16, 2)), rng.integers(0, 2, 16), epochs=1, verbose=0)
     assert sorted(history.history) == ["accuracy", "binary_accuracy", "binary_accuracy_1", "loss", "mae",
                                        "mean_squared_error", "mse"]
+
+
+def test_a_loss_function_gets_labels_at_the_predictions_rank():
+    """(n,) labels against (n, 1) predictions broadcast to (n, n) and trained towards w = 0 (issue #29)."""
+    x = np.random.default_rng(0).normal(size=(64, 1)).astype(np.float32)
+    bp.random.set_seed(0)
+    model = bp.Sequential([bp.Input(shape=(1,)), bp.layers.Dense(1)])
+    model.compile(optimizer=bp.optimizers.SGD(0.1), loss=lambda y, p: bp.mean(bp.square(y - p)))
+    model.fit(x, 3 * x[:, 0], epochs=30, verbose=0)
+    assert model.get_weights()[0][0, 0] == pytest.approx(3.0, abs=0.05)
+    loss = bp.losses.get(lambda y, p: bp.mean(bp.square(y - p), axis=-1))
+    predictions = bp.tensor(np.ones((4, 1), np.float32))
+    assert float(loss(bp.tensor(np.zeros((4, 1, 1), np.float32)), predictions)) == 1.0  # (n, 1, 1): one axis less
+    traced = bp.function(lambda y, p: loss(y, p))  # inside a trace the reshape is an op: new labels each call
+    assert [float(traced(bp.tensor(np.full(4, v, np.float32)), predictions)) for v in (1.0, 3.0)] == [0.0, 4.0]

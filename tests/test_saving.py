@@ -309,6 +309,17 @@ def test_layer_dtypes_outside_the_float_types_are_refused(saved, tmp_path, dtype
         bp.models.load_model(tmp_path / "dtype.bp")
 
 
+def test_weights_go_by_name_when_every_name_matches_in_another_order(tmp_path):
+    """Two layers named dense_7 and dense_8, in the other order in the new model: by place they were swapped."""
+    first, second = bp.layers.Dense(2, name="dense_7"), bp.layers.Dense(2, name="dense_8")
+    saved = bp.Sequential([bp.Input(shape=(2,)), first, second])
+    saved.save_weights(tmp_path / "w.bp")
+    swapped = bp.Sequential([bp.Input(shape=(2,)), bp.layers.Dense(2, name="dense_8"), bp.layers.Dense(2, name="dense_7")])
+    swapped.load_weights(tmp_path / "w.bp")
+    np.testing.assert_array_equal(swapped.layers[1].kernel.numpy(), first.kernel.numpy())
+    np.testing.assert_array_equal(swapped.layers[0].kernel.numpy(), second.kernel.numpy())
+
+
 def test_a_model_built_twice_in_one_process_loads_the_first_ones_weights(tmp_path):
     """Automatic layer names count up (dense_4 saved, dense_6 loading): the weights still find their places,
     as Keras 3's do; names given by hand must match, and shapes always."""

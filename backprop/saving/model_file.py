@@ -270,8 +270,8 @@ def _by_position_if_only_layer_names_differ(pairs, tensors):
     after; a hand-named block_1 matches block_2 too). Automatic names count up per process, so a model built twice has dense_2 where the file has
     dense; Keras 3 finds weights by their place in the model, not by these names."""
     names = list(tensors)
-    if names == [name for name, _ in pairs] or len(names) != len(pairs):
-        return tensors
+    if set(names) == {name for name, _ in pairs} or len(names) != len(pairs):
+        return tensors  # every name matches (in any order): by name
     if any(_without_counters(name) != _without_counters(saved) for (name, _), saved in zip(pairs, names)):
         return tensors
     return {name: tensors[saved] for (name, _), saved in zip(pairs, names)}
