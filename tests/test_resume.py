@@ -263,6 +263,7 @@ def test_every_backup_damaged_names_them_in_process(tmp_path):
     assert str(error.value) == expected
 
 
+@pytest.mark.filterwarnings("ignore:fit. the loss became NaN")  # the data's NaN, on purpose
 def test_a_backup_holding_a_nan_still_resumes(tmp_path):
     """Backups are the run's exact state: NaN weights and logs (allow_nonfinite) are restored, not refused."""
     x = np.random.default_rng(1).normal(size=(96, 3))

@@ -59,6 +59,9 @@ CASES = {
     "missing gradient": (missing_gradient, "no gradient for"),
     "nested tapes": (two_tapes, "inside another recording tape"),
     "divergence": (divergence, "fit: the loss grew"),
+    "divergence to NaN": (lambda: model(None, optimizer=bp.optimizers.SGD(1e6), loss="mse").fit(X * 100, Y, epochs=3,
+                                                                                            verbose=0),
+                          "fit: the loss became NaN or infinite"),
 }
 
 

@@ -74,7 +74,8 @@ class Trainer:
             if backup is not None:
                 self._resume(backup, x, y, batch_size)
             with deferred_interrupts(backup is not None) as interrupted, memory_errors("fit", batch_size), \
-                    threads.blas_threads(threads.threads_for(threads.dense_flops(model, batch_size))):
+                    threads.blas_threads(threads.threads_for(threads.dense_flops(model, batch_size))), \
+                    numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a blow-up: _diagnose
                 self._epochs(x, y, sample_weight, batch_size, epochs, shuffle, validation_data, hooks, backup,
                              interrupted)
             self.completed = True
@@ -86,10 +87,13 @@ class Trainer:
         return self.history
 
     def _diagnose(self):
-        """A loss that grew by orders of magnitude without becoming NaN ends the fit with a diagnosis."""
+        """A loss that became NaN or infinite, or grew by orders of magnitude, ends the fit with a diagnosis (in
+        place of NumPy's overflow warnings, which point inside backprop)."""
         from backprop.tools import diagnose_divergence
         losses = self.history.history.get("loss", [])
-        if losses and all(math.isfinite(v) for v in losses):
+        if any(getattr(c, "guards_updates", False) for c in self.callbacks):
+            return  # TerminateOnNaN says it itself, with the batch it stopped at
+        if losses:
             diagnosis = diagnose_divergence(losses, self.model.optimizer.learning_rate)
             if diagnosis:
                 warn(f"fit: {diagnosis}")
