@@ -1,4 +1,6 @@
 """Weight penalties added to the training loss: L1, L2 and both together."""
+import math
+
 from backprop import ops
 
 
@@ -12,6 +14,9 @@ class L1L2(Regularizer):
 
     def __init__(self, l1=0.0, l2=0.0):
         self.l1, self.l2 = float(l1), float(l2)
+        for name, value in (("l1", self.l1), ("l2", self.l2)):
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"regularizer: {name} must be a finite number >= 0, got {value!r}")
 
     def __call__(self, weight):
         penalty = 0.0

@@ -185,3 +185,37 @@ def test_uniform_initializers_draw_the_same_numbers_without_a_float64_copy():
     expected = np.random.default_rng(7).uniform(-limit, limit, (1000, 2000)).astype(np.float32)
     again = bp.initializers.VarianceScaling(1.0, "fan_avg", "uniform", seed=7)((1000, 2000), dtype="float32")
     assert np.array_equal(again, expected)
+
+
+# --- arguments that trained wrongly or failed inside NumPy are refused naming themselves (issue #29) -------
+@pytest.mark.parametrize("make, message", [
+    (lambda: bp.Input(shape=(-1,)), r"Input: shape must hold positive whole numbers \(or None\), got \(-1,\)"),
+    (lambda: bp.Input(shape=(0,)), r"Input: shape .* got \(0,\)"),
+    (lambda: bp.Input(shape=(2.5,)), r"Input: shape .* got \(2.5,\)"),
+    (lambda: bp.layers.Dense(4, input_shape=(-2,)), r"Dense input_shape .* got \(-2,\)"),
+    (lambda: bp.layers.Dense(4, input_dim=True), r"Dense input_dim .* got \(True,\)"),
+    (lambda: bp.regularizers.L2(-1), "regularizer: l2 must be a finite number >= 0, got -1.0"),
+    (lambda: bp.regularizers.L1(float("nan")), "regularizer: l1 must be a finite number >= 0, got nan"),
+    (lambda: bp.optimizers.Adagrad(initial_accumulator_value=-1), "initial_accumulator_value must be a finite"),
+])
+def test_bad_arguments_are_refused_by_name(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+@pytest.mark.parametrize("weights", [{0: -1.0, 1: 1.0}, {0: float("nan"), 1: 1.0}, {0: float("inf"), 1: 1.0},
+                                     {0: "2", 1: 1.0}])
+def test_class_weights_must_be_finite_and_not_negative(weights):
+    model = bp.Sequential([bp.Input(shape=(2,)), bp.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss=bp.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = model.get_weights()
+    with pytest.raises(ValueError, match="class_weight: weights must be finite numbers >= 0"):
+        model.fit(np.ones((4, 2), np.float32), np.array([0, 1, 0, 1]), class_weight=weights, verbose=0)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_good_shapes_and_weights_still_pass():
+    assert bp.Input(shape=(None, 3)).shape == (None, None, 3)
+    assert bp.layers.Dense(2, input_shape=np.array([4])).input_shape == (4,)
+    assert bp.optimizers.Adagrad(initial_accumulator_value=np.float32(0.0)).initial_accumulator_value == 0

@@ -2,7 +2,7 @@
 import math
 
 from backprop import activations, initializers, ops, random, regularizers
-from backprop.layers.layer import Layer
+from backprop.layers.layer import Layer, example_shape
 from backprop.ops.nn import FUSED_ACTIVATIONS
 
 
@@ -128,7 +128,7 @@ class InputLayer(Layer):
         shape = shape if shape is not None else input_shape
         if shape is None:
             raise ValueError("Input: shape is required, e.g. Input(shape=(2,))")
-        super().__init__(input_shape=tuple(shape), **kwargs)
+        super().__init__(input_shape=example_shape(shape, "Input: shape"), **kwargs)
 
     def call(self, inputs):
         expected = self.input_shape

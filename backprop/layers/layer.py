@@ -32,6 +32,20 @@ def float_dtype(dtype, what="layer"):
     return np.dtype(name)
 
 
+def example_shape(shape, what="shape"):
+    """The shape of one example as a tuple of positive whole numbers (None: any size); anything else is refused
+    naming ``what`` (a -1, 0 or 2.5 reached NumPy's allocator, or was accepted)."""
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise ValueError(f"{what} must be a tuple of sizes, e.g. (2,), got {shape!r}") from None
+    for dim in dims:
+        whole = isinstance(dim, (int, np.integer)) and not isinstance(dim, bool)
+        if dim is not None and (not whole or dim <= 0):
+            raise ValueError(f"{what} must hold positive whole numbers (or None), got {shape!r}")
+    return tuple(None if d is None else int(d) for d in dims)
+
+
 _MISSING = object()
 
 
@@ -96,8 +110,8 @@ class Layer:
         self._dtype_given = dtype is not None
         self.built = False
         self._build_input_shape = None
-        self.input_shape = tuple(input_shape) if input_shape is not None else (
-            (input_dim,) if input_dim is not None else None)
+        self.input_shape = example_shape(input_shape, f"{type(self).__name__} input_shape") if input_shape is not None \
+            else example_shape((input_dim,), f"{type(self).__name__} input_dim") if input_dim is not None else None
         self.output_shape = None
 
     # --- tracking ---------------------------------------------------------------------

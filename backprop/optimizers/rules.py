@@ -3,6 +3,7 @@
 Each ``update`` writes into the variable's array and its slot arrays in place.
 """
 import math
+import numbers
 
 from backprop import devices
 from backprop.optimizers.optimizer import Optimizer, _check_positive, check_fraction
@@ -41,6 +42,10 @@ class Adagrad(Optimizer):
 
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, **kwargs)
+        if isinstance(initial_accumulator_value, bool) or not isinstance(initial_accumulator_value, numbers.Real) or \
+                not 0 <= initial_accumulator_value < float("inf"):
+            raise ValueError(f"Adagrad: initial_accumulator_value must be a finite number >= 0, got "
+                             f"{initial_accumulator_value!r} (the square root of a negative sum is NaN)")
         self.initial_accumulator_value, self.epsilon = initial_accumulator_value, epsilon
 
     def initial_slot(self, name, value):

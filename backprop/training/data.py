@@ -106,6 +106,10 @@ def class_weights(y, class_weight, sample_weight, dtype):
     missing = sorted(set(numpy.unique(classes).astype(int).tolist()) - set(class_weight))
     if missing:
         raise ValueError(f"class_weight has no weight for class(es) {missing}")
+    bad = {c: w for c, w in class_weight.items() if not isinstance(w, (int, float, numpy.number)) or isinstance(w, bool)
+           or not math.isfinite(w) or w < 0}
+    if bad:
+        raise ValueError(f"class_weight: weights must be finite numbers >= 0, got {bad}")
     weights = numpy.array([class_weight[int(c)] for c in classes], dtype=dtype)
     return weights if sample_weight is None else weights * sample_weight
 
