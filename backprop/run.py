@@ -577,4 +577,11 @@ def load_run(model_path):
                 preprocessing = json.load(handle)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise csv_reader.DataError(f"{preprocessing_path}: not valid JSON") from None
+    if preprocessing is not None and "columns" in preprocessing:  # older runs are refused by name later
+        shape = getattr(model, "_build_input_shape", None)
+        outputs = getattr(model.layers[-1], "units", None) if model.layers else None
+        try:
+            tabular.check_preprocessing(preprocessing, shape[-1] if shape else None, outputs)
+        except csv_reader.DataError as error:
+            raise csv_reader.DataError(f"{model_file}: {error}") from None
     return model, preprocessing

@@ -55,6 +55,7 @@ HOSTILE_CONFIGS = {
     "subarray dtype": lambda c: c["config"]["layers"][1]["config"].update(dtype="(1000,1000)f8"),
     "16,000 layers": lambda c: c["config"].update(layers=[c["config"]["layers"][0]] + [
         {"class_name": "Dropout", "config": {"rate": 0.1, "name": f"d{i}"}} for i in range(16000)]),
+    "input_dim 1e9": lambda c: c["config"]["layers"][1]["config"].update(input_dim=10 ** 9),
     "unknown class": lambda c: c["config"]["layers"][1].update(class_name="os.system"),
     "name as list": lambda c: c["config"]["layers"][1]["config"].update(name=[1, 2]),
 }
@@ -172,3 +173,117 @@ def test_structure_aware_fuzzing_of_the_architecture(tmp_path):
 @pytest.mark.slow
 def test_structure_aware_fuzzing_many(tmp_path):
     fuzz_structure(tmp_path, 10_000, seed=1)
+
+
+# --- the header and the preprocessing a model file carries (issue #29) ----------------------------------------
+HEADER_CHILD = """
+import json, resource, sys, time
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+from backprop.saving import tensor_file
+results = {}
+for path in sys.argv[1:]:
+    try:
+        tensor_file.read(path)
+        outcome = "read"
+    except tensor_file.FileFormatError as error:
+        outcome = "refused: " + str(error)
+    except BaseException as error:
+        outcome = "FOREIGN " + type(error).__name__ + ": " + str(error)[:200]
+    results[path] = outcome
+print(json.dumps(results))
+"""
+
+HEADER_VALUES = [None, True, -1, 2 ** 64, 2.5, "F32", "<f4", "|V9", "x", [], {}, [-1], [2 ** 40, 2 ** 40], [0, 2 ** 63],
+                 [8, 4], ["0", "4"], [1.5, 4], {"dtype": "F32"}]
+
+
+def header_mutants(path, rng, count):
+    """Model files whose header JSON has one tensor entry's dtype, shape or offsets (or the whole entry, or the
+    metadata) replaced by a hostile value."""
+    data = path.read_bytes()
+    length = int.from_bytes(data[:8], "little")
+    header, body = json.loads(data[8:8 + length]), data[8 + length:]
+    names = [name for name in header if name != "__metadata__"]
+    for _ in range(count):
+        mutant = json.loads(json.dumps(header))
+        name = names[rng.integers(len(names))] if rng.random() < 0.9 else "__metadata__"
+        value = HEADER_VALUES[rng.integers(len(HEADER_VALUES))]
+        if name == "__metadata__" or rng.random() < 0.1:
+            mutant[name] = value
+        else:
+            mutant[name][["dtype", "shape", "data_offsets"][rng.integers(3)]] = value
+        blob = json.dumps(mutant).encode()
+        yield len(blob).to_bytes(8, "little") + blob + body
+
+
+def test_structure_aware_fuzzing_of_the_header(tmp_path):
+    model = bp.Sequential([bp.layers.Input(shape=(4,)), bp.layers.Dense(8), bp.layers.Dense(2)])
+    model.save(tmp_path / "good.bp")
+    paths = []
+    for i, data in enumerate(header_mutants(tmp_path / "good.bp", np.random.default_rng(0), 300)):
+        paths.append(tmp_path / f"h{i}.bp")
+        paths[-1].write_bytes(data)
+    result = subprocess.run([sys.executable, "-c", HEADER_CHILD, *map(str, paths)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    outcomes = list(json.loads(result.stdout).values())
+    assert not [o for o in outcomes if o.startswith("FOREIGN")], [o for o in outcomes if o.startswith("FOREIGN")][:5]
+    assert sum(o.startswith("refused") for o in outcomes) > 200
+
+
+PREPROCESSING_CHILD = """
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+from backprop import run
+from backprop.datasets import csv_reader, tabular
+from backprop.saving.tensor_file import FileFormatError
+header, row = sys.argv[1].split(";")
+results = {}
+for path in sys.argv[2:]:
+    try:
+        model, preprocessing = run.load_run(path)
+        preprocessor = tabular.Preprocessor.from_dict(preprocessing)
+        model.predict(preprocessor.transform(header.split(","), [row.split(",")], "rows.csv"))
+        outcome = "predicted"
+    except (csv_reader.DataError, FileFormatError) as error:
+        outcome = "refused: " + str(error)
+    except BaseException as error:
+        outcome = "FOREIGN " + type(error).__name__ + ": " + str(error)[:200]
+    results[path] = outcome
+print(json.dumps(results))
+"""
+
+
+def fuzz_preprocessing(tmp_path, count, seed):
+    rng = np.random.default_rng(seed)
+    rows = [f"{a:.3f},{['red', 'blue'][i % 2]},{'yes' if a > 0 else 'no'}" for i, a in enumerate(rng.normal(size=40))]
+    (tmp_path / "t.csv").write_text("size,colour,label\n" + "\n".join(rows) + "\n")
+    subprocess.run([sys.executable, "-m", "backprop", "train", "--data", "t.csv", "--target", "label", "--epochs", "1",
+                    "--no-plots", "--quiet", "--out", "run"], cwd=tmp_path, check=True, capture_output=True, timeout=300)
+    tensors, metadata = tensor_file.read(tmp_path / "run" / "model.bp")
+    preprocessing = json.loads(metadata["preprocessing"])
+    paths = []
+    for i, text in enumerate(structural_mutants(preprocessing, rng, count)):
+        if i % 100 == 0:  # a million categories in one column: bounded by the model's input width
+            mutant = json.loads(json.dumps(preprocessing))
+            mutant["columns"][1]["categories"] = [f"c{k}" for k in range(10 ** 6)]
+            text = json.dumps(mutant)
+        paths.append(tmp_path / f"p{i}.bp")
+        tensor_file.write(paths[-1], tensors, {**metadata, "preprocessing": text})
+    result = subprocess.run([sys.executable, "-c", PREPROCESSING_CHILD, "size,colour;0.5,red", *map(str, paths)],
+                            capture_output=True, text=True, timeout=120 + count // 5)
+    assert result.returncode == 0, result.stderr[-2000:]
+    outcomes = list(json.loads(result.stdout).values())
+    foreign = [o for o in outcomes if o.startswith("FOREIGN")]
+    assert not foreign, foreign[:5]
+    return outcomes
+
+
+def test_structure_aware_fuzzing_of_the_preprocessing(tmp_path):
+    outcomes = fuzz_preprocessing(tmp_path, 200, seed=0)
+    assert sum(o.startswith("refused") for o in outcomes) > 50 and "predicted" in outcomes
+
+
+@pytest.mark.slow
+def test_structure_aware_fuzzing_of_the_preprocessing_many(tmp_path):
+    fuzz_preprocessing(tmp_path, 3000, seed=1)

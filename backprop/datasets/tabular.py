@@ -176,12 +176,12 @@ class Preprocessor:
                 "feature_names": self.feature_names}
 
     @classmethod
-    def from_dict(cls, values):
+    def from_dict(cls, values, input_width=None, output_width=None):
+        """The Preprocessor a model file carries, every field checked (it comes from a file we do not trust);
+        given the model's input and output widths, the encoded features and classes must match them."""
+        check_preprocessing(values, input_width, output_width)
         try:
             columns = [dict(c) for c in values["columns"]]
-            for column in columns:
-                if column["kind"] not in ("numeric", "categorical"):
-                    raise ValueError(f"unknown column kind {column['kind']!r}")
             scale = values.get("target_scale")
             preprocessor = cls(columns, values["target"], values["task"], values.get("classes"),
                                tuple(scale) if scale else None, values.get("unseen", "error"), values.get("positions"),
@@ -190,6 +190,78 @@ class Preprocessor:
             return preprocessor
         except (KeyError, TypeError, ValueError) as error:
             raise DataError(f"malformed preprocessing ({error})") from None
+
+
+MAX_COLUMNS = 100_000
+MAX_CATEGORIES = 1_000_000  # in all columns together (without the model's widths to bound them)
+
+
+def check_preprocessing(values, input_width=None, output_width=None):
+    """Raise DataError naming the first field of a preprocessing dict that is not what backprop writes."""
+    def fail(problem):
+        raise DataError(f"malformed preprocessing: {problem}")
+
+    def number(value, what, positive=False):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not numpy.isfinite(value) or \
+                (positive and value <= 0):
+            fail(f"{what} must be a finite{' positive' if positive else ''} number, got {value!r}")
+
+    def text_list(value, what, limit):
+        if not isinstance(value, list) or len(value) > limit or not all(isinstance(v, str) for v in value):
+            fail(f"{what} must be a list of at most {limit:,} strings")
+
+    if not isinstance(values, dict):
+        fail(f"expected an object, got {type(values).__name__}")
+    columns = values.get("columns")
+    if not isinstance(columns, list) or not 0 < len(columns) <= MAX_COLUMNS:
+        fail(f"'columns' must be a list of 1 to {MAX_COLUMNS:,} columns")
+    categories = 0
+    for i, column in enumerate(columns):
+        if not isinstance(column, dict) or not isinstance(column.get("name"), str):
+            fail(f"column {i} must be an object with a 'name'")
+        kind = column.get("kind")
+        if kind == "numeric":
+            for key in ("shift", "fill"):
+                number(column.get(key), f"column '{column['name']}': {key}")
+            number(column.get("scale"), f"column '{column['name']}': scale", positive=True)
+        elif kind == "categorical":
+            text_list(column.get("categories"), f"column '{column['name']}': categories", MAX_CATEGORIES)
+            categories += len(column["categories"])
+            if column.get("fill") is not None and not isinstance(column["fill"], str):
+                fail(f"column '{column['name']}': fill must be a string or null")
+        else:
+            fail(f"column '{column['name']}': unknown kind {kind!r}")
+    if categories > MAX_CATEGORIES:
+        fail(f"{categories:,} categories in all (at most {MAX_CATEGORIES:,})")
+    if not isinstance(values.get("target"), str) or values.get("task") not in ("classification", "regression"):
+        fail("'target' must be a name and 'task' classification or regression")
+    if values.get("classes") is not None:
+        text_list(values["classes"], "classes", MAX_COLUMNS)
+    if values.get("task") == "classification" and values.get("classes") is None:
+        fail("a classification needs its 'classes'")
+    scale = values.get("target_scale")
+    if scale is not None:
+        if not isinstance(scale, list) or len(scale) != 2:
+            fail("target_scale must be [shift, scale]")
+        number(scale[0], "target_scale's shift")
+        number(scale[1], "target_scale's scale", positive=True)
+    if values.get("unseen", "error") not in ("error", "zeros") or values.get("missing", "error") not in MISSING_CHOICES:
+        fail("'unseen' must be error or zeros and 'missing' one of " + ", ".join(MISSING_CHOICES))
+    width = values.get("width", len(columns))
+    if isinstance(width, bool) or not isinstance(width, int) or not len(columns) <= width <= MAX_COLUMNS:
+        fail(f"'width' must be a whole number from {len(columns)} to {MAX_COLUMNS:,}, got {width!r}")
+    positions = values.get("positions")
+    if positions is not None and (not isinstance(positions, list) or len(positions) != len(columns) or
+                                  not all(isinstance(p, int) and not isinstance(p, bool) and 0 <= p < width
+                                          for p in positions) or len(set(positions)) != len(positions)):
+        fail(f"'positions' must be {len(columns)} different column positions below the width {width}")
+    encoded = sum(1 if c["kind"] == "numeric" else len(c["categories"]) for c in columns)
+    if input_width is not None and encoded != input_width:
+        fail(f"its columns encode {encoded:,} features, the model takes {input_width:,}")
+    classes = values.get("classes")
+    if output_width is not None and classes is not None and len(classes) != output_width and \
+            not (len(classes) == 2 and output_width == 1):
+        fail(f"{len(classes):,} classes for a model with {output_width} outputs")
 
 
 def numeric_column(name, index, cells, path, lines):

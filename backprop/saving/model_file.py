@@ -121,7 +121,7 @@ def load_model(path, custom_objects=None, allow_nonfinite=False, compile=True): 
     return model
 
 
-SIZE_KEYS = ("units",)
+SIZE_KEYS = ("units", "input_dim")
 SHAPE_KEYS = ("shape", "input_shape", "batch_input_shape")
 MIN_SIZE_LIMIT = 1 << 16  # what a model without stored weights (Dropout, Flatten) may still ask for
 

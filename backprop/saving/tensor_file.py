@@ -99,10 +99,13 @@ def _file_kind(path):
         system = ("/proc/", "/dev/")
         return "stream" if os.path.abspath(path).startswith(system) or os.path.realpath(path).startswith(system) \
             else "regular"
-    if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
-        return "stream"
-    return "a directory" if stat.S_ISDIR(mode) else "a block device" if stat.S_ISBLK(mode) else \
-        "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+    return "stream" if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) else _described(mode)
+
+
+def _described(mode):
+    kinds = [(stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISFIFO, "a pipe"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")]
+    return next((words for test, words in kinds if test(mode)), "not a regular file")
 
 
 def _open_stream(path):
@@ -168,8 +171,12 @@ def _unique_keys(pairs):
 
 
 def _read_bytes(path):
-    """The whole file, unless its first 8 bytes already announce an impossible header (then just those)."""
+    """The whole file, unless its first 8 bytes already announce an impossible header (then just those). Only a
+    regular file is read: a pipe could block forever and /dev/zero never ends."""
     try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise FileFormatError(f"{path}: is {_described(mode)}, not a model file")
         with open(path, "rb") as handle:
             start = handle.read(8)
             if len(start) == 8 and struct.unpack("<Q", start)[0] > MAX_HEADER_BYTES:
@@ -181,17 +188,21 @@ def _read_bytes(path):
         raise FileFormatError(f"{path}: is a directory, not a model file") from None
 
 
+def _whole(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _parse_tensors(header, body, fail):
     spans, tensors = [], {}
     for name, spec in header.items():
         if not isinstance(spec, dict) or set(spec) != {"dtype", "shape", "data_offsets"}:
             raise fail(f"tensor {name!r}: malformed entry")
         dtype, shape, offsets = spec["dtype"], spec["shape"], spec["data_offsets"]
-        if dtype not in DTYPES:
+        if not isinstance(dtype, str) or dtype not in DTYPES:
             raise fail(f"tensor {name!r}: unsupported dtype {dtype!r}")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        if not isinstance(shape, list) or not all(_whole(d) and d >= 0 for d in shape):
             raise fail(f"tensor {name!r}: malformed shape {shape!r}")
-        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(isinstance(o, int) for o in offsets)
+        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(_whole(o) for o in offsets)
                 or not 0 <= offsets[0] <= offsets[1] <= len(body)):
             raise fail(f"tensor {name!r}: data offsets {offsets!r} are outside the {len(body)}-byte data section")
         itemsize = numpy.dtype(DTYPES[dtype]).itemsize
