@@ -240,7 +240,8 @@ class BackupAndRestore(Callback):
         for path in found:
             try:
                 tensors, metadata = tensor_file.read(path, allow_nonfinite=True)
-                if metadata.get("format") == "backprop.backup" and isinstance(json.loads(metadata["state"]), dict):
+                if metadata.get("format") == "backprop.backup" and isinstance(json.loads(metadata["state"]), dict) \
+                        and metadata.get("checksum", _checksum(tensors, metadata)) == _checksum(tensors, metadata):
                     return tensors, metadata
             except (tensor_file.FileFormatError, OSError, KeyError, ValueError):
                 pass  # damaged or foreign: fall back to the previous backup
@@ -255,7 +256,7 @@ class BackupAndRestore(Callback):
         os.makedirs(self.directory, exist_ok=True)
         if os.path.exists(self.latest):
             os.replace(self.latest, self.previous)
-        tensor_file.write(self.latest, tensors, metadata)
+        tensor_file.write(self.latest, tensors, {**metadata, "checksum": _checksum(tensors, metadata)})
 
     def finish(self):
         """The run completed: delete the backups (unless ``delete_checkpoint=False``)."""
@@ -263,6 +264,20 @@ class BackupAndRestore(Callback):
             for path in (self.latest, self.previous):
                 if os.path.exists(path):
                     os.remove(path)
+
+
+def _checksum(tensors, metadata):
+    """SHA-256 of a backup's arrays and state: a flipped bit anywhere makes the backup count as damaged (the
+    previous one is used), where the file format alone would load the wrong numbers."""
+    import hashlib
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        array = numpy.ascontiguousarray(tensors[name])
+        digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    for key in sorted(k for k in metadata if k != "checksum"):
+        digest.update(f"{key}={metadata[key]}".encode())
+    return digest.hexdigest()
 
 
 class LearningRateScheduler(Callback):

@@ -6,11 +6,11 @@ failure, 130 interrupted (Ctrl-C).
 import argparse
 import contextlib
 import csv
+import errno
 import json
 import math
 import os
 import sys
-import time
 from dataclasses import fields
 
 import numpy
@@ -64,6 +64,8 @@ positive_float = _typed(float, lambda v: math.isfinite(v) and v > 0, "a positive
 fraction = _typed(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 open_fraction = _typed(float, lambda v: 0 < v < 1, "a number in (0, 1)")
 seed_value = _typed(int, lambda v: 0 <= v < 2 ** 32, "an integer in [0, 2**32)")
+port_number = _typed(int, lambda v: 0 <= v <= 65535, "a port from 0 to 65535, 0 for a free one")
+range_test_steps = _typed(int, lambda v: v >= 5, "an integer of at least 5")
 column_list = _typed(lambda t: [c.strip() for c in t.split(",") if c.strip()], bool, "comma-separated column names")
 layer_sizes = _typed(lambda t: [int(u) for u in t.split(",") if u.strip()], lambda v: v and all(u > 0 for u in v),
                      "comma-separated positive integers, e.g. 128,64")
@@ -100,7 +102,7 @@ def build_parser():
     train.add_argument("--optimizer", help="sgd, adam, adamw, adagrad, rmsprop or adadelta (default: adam)")
     train.add_argument("--lr", type=positive_float, help="learning rate (default: 0.001)")
     train.add_argument("--batch-size", type=positive_int, help="examples per gradient step (default: 32)")
-    train.add_argument("--epochs", type=non_negative_int, help="maximum passes over the data (default: 60)")
+    train.add_argument("--epochs", type=positive_int, help="maximum passes over the data (default: 60)")
     train.add_argument("--patience", type=non_negative_int, help="early-stopping patience in epochs (default: 10 "
                                                                  "with 1,000 training examples or more, else 30)")
     train.add_argument("--val-split", type=fraction, help="fraction held out for validation (default: 0.2)")
@@ -142,7 +144,7 @@ def build_parser():
     playground = command("playground", "a page in your browser that trains a network while you watch")
     playground.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this "
                                                                 "machine only)")
-    playground.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    playground.add_argument("--port", type=port_number, default=0, help="port (default: a free one)")
     playground.add_argument("--no-browser", action="store_true", help="print the address without opening a browser")
 
     lr_find = command("lr-find", "the learning-rate range test for the model `backprop train` would build")
@@ -150,7 +152,7 @@ def build_parser():
                  "--batch-size", "--seed", "--missing", "--task"):
         action = next(a for a in train._actions if flag in a.option_strings)
         lr_find.add_argument(flag, type=action.type, choices=action.choices, help=action.help)
-    lr_find.add_argument("--steps", type=positive_int, default=100, help="batches in the test (default: 100)")
+    lr_find.add_argument("--steps", type=range_test_steps, default=100, help="batches in the test (default: 100)")
     lr_find.add_argument("--plot", help="also save the curve as a PNG there")
 
     lecture = command("lecture", "build the introductory lecture as an HTML report with figures")
@@ -180,7 +182,9 @@ def run_config(args, parser):
 def checked_setting(parser, key, value, path):
     """A config file's value, checked by the same type and choices as the command-line option."""
     action = next((a for a in train_actions(parser) if a.dest == key), None)
-    if action is None or value is None:
+    if value is None:
+        raise BadInput(f"{path}: {key}: a value is needed (leave the key out for the default)")
+    if action is None:
         return value
     if isinstance(value, (dict, bool)) or (isinstance(value, list) and not all(isinstance(v, (int, str)) for v in value)):
         raise BadInput(f"{path}: {key}: expected {getattr(action.type, '__name__', 'a value')}, got {_abridged(value)}")
@@ -190,6 +194,8 @@ def checked_setting(parser, key, value, path):
             value = action.type(text)
         except argparse.ArgumentTypeError as error:
             raise BadInput(f"{path}: {key}: {error}") from None
+    elif action.nargs is None and not isinstance(value, str):
+        raise BadInput(f"{path}: {key}: expected text, got {_abridged(value)}")
     if action.choices is not None and value not in action.choices:
         raise BadInput(f"{path}: {key}: {_abridged(value)} is not one of {', '.join(action.choices)}")
     return value
@@ -279,9 +285,7 @@ def cmd_train(args):
     if not distribute.is_main():  # rank 0 speaks for the job
         sys.stdout = open(os.devnull, "w")
     config = checked_config(args)
-    name = os.path.splitext(os.path.basename(config.data))[0]
-    out = config.out or os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    out = run.prepare_output(out, args.force, create_parent=True)
+    out = run.prepare_output(config.out or run.default_output(config.data), args.force, create_parent=True)
     with run.output_lock(out) if distribute.is_main() else contextlib.nullcontext():
         try:
             run.check_backup(config, out, args.resume, args.force)
@@ -306,6 +310,12 @@ def train_interruptibly(run, config, out, quiet):
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"training interrupted; a backup is in {run.backup_directory(out)}: continue "
                                 f"with the same command plus --out {os.path.relpath(out)} --resume") from None
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise BadInput(f"the disk is full ({error.filename or out}); the last complete backup is in "
+                       f"{run.backup_directory(out)}: free some space and continue with the same command plus "
+                       f"--out {os.path.relpath(out)} --resume") from None
 
 
 def model_inputs(model, preprocessing, path, what):
@@ -508,6 +518,9 @@ def main(argv=None):
     except KeyboardInterrupt as interrupt:
         print(f"\ninterrupted: {interrupt}" if interrupt.args else "\ninterrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `backprop predict ... | head`: the reader has gone; end as a killed writer does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes it
+        return 128 + 13
     except NonFiniteLoss as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -7,9 +7,11 @@ import contextlib
 import csv
 import glob
 import json
+import math
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 
 import numpy
@@ -169,6 +171,14 @@ def _from_csv(config):
     return Dataset(x[index_train], y_train, x[index_test], y_test, preprocessor, notices, raw)
 
 
+def check_validation_split(config, n_train):
+    """Refuse a validation split that leaves no example on one side (a 5-row table: 4 training rows)."""
+    held_out = math.floor(n_train * config.val_split)
+    if config.val_split and not 0 < held_out < n_train:
+        raise csv_reader.DataError(f"{config.data}: {n_train} training example(s) cannot be split {config.val_split:g} "
+                                   f"for validation (it would hold {held_out}); use more rows or --val-split 0")
+
+
 def check_memory(config, data):
     """Refuse, before allocating, a network whose weights, gradients and optimizer slots need more than
     three quarters of this machine's memory."""
@@ -252,11 +262,30 @@ def check_config(config):
             import tensorboardX  # noqa: F401
         except ImportError:
             raise ValueError("--tensorboard needs tensorboardX: pip install 'backprop[tensorboard]'") from None
+        if os.path.exists(config.tensorboard) and not os.path.isdir(config.tensorboard):
+            raise ValueError(f"--tensorboard '{config.tensorboard}' is a file, not a folder for event files")
+        check_name_lengths(config.tensorboard, "--tensorboard")
+
+
+def check_name_lengths(path, what):
+    """Refuse a path whose folder or file names are longer than the file system allows (255 bytes here)."""
+    limit = os.pathconf("/", "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
+    long = next((part for part in os.path.abspath(path).split(os.sep) if len(part.encode()) > limit - 20), None)
+    if long is not None:  # 20 spare: backprop adds .backup, .lock and .run-XXXXXXXX beside it
+        raise FileExistsError(f"{what}: the name '{long[:40]}...' is {len(long.encode())} bytes; file names here hold "
+                              f"at most {limit - 20} (with room for backprop's .backup and .lock beside it)")
+
+
+def default_output(data):
+    """runs/NAME-TIMESTAMP for data named ``data`` (a long name shortened to fit a file name)."""
+    name = os.path.splitext(os.path.basename(data))[0][:100]
+    return os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def prepare_output(out, force=False, create_parent=False):
     """The final run folder path, checked: its parent must exist (or be created at the end, for the
     default runs/ folder); an existing run needs ``force``; a file there is never replaced."""
+    check_name_lengths(out, "--out")
     out = os.path.abspath(out)
     parent = os.path.dirname(out)
     if not create_parent and not os.path.isdir(parent):
@@ -321,8 +350,14 @@ def check_backup(config, out, resume, force):
         raise FileExistsError(f"an interrupted run left a backup in '{directory}'; add --resume to continue it, "
                               "or --force to start over")
     if os.path.exists(saved_config):
-        with open(saved_config) as handle:
-            before = json.load(handle)
+        try:
+            with open(saved_config) as handle:
+                before = json.load(handle)
+            if not isinstance(before, dict):
+                raise ValueError("not an object")
+        except (ValueError, UnicodeDecodeError):
+            raise ValueError(f"the backup's settings ({saved_config}) are damaged, so the run cannot be continued "
+                             "safely; --force starts over") from None
         now = asdict(config)
         changed = [f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in now if k not in ("out", "plots", "epochs", "device")
                    and before.get(k, RunConfig.device if k == "device" else None) != now[k]]
@@ -344,6 +379,7 @@ def train(config, out, verbose=1):
 def _train(config, out, verbose):
     data = load_data(config)
     check_memory(config, data)
+    check_validation_split(config, len(data.x_train))
     dropout, patience = small_data_defaults(config, len(data.x_train))
     model = build_model(config, data.x_train.shape[1], data, dropout)
     if verbose:
@@ -376,7 +412,7 @@ def _train(config, out, verbose):
     try:
         write_run(staging, model, data, config, history, stopper, metrics)
         for path in (staging, *(os.path.join(root, f) for root, _, files in os.walk(staging) for f in files)):
-            os.chmod(path, 0o777 & ~_umask() | (0o111 if os.path.isdir(path) else 0))  # mkdtemp made it 0700
+            os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~_umask())  # mkdtemp made the folder 0700
         if os.path.lexists(out):
             check_ours(out, RUN_FILES, "run folder")  # again: the folder may have changed while training
             shutil.rmtree(out)

@@ -552,3 +552,76 @@ def test_a_missing_target_option_names_the_target_or_refuses_a_date(empty_dir):
               header="a,b,outcome")
     result = backprop("train", "--data", "data.csv", "--epochs", "1", "--no-plots", "--out", "r", cwd=empty_dir)
     assert result.returncode == 0 and "target 'outcome' (the last column; --target picks another)" in result.stdout
+
+
+# --- paths that ended "unexpected ..." with exit 1, or exit 2 leaving files (issue #29) ------------------------
+@pytest.mark.parametrize("args, files, message", [
+    (("train", "--data", "/proc/self/mem"), {}, "/proc/self/mem: cannot be read"),
+    (("train", "--data", "t.csv", "--target", "label", "--out", "b" * 250), {}, "is 250 bytes; file names here hold"),
+    (("train", "--data", "t.csv", "--target", "label", "--epochs", "0"), {}, "argument --epochs: invalid value: '0'"),
+    (("train", "--data", "five.csv", "--target", "label"), {}, "4 training example(s) cannot be split 0.2"),
+    (("train", "--config", "c.toml"), {"c.toml": "data = 5\n"}, "c.toml: data: expected text, got 5"),
+    (("train", "--config", "c.toml"), {"c.toml": 'epochs = 3\nlayers = "0"\n'}, "c.toml: layers: invalid value"),
+    (("lr-find", "--data", "t.csv", "--target", "label", "--steps", "1"), {}, "an integer of at least 5"),
+    (("playground", "--port", "99999"), {}, "a port from 0 to 65535"),
+    (("train", "--data", "t.csv", "--target", "label", "--tensorboard", "/dev/null"), {},
+     "--tensorboard '/dev/null' is a file, not a folder"),
+])
+def test_bad_runs_end_in_one_line_exit_2_and_write_nothing(empty_dir, args, files, message):
+    rows = [f"{a},{b},{int(float(a) > 0)}" for a, b in numeric_rows(40)]
+    write_csv(empty_dir / "t.csv", rows)
+    write_csv(empty_dir / "five.csv", rows[:5])
+    for name, text in files.items():
+        (empty_dir / name).write_text(text)
+    before = sorted(p.name for p in empty_dir.iterdir())
+    assert_bad_input(backprop(*args, cwd=empty_dir), message, empty_dir, before)
+
+
+def test_a_long_data_name_gets_a_short_run_folder(empty_dir):
+    name = "d" * 200 + ".csv"
+    write_csv(empty_dir / name, [f"{a},{b},{int(float(a) > 0)}" for a, b in numeric_rows(40)])
+    result = backprop("train", "--data", name, "--target", "label", "--epochs", "1", "--no-plots", "--quiet",
+                      cwd=empty_dir)
+    assert result.returncode == 0, result.stderr
+    assert len(next((empty_dir / "runs").iterdir()).name) < 120
+
+
+def test_run_files_are_not_executable(trained_run):
+    for path in trained_run.iterdir():
+        assert path.stat().st_mode & 0o111 == 0, path
+
+
+def test_a_damaged_backup_config_is_refused_with_the_way_out(empty_dir):
+    (empty_dir / "r.backup").mkdir()
+    (empty_dir / "r.backup" / "config.json").write_text('{"data": "pass_f')  # cut short by a crash
+    before = sorted(p.name for p in empty_dir.iterdir())
+    assert_bad_input(backprop("train", "--data", "pass_fail", "--out", "r", "--resume", cwd=empty_dir),
+                     "the backup's settings", empty_dir, before)
+
+
+def test_a_full_disk_names_the_backup_and_resume(monkeypatch, tmp_path, capsys):
+    import errno
+    from backprop import cli, run
+    monkeypatch.chdir(tmp_path)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "runs/x.backup/backup.bp")
+    monkeypatch.setattr(run, "train", full)
+    assert cli.main(["train", "--data", "pass_fail", "--out", "x"]) == 2
+    error = capsys.readouterr().err
+    assert "the disk is full (runs/x.backup/backup.bp)" in error and "--out x --resume" in error
+
+
+def test_hints_name_the_command_that_has_the_option(trained_run, empty_dir):
+    write_csv(empty_dir / "new.csv", ["0.1,0.2,NA", "0.3,0.4,0.5"], header="x1,x2,x3")
+    result = backprop("predict", trained_run, "--input", "new.csv", cwd=empty_dir)
+    assert result.returncode == 2 and "backprop train --missing drop or --missing mean" in result.stderr
+
+
+def test_predict_into_a_closed_pipe_ends_quietly(trained_run, good_csv, empty_dir):
+    lines = good_csv.read_text().splitlines()
+    (empty_dir / "many.csv").write_text("\n".join(lines[:1] + lines[1:] * 100) + "\n")  # more than a pipe holds
+    result = subprocess.run(f"{sys.executable} -m backprop predict {trained_run} --input many.csv | head -1; "
+                            "echo ${PIPESTATUS[0]} >&2", shell=True, capture_output=True, text=True, timeout=300,
+                            executable="/bin/bash", cwd=empty_dir)
+    assert result.stdout == "prediction,p_no,p_yes\n" and result.stderr == "141\n", result.stderr

@@ -369,3 +369,17 @@ def plateau_run(folder, crash_at=None, batch_size=8):
                  bp.callbacks.BackupAndRestore(folder)]
     model.fit(x, y, epochs=4, batch_size=batch_size, verbose=0, callbacks=callbacks)
     return model
+
+
+def test_a_backup_with_a_flipped_bit_counts_as_damaged(tmp_path):
+    """The file format alone would load the wrong numbers: the checksum makes the previous backup the one used."""
+    import backprop as bp
+    backup = bp.callbacks.BackupAndRestore(tmp_path)
+    state = {"format": "backprop.backup", "format_version": "2", "state": "{}"}
+    backup.save({"weights/w": np.zeros(4, np.float32)}, state)
+    backup.save({"weights/w": np.ones(4, np.float32)}, state)
+    data = bytearray((tmp_path / "backup.bp").read_bytes())
+    data[-1] ^= 0x01  # inside the last float of the data section
+    (tmp_path / "backup.bp").write_bytes(bytes(data))
+    tensors, _ = backup.load()
+    np.testing.assert_array_equal(tensors["weights/w"], np.zeros(4, np.float32))

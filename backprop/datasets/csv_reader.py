@@ -27,6 +27,7 @@ class Table:
     task: str = "classification"
 
 
+READ_FACTOR = 8  # a table read into cells and numbers takes about 6 times its file's size (measured: issue #29)
 MAX_FILE_BYTES = 2 << 30  # a CSV read into memory whole: 2 GiB at most
 
 
@@ -44,6 +45,11 @@ def check_readable(path, what="data file"):
         raise DataError(f"{what} '{path}' is not a regular file (a device, pipe or socket)")
     if info.st_size > MAX_FILE_BYTES:
         raise DataError(f"{what} '{path}' is {info.st_size / 2 ** 30:.1f} GiB; at most {MAX_FILE_BYTES >> 30} GiB")
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+    if memory and info.st_size * READ_FACTOR > 0.75 * memory:
+        raise DataError(f"{what} '{path}' is {info.st_size / 2 ** 30:.1f} GiB: reading it as a table needs about "
+                        f"{info.st_size * READ_FACTOR / 2 ** 30:.0f} GiB, more than this machine's "
+                        f"{memory / 2 ** 30:.0f} GiB allow; take a sample of its rows")
     if not os.access(path, os.R_OK):
         raise PermissionError(f"{what} '{path}': permission denied")
     return path
@@ -56,9 +62,11 @@ def read_rows(path, delimiter=None, text=None):
         path = check_readable(path)
         try:
             with open(path, newline="", encoding="utf-8-sig") as handle:
-                text = handle.read()
+                text = handle.read(MAX_FILE_BYTES + 1)
         except UnicodeDecodeError as error:
             raise DataError(f"{path}: not a UTF-8 text file ({error.reason} at byte {error.start})") from None
+        except OSError as error:  # /proc/self/mem, a file on a failing disk
+            raise DataError(f"{path}: cannot be read ({error.strerror or error})") from None
     text = text.removeprefix("\ufeff")
     if delimiter is None:
         first = next((line for line in text.splitlines() if line.strip()), "")
@@ -193,7 +201,7 @@ def _target(rows, index, name, path, task, classes):
     for line, cell in cells:
         if cell.lower() in MISSING:
             raise DataError(f"{path}:{line}: column '{name}' ({index + 1}): missing target value "
-                            "(--missing drop drops such rows)")
+                            "(backprop train --missing drop drops such rows)")
     numbers = sum(1 for _, cell in cells if NUMBER.match(cell))
     numeric = numbers == len(cells)
     if classes is None and not numeric and numbers * 2 > len(cells) and task != "classification":

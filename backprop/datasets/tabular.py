@@ -154,7 +154,7 @@ class Preprocessor:
             elif self.unseen != "zeros":
                 raise DataError(f"{path}:{lines[i]}: column '{name}': category '{value}' was not seen in training "
                                 f"(known: {', '.join(categories[:8])}{', ...' if len(categories) > 8 else ''}); "
-                                "--unseen zeros encodes unseen categories as all-zero rows")
+                                "a model trained with backprop train --unseen zeros encodes them as all-zero rows")
         return encoded
 
     def scale_target(self, y):
@@ -283,8 +283,8 @@ def numeric_column(name, index, cells, path, lines):
 
 def _fill(column, path, line, name, missing, position):
     if missing == "error":
-        raise DataError(f"{path}:{line}: column '{name}' ({position + 1}): missing value (--missing drop or "
-                        "--missing mean handles it)")
+        raise DataError(f"{path}:{line}: column '{name}' ({position + 1}): missing value (backprop "
+                        "train --missing drop or --missing mean handles it)")
     return column["fill"]
 
 
