@@ -3,6 +3,7 @@
 The run folder is written into a temporary directory beside the target and renamed at the end,
 so an interrupted or failed run never leaves a half-written folder behind.
 """
+import collections
 import contextlib
 import csv
 import glob
@@ -124,7 +125,7 @@ def _from_csv(config):
     path = config.data
     header, rows = csv_reader.read_table(path)
     names = header or [f"column_{i + 1}" for i in range(len(rows[0][1]))]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    duplicates = sorted(n for n, count in collections.Counter(names).items() if count > 1)
     if duplicates:
         raise csv_reader.DataError(f"{path}: the header names column(s) {', '.join(duplicates)} more than once")
     target = csv_reader.target_index(config.target, names, path)
@@ -431,7 +432,8 @@ def _umask():
 
 
 def _fit(config, model, data, patience, directory, verbose):
-    stopper = bp.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+    monitor = "val_loss" if config.val_split else "loss"  # --val-split 0: no validation rows to watch
+    stopper = bp.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True)
     backup = bp.callbacks.BackupAndRestore(directory, delete_checkpoint=False)
     nan_guard = bp.callbacks.TerminateOnNaN()
     extra = [bp.callbacks.TensorBoard(config.tensorboard)] if config.tensorboard else []

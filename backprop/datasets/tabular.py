@@ -7,6 +7,7 @@ regression a standardised value mapped back for predictions). Its statistics com
 training rows only. ``to_dict``/``from_dict`` carry all of it inside a model file, so the file
 alone turns raw rows into predictions.
 """
+import collections
 import re
 
 import numpy
@@ -123,14 +124,16 @@ class Preprocessor:
                 return list(range(len(self.columns)))
             raise DataError(f"{path}: {width} columns and no header; the model needs {len(self.columns)} "
                             f"({', '.join(self.input_names)}), or the training file's {self.width}")
-        repeated = sorted({name for name in self.input_names if header.count(name) > 1})
+        counts = collections.Counter(header)
+        repeated = sorted(name for name in set(self.input_names) if counts[name] > 1)
         if repeated:
             raise DataError(f"{path}: the header names column(s) {', '.join(repeated)} more than once")
-        absent = [name for name in self.input_names if name not in header]
+        position = {name: i for i, name in enumerate(header)}
+        absent = [name for name in self.input_names if name not in position]
         if absent:
-            raise DataError(f"{path}: missing column(s) {', '.join(absent)}; the model was trained on "
-                            f"{', '.join(self.input_names)}")
-        return [header.index(name) for name in self.input_names]
+            raise DataError(f"{path}: missing column(s) {', '.join(absent[:20])}; the model was trained on "
+                            f"{', '.join(self.input_names[:20])}{' ...' if len(self.input_names) > 20 else ''}")
+        return [position[name] for name in self.input_names]
 
     def _encode(self, column, cells, path, missing, lines, position):
         name = column["name"]
@@ -291,13 +294,14 @@ def _fill(column, path, line, name, missing, position):
 def choose_columns(names, rows, target_index, features, drop, notices, path):
     """Indices of the feature columns: ``features`` if given, else all but the target, ``drop`` and
     columns that look like identifiers (each dropped one adds a line to ``notices``)."""
-    unknown = [n for n in list(features or []) + list(drop) if n not in names]
+    position = {name: i for i, name in enumerate(names)}
+    unknown = [n for n in list(features or []) + list(drop) if n not in position]
     if unknown:
         raise DataError(f"{path}: no column named {', '.join(unknown)}; columns: {', '.join(names)}")
     if target_index is not None and names[target_index] in (features or []):
         raise DataError(f"{path}: '{names[target_index]}' is the target; it cannot also be a feature")
     if features:
-        return [names.index(n) for n in features]
+        return [position[n] for n in features]
     chosen = []
     for index, name in enumerate(names):
         if index == target_index or name in drop:
