@@ -3,14 +3,31 @@ takes the raw feature values ``backprop predict`` takes and gives what it prints
 
 Inputs: ``features`` (float32, batch x numeric columns, in the table's order) and one string input of
 shape (batch,) per categorical column, named after the column. Numeric columns are standardised with the
-training statistics (missing values, sent as NaN, are filled with the training mean when the run used
-``--missing mean``); categories become one-hot rows (an unseen category gives zeros). Outputs:
+training statistics; categories become one-hot rows (an unseen category gives zeros), compared as
+``predict`` compares them: without surrounding whitespace. A missing value (NaN for a number; for a
+category an empty cell, NA, ?, ... as the CSV reader knows them) is filled as ``predict`` fills it when
+the run used ``--missing mean`` or ``drop`` (the training mean, the most frequent category). Outputs:
 ``prediction`` (a value per row, or the class name) and, for classification, ``probabilities``.
 """
 import json
 
+from backprop.datasets.csv_reader import MISSING
 from backprop.export import onnx as onnx_export
 from backprop.xp import np
+
+# What Python's str.strip() removes around a cell, in RE2's syntax (RegexFullMatch).
+_SPACE = r"[\s\v\x{1c}-\x{1f}\x{85}\p{Z}]*"
+
+
+def _literal(text):
+    """``text`` as an RE2 pattern matching exactly it."""
+    return "".join(c if c.isascii() and c.isalnum() else f"\\x{{{ord(c):x}}}" for c in text)
+
+
+def _is(e, cells, pattern):
+    """Float 1.0 where a cell, stripped, matches ``pattern`` (RE2), else 0.0: a (batch,) tensor."""
+    return e.node("Cast", [e.node("RegexFullMatch", [cells], pattern=_SPACE + pattern + _SPACE)],
+                  to=e.onnx.TensorProto.FLOAT)
 
 
 def _inputs(e, preprocessor):
@@ -22,7 +39,7 @@ def _inputs(e, preprocessor):
         e.names.add("features")
         graph_inputs.append(helper.make_tensor_value_info("features", proto.FLOAT, [onnx_export.BATCH, len(numeric)]))
         values = "features"
-        if preprocessor.missing == "mean":
+        if preprocessor.missing != "error":  # predict fills missing numbers with the training mean
             fill = e.constant(np.array([c["fill"] for c in numeric], np.float32), stem="fill")
             values = e.node("Where", [e.node("IsNaN", [values]), fill, values])
         shift = e.constant(np.array([c["shift"] for c in numeric], np.float32), stem="shift")
@@ -38,11 +55,23 @@ def _inputs(e, preprocessor):
         name = column["name"]
         e.names.add(name)
         graph_inputs.append(helper.make_tensor_value_info(name, proto.STRING, [onnx_export.BATCH]))
-        cells = e.node("Unsqueeze", [name, e.constant(np.array([1], np.int64), stem="axes")])
-        categories = e.constant(np.array(column["categories"], dtype=object), stem="categories")
-        blocks.append(e.node("Cast", [e.node("Equal", [cells, categories])], to=proto.FLOAT))
+        blocks.append(_one_hot(e, name, column, preprocessor.missing != "error"))
     joined = e.node("Concat", blocks, axis=1) if len(blocks) > 1 else blocks[0]
     return graph_inputs, joined
+
+
+def _one_hot(e, cells, column, fill_missing):
+    """(batch, categories) one-hot rows of a string input; a missing cell counts as the column's fill."""
+    missing = _is(e, cells, "(?i:" + "|".join(_literal(m) for m in sorted(MISSING)) + ")") \
+        if fill_missing and column.get("fill") is not None else None
+    axes = e.constant(np.array([1], np.int64), stem="axes")
+    rows = []
+    for category in column["categories"]:
+        hit = _is(e, cells, _literal(category))
+        if missing is not None and category == column["fill"]:
+            hit = e.node("Max", [hit, missing])
+        rows.append(e.node("Unsqueeze", [hit, axes]))
+    return e.node("Concat", rows, axis=1) if len(rows) > 1 else rows[0]
 
 
 def _outputs(e, preprocessor, scores):
