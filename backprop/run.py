@@ -556,9 +556,12 @@ def predict_labels(model, x, preprocessor):
     if preprocessor.task == "regression":
         values = preprocessor.unscale_target(scores[:, 0])
         return values, values[:, None]
+    head = getattr(model.layers[-1], "activation_name", None) if model.layers else None  # probabilities already?
     if scores.shape[1] == 1:
-        p = 1 / (1 + numpy.exp(-numpy.clip(scores[:, 0], -60, 60)))
+        p = scores[:, 0] if head == "sigmoid" else 1 / (1 + numpy.exp(-numpy.clip(scores[:, 0], -60, 60)))
         return (p > 0.5).astype(int), numpy.stack([1 - p, p], axis=1)
+    if head == "softmax":
+        return scores.argmax(axis=1), scores
     e = numpy.exp(scores - scores.max(axis=1, keepdims=True))
     return scores.argmax(axis=1), e / e.sum(axis=1, keepdims=True)
 

@@ -39,7 +39,7 @@ def test_divide_and_power(shapes):
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("op, sample", [
-    (bp.negative, away_from_zero), (bp.square, away_from_zero), (bp.exp, away_from_zero),
+    (bp.negative, away_from_zero), (bp.square, away_from_zero), (bp.exp, away_from_zero), (bp.sin, away_from_zero),
     (bp.abs, away_from_zero), (bp.sigmoid, away_from_zero), (bp.tanh, away_from_zero),
     (bp.relu, away_from_zero), (bp.leaky_relu, away_from_zero), (bp.elu, away_from_zero),
     (bp.softplus, away_from_zero), (bp.swish, away_from_zero), (bp.gelu, away_from_zero),

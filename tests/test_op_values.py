@@ -27,7 +27,7 @@ def softmax(z, axis=-1):
 
 SELU_ALPHA, SELU_SCALE = 1.6732632423543772, 1.0507009873554805
 UNARY = {
-    "negative": (bp.negative, -A), "square": (bp.square, A * A), "exp": (bp.exp, np.exp(A)),
+    "negative": (bp.negative, -A), "square": (bp.square, A * A), "exp": (bp.exp, np.exp(A)), "sin": (bp.sin, np.sin(A)),
     "abs": (bp.abs, np.abs(A)), "sigmoid": (bp.sigmoid, sigmoid(A)), "tanh": (bp.tanh, np.tanh(A)),
     "relu": (bp.relu, np.maximum(A, 0)), "relu6": (bp.relu6, np.clip(A * 3, 0, 6)),
     "leaky_relu": (bp.leaky_relu, np.where(A > 0, A, 0.2 * A)),  # Keras' default slope is 0.2

@@ -187,8 +187,8 @@ def test_in_a_real_browser_xor_is_learnt_while_you_watch(tmp_path):
         from backprop.playground.session import Session, checked
         session = Session(checked({"dataset": "xor"}))  # the page's defaults: the same data and features
         model = bp.models.load_model(tmp_path / "downloaded.bp")
-        loss = model.evaluate(session.features[session.test_rows], session.y[session.test_rows], verbose=0)
-        assert loss < 0.1 and np.isfinite(model.predict(session.features)).all()
+        loss = model.evaluate(session.x[session.test_rows], session.y[session.test_rows], verbose=0)
+        assert loss < 0.1 and np.isfinite(model.predict(session.x)).all()
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -255,8 +255,8 @@ def test_the_code_panel_repeats_the_training_and_the_model_downloads(client, tmp
     downloaded = bp.models.load_model(path)
     for mine, theirs in zip(namespace["model"].get_weights(), downloaded.get_weights()):
         np.testing.assert_array_equal(mine, theirs)  # the code trained exactly the page's network
-    x, test = namespace["x"], namespace["test"]
-    loss = downloaded.evaluate(x[test], namespace["y"][test], verbose=0, batch_size=1000)
+    raw, test = namespace["session"].x, namespace["test"]  # the data's own columns: the file standardises them
+    loss = downloaded.evaluate(raw[test], namespace["y"][test], verbose=0, batch_size=1000)
     assert loss == pytest.approx(frame["test_loss"], rel=1e-5)  # and predicts what the page shows
 
 
@@ -384,3 +384,55 @@ def test_the_page_offers_every_activation_optimizer_and_feature(client):
     for label in ("Problem", "CSV file", "Regularization", "Regularization rate", "Early stopping", "Patience",
                   "Add layer", "Remove layer", "Dropout", "Batch size", "Learning rate"):
         assert label in page
+
+
+@pytest.mark.parametrize("problem, loss", [("classification", "bce"), ("classification", "mse"),
+                                           ("regression", "mse")])
+def test_a_downloaded_model_predicts_raw_rows_with_the_cli(client, tmp_path, problem, loss):
+    """The download lacked the page's standardisation: `backprop predict` labelled all 274 penguins class 1
+    (issue #29). Now the file takes the table's own columns and carries their names, classes and target scale."""
+    import base64
+    import csv
+    import subprocess
+    import sys
+
+    import numpy as np
+    rng = np.random.default_rng(0)
+    species = rng.integers(0, 2, 200)
+    flipper = np.where(species == 1, 217, 190) + rng.normal(0, 6, 200)  # millimetres and grams: far from unit scale
+    mass = np.where(species == 1, 5000, 3700) + rng.normal(0, 400, 200)
+    target = [["Adelie", "Gentoo"][s] for s in species] if problem == "classification" else \
+        [f"{0.02 * f + 0.001 * m:.3f}" for f, m in zip(flipper, mass)]
+    text = "flipper_mm,mass_g,answer\n" + "".join(f"{f:.0f},{m:.0f},{t}\n" for f, m, t in zip(flipper, mass, target))
+    with client.websocket_connect(f"/ws?token={TOKEN}") as ws:
+        ws.send_json({"type": "upload", "name": "penguins.csv", "text": text})
+        receive(ws, "uploaded")
+        ws.send_json({"type": "setup", "dataset": "csv", "problem": problem, "loss": loss, "layers": [4],
+                      "learning_rate": 0.03, "optimizer": "adam"})
+        receive(ws, "points")
+        for _ in range(15):
+            ws.send_json({"type": "step"})
+            receive(ws, "frame")
+        ws.send_json({"type": "download"})
+        downloaded = receive(ws, "model")
+    (tmp_path / "page.bp").write_bytes(base64.b64decode(downloaded["data"]))
+    (tmp_path / "penguins.csv").write_text(text)
+    result = subprocess.run([sys.executable, "-m", "backprop", "predict", "page.bp", "--input", "penguins.csv",
+                             "--output", "p.csv"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "p.csv") as handle:
+        predicted = [row[0] for row in csv.reader(handle)][1:]
+    if problem == "classification":
+        assert np.mean(np.array(predicted) == np.array(target)) > 0.9 and len(set(predicted)) == 2
+    else:
+        assert np.mean(np.abs(np.array(predicted, float) - np.array(target, float))) < 0.3 * np.std(np.array(target, float))
+
+
+def test_the_features_layer_computes_what_the_page_computes():
+    import numpy as np
+
+    import backprop as bp
+    from backprop.playground.session import FEATURES, Session, checked
+    session = Session(checked({"dataset": "spiral", "features": list(FEATURES)}))
+    layer = bp.layers.TwoInputFeatures(list(FEATURES), session.shift.tolist(), session.scale.tolist())
+    np.testing.assert_allclose(layer(session.x.astype(np.float32)).numpy(), session.features, rtol=1e-5, atol=1e-6)

@@ -172,7 +172,7 @@ TRANSLATIONS = {
     "dense": _dense, "matmul": _binary("MatMul"),
     "add": _binary("Add"), "subtract": _binary("Sub"), "multiply": _binary("Mul"), "divide": _binary("Div"),
     "power": _binary("Pow"), "maximum": _binary("Max"), "minimum": _binary("Min"),
-    "negative": _unary("Neg"), "sqrt": _unary("Sqrt"), "exp": _unary("Exp"), "log": _unary("Log"),
+    "negative": _unary("Neg"), "sqrt": _unary("Sqrt"), "sin": _unary("Sin"), "exp": _unary("Exp"), "log": _unary("Log"),
     "abs": _unary("Abs"), "square": _square, "clip": _clip, "where": _where,
     "sigmoid": _unary("Sigmoid"), "tanh": _unary("Tanh"), "relu": _unary("Relu"), "softplus": _unary("Softplus"),
     "softsign": _unary("Softsign"), "relu6": _relu6, "swish": _swish, "gelu": _gelu,

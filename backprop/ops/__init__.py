@@ -1,6 +1,6 @@
 """Every op of backprop, as top-level functions (also re-exported as ``bp.<name>``)."""
 from backprop.ops.arithmetic import (abs, add, clip, divide, equal, exp, greater, greater_equal, less, less_equal,
-                                     log, matmul, maximum, minimum, multiply, negative, not_equal, power, sqrt,
+                                     log, matmul, maximum, minimum, multiply, negative, not_equal, power, sin, sqrt,
                                      square, subtract, where)
 from backprop.ops.nn import (dense, dropout, elu, gelu, leaky_relu, log_softmax, relu, relu6, selu, sigmoid, silu, softmax,
                              softplus, softsign, swish, tanh)
@@ -23,6 +23,6 @@ pow = power  # noqa: A001
 UFUNC_OPS = {
     _np.add: add, _np.subtract: subtract, _np.multiply: multiply, _np.true_divide: divide,
     _np.negative: negative, _np.power: power, _np.square: square, _np.sqrt: sqrt, _np.exp: exp,
-    _np.log: log, _np.absolute: abs, _np.maximum: maximum, _np.minimum: minimum, _np.matmul: matmul,
+    _np.log: log, _np.sin: sin, _np.absolute: abs, _np.maximum: maximum, _np.minimum: minimum, _np.matmul: matmul,
     _np.tanh: tanh,
 }

@@ -75,6 +75,11 @@ def exp(a):
 
 
 @differentiable
+def sin(a):
+    return np.sin(a), lambda g, needs: (g * np.cos(a),)
+
+
+@differentiable
 def log(a):
     with _quiet():
         out = np.log(a)

@@ -96,15 +96,19 @@ def read_upload(name, text, problem=None):
         raise SetupError(f"{name}: {table.x.shape[1]} feature columns; the playground takes 2 and a target (the last)")
     if not 20 <= len(table.y) <= LIMITS["points"]:
         raise SetupError(f"{name}: {len(table.y)} rows; the playground takes 20 to {LIMITS['points']}")
+    described = {"columns": table.feature_names, "target": table.target}
     if problem is None:
-        return table.x, table.y
+        return table.x, table.y, described
     if problem == "classification":
-        if len(np.unique(table.y)) != 2:
-            raise SetupError(f"{name}: the target has {len(np.unique(table.y))} classes; classification here "
+        values = np.unique(table.y)
+        if len(values) != 2:
+            raise SetupError(f"{name}: the target has {len(values)} classes; classification here "
                              "needs exactly 2 (or choose regression)")
-        return table.x, (table.y == table.y.max()).astype(np.float32)
+        described["classes"] = [table.classes[int(v)] for v in values] if table.classes else [str(v) for v in values]
+        return table.x, (table.y == table.y.max()).astype(np.float32), described
     y = table.y.astype(np.float64)
-    return table.x, ((y - y.mean()) / max(y.std(), 1e-12)).astype(np.float32)
+    described["target_scale"] = [float(y.mean()), max(float(y.std()), 1e-12)]
+    return table.x, ((y - described["target_scale"][0]) / described["target_scale"][1]).astype(np.float32), described
 
 
 def _bytes(values):
@@ -146,11 +150,14 @@ class Session:
         if setup["dataset"] == "csv":
             if upload is None:
                 raise SetupError("upload a CSV file first")
-            x, y = read_upload(*upload, setup["problem"])
+            x, y, self.described = read_upload(*upload, setup["problem"])
         else:
             x, y = data.DATASETS[setup["problem"]][setup["dataset"]](setup["points"], setup["noise"], setup["seed"])
-        x = np.asarray(x, np.float64)
-        self.raw_x = (x - x.mean(0)) / x.std(0).clip(1e-9)  # standardised: one view fits every dataset
+            self.described = {"columns": ["x1", "x2"], "target": "label" if setup["problem"] == "classification"
+                              else "target", "classes": ["0", "1"], "target_scale": [0.0, 1.0]}
+        self.x = np.asarray(x, np.float64)  # as the data has them: what a downloaded model takes
+        self.shift, self.scale = self.x.mean(0), self.x.std(0).clip(1e-9)
+        self.raw_x = (self.x - self.shift) / self.scale  # standardised: one view fits every dataset
         self.y = np.asarray(y, np.float32)
         n_test = max(1, round(len(self.y) * setup["test_ratio"]))
         order = np.random.default_rng(setup["seed"]).permutation(len(self.y))
@@ -315,5 +322,23 @@ class Session:
         ]) + "\n"
 
     def model_file(self):
-        """The trained model as the bytes of a .bp file (bp.models.load_model opens it); no disk is touched."""
-        return model_bytes(self.model)
+        """The trained model as the bytes of a .bp file (bp.models.load_model opens it); no disk is touched. It
+        takes the data's two columns as they are: the page's standardisation and features are its first layer,
+        and it carries the preprocessing `backprop predict` needs (column names, classes, target scale)."""
+        return model_bytes(self.downloadable())
+
+    def downloadable(self):
+        """The trained network behind a TwoInputFeatures layer, compiled as the page's, with its preprocessing."""
+        setup, described = self.setup, self.described
+        features = bp.layers.TwoInputFeatures(setup["features"], self.shift.tolist(), self.scale.tolist())
+        model = bp.Sequential([bp.layers.Input(shape=(2,)), features, *self.model.layers])
+        model.compile(optimizer=self._optimizer().make(), loss=self._loss().make())
+        classification = setup["problem"] == "classification"
+        model.preprocessing = {
+            "columns": [{"name": name, "kind": "numeric", "shift": 0.0, "scale": 1.0, "fill": float(mean)}
+                        for name, mean in zip(described["columns"], self.shift)],
+            "target": described["target"], "task": setup["problem"],
+            "classes": described["classes"] if classification else None,
+            "target_scale": None if classification else described["target_scale"],
+            "unseen": "error", "positions": [0, 1], "width": 3, "missing": "error"}
+        return model
