@@ -462,21 +462,27 @@ def cmd_playground(args):
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {args.host}: anyone who can reach it and has the token can train here",
               file=sys.stderr)
-    with socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET) as probe:
-        try:
-            probe.bind((args.host, args.port))
-        except OSError as error:
-            raise BadInput(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
-        port = probe.getsockname()[1]
+    listener = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((args.host, args.port))
+        listener.listen(64)  # listening before the address is printed: a browser opened now is answered
+    except (OSError, OverflowError) as error:
+        listener.close()
+        raise BadInput(f"cannot listen on {args.host}:{args.port}: {getattr(error, 'strerror', None) or error}") \
+            from None
+    port = listener.getsockname()[1]
     token = secrets.token_urlsafe(16)
-    origins = {f"http://{name}:{port}" for name in ("127.0.0.1", "localhost", args.host)}
-    url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{port}/?token={token}"
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(args.host, args.host)
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL is bracketed
+    origins = {f"http://{name}:{port}" for name in ("127.0.0.1", "localhost", shown)}
+    url = f"http://{shown}:{port}/?token={token}"
     print(f"backprop playground: {url}  (Ctrl-C stops it)", flush=True)
     if not args.no_browser:
         import webbrowser
         webbrowser.open(url)
-    uvicorn.run(create_app(token, origins), host=args.host, port=port, log_level="warning",
-                ws_max_size=MAX_UPLOAD_MESSAGE)
+    config = uvicorn.Config(create_app(token, origins), log_level="warning", ws_max_size=MAX_UPLOAD_MESSAGE)
+    uvicorn.Server(config).run(sockets=[listener])
 
 
 def cmd_lr_find(args):

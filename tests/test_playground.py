@@ -84,7 +84,8 @@ def test_a_setup_steps_and_plays(client):
     (json.dumps({"type": "setup", "layers": [8] * 9}), "at most 8 hidden layer sizes"),
     (json.dumps({"type": "setup", "layers": [65]}), "1 to 64 units"),
     (json.dumps({"type": "setup", "points": 10_001}), "points must be a whole number in [20, 10000]"),
-    (json.dumps({"type": "setup", "learning_rate": float("inf")}), "learning_rate must be a number"),
+    (json.dumps({"type": "setup", "learning_rate": float("inf")}), "the non-standard constant Infinity"),
+    (json.dumps({"type": "setup", "learning_rate": 20.0}), "learning_rate must be a number"),
     (json.dumps({"type": "setup", "dataset": "../../etc/passwd"}), "dataset must be one of"),
     (json.dumps({"type": "setup", "path": "/tmp/x"}), "unknown setting(s): path"),
     (json.dumps({"type": "play"}), "send a setup first"),
@@ -96,7 +97,7 @@ def test_a_setup_steps_and_plays(client):
      "a.csv:3: column 'y' (2): cannot parse 'oops' as a number"),
     (json.dumps({"type": "upload", "name": "a.csv", "text": "x,y,z,label\n" + "1,2,3,0\n" * 30}),
      "3 feature columns; the playground takes 2"),
-    (json.dumps({"type": "upload", "name": 7, "text": None}), "an upload needs a file name and its text"),
+    (json.dumps({"type": "upload", "name": 7, "text": None}), "an upload needs a file name"),
     (json.dumps({"type": "setup", "dataset": "csv"}), "upload a CSV file first"),
     (json.dumps({"type": "setup", "problem": "regression", "dataset": "xor"}), "dataset must be one of plane"),
     (json.dumps({"type": "setup", "problem": "regression", "dataset": "plane", "loss": "bce"}),
@@ -135,6 +136,32 @@ def test_the_cli_serves_on_localhost_with_a_token_and_stops_on_ctrl_c(tmp_path):
             urllib.request.urlopen(url.split("?")[0], timeout=5)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=20) is not None
+    finally:
+        process.kill()
+        process.wait(timeout=20)
+
+
+def ipv6_loopback():
+    import socket
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("host, shown", [("127.0.0.1", "127.0.0.1"), pytest.param("::1", "[::1]", marks=pytest.mark.skipif(
+    not ipv6_loopback(), reason="no IPv6 loopback here"))])
+def test_the_printed_address_answers_at_once(tmp_path, host, shown):
+    """The URL was printed (and the browser opened) before the server listened, and ::1 gave http://::1:port."""
+    process = subprocess.Popen([sys.executable, "-m", "backprop", "playground", "--no-browser", "--host", host],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = process.stdout.readline().split("backprop playground: ")[1].split()[0]
+        assert url.startswith(f"http://{shown}:")
+        with urllib.request.urlopen(url, timeout=10) as response:  # no retry: it listens already
+            assert b"backprop playground" in response.read()
     finally:
         process.kill()
         process.wait(timeout=20)
@@ -436,3 +463,93 @@ def test_the_features_layer_computes_what_the_page_computes():
     session = Session(checked({"dataset": "spiral", "features": list(FEATURES)}))
     layer = bp.layers.TwoInputFeatures(list(FEATURES), session.shift.tolist(), session.scale.tolist())
     np.testing.assert_allclose(layer(session.x.astype(np.float32)).numpy(), session.features, rtol=1e-5, atol=1e-6)
+
+
+# --- hostile messages, abandoned tabs, too many tabs (issue #29) ----------------------------------------------
+from backprop.playground.server import MAX_CONNECTIONS, UNFORESEEN  # noqa: E402
+
+HOSTILE = ["[" * 50_000, '{"type": "setup", "points": ' + "9" * 400 + "}", '{"type": "setup", "activation": []}',
+           '{"type": "setup", "features": [[1]]}', '{"type": "setup", "dataset": {}}', '{"type": "setup", "loss": 5}',
+           '{"type": "upload", "name": "\\ud800.csv", "text": "a,b,c\\n"}', '{"type": "\\udfff"}',
+           '{"type": "setup", "seed": 1e400}', '{"type": ["play"]}', "null", "[]", '"setup"']
+
+
+def test_hostile_messages_get_an_error_and_the_connection_goes_on(client):
+    with client.websocket_connect(f"/ws?token={TOKEN}") as ws:
+        for text in HOSTILE:
+            ws.send_text(text)
+            answer = receive(ws, "error")
+            assert answer["type"] == "error" and UNFORESEEN not in answer["message"], (text[:60], answer)
+        ws.send_bytes(b"\x00\xff binary")
+        assert "not binary frames" in receive(ws, "error")["message"]
+        ws.send_json({"type": "setup", "points": 50, "layers": [2]})
+        assert receive(ws, "points")["type"] == "points"  # still serving
+
+
+def mutated_messages(rng, count):
+    """Valid page messages with one field replaced by a hostile value, or a field added."""
+    valid = [{"type": "setup", "dataset": "xor", "points": 40, "layers": [2], "features": ["x1", "x2"]},
+             {"type": "upload", "name": "a.csv", "text": "a,b,c\n" + "1,2,0\n" * 25}, {"type": "step"},
+             {"type": "play"}, {"type": "pause"}, {"type": "code"}, {"type": "reset"}]
+    values = [None, True, -1, 0, 10 ** 17, 1e300, -1e300, "", "x" * 300, "\u0000", [], {}, [[]], [1] * 100,
+              {"type": "setup"}, "csv", "regression", "../../x", ["x1", "x1"], [64] * 8]
+    for _ in range(count):
+        message = dict(valid[rng.integers(len(valid))])
+        keys = list(message) + ["layers", "seed", "noise", "name", "text", "problem", "extra"]
+        message[keys[rng.integers(len(keys))]] = values[rng.integers(len(values))]
+        yield json.dumps(message)
+
+
+def fuzz_messages(client, count, seed):
+    import numpy as np
+    unforeseen = []
+    with client.websocket_connect(f"/ws?token={TOKEN}") as ws:
+        for text in mutated_messages(np.random.default_rng(seed), count):
+            ws.send_text(text)
+            ws.send_json({"type": "ping-check"})  # answered with an error: everything before it was handled
+            while True:
+                answer = ws.receive_json()
+                if answer["type"] == "error" and UNFORESEEN in answer["message"]:
+                    unforeseen.append((text[:80], answer["message"]))
+                if answer["type"] == "error" and "'ping-check'" in answer["message"]:
+                    break
+            ws.send_json({"type": "pause"})
+    assert not unforeseen, unforeseen[:5]
+
+
+def test_structure_aware_fuzzing_of_messages(client):
+    fuzz_messages(client, 150, seed=0)
+
+
+@pytest.mark.slow
+def test_structure_aware_fuzzing_of_messages_many(client):
+    fuzz_messages(client, 3000, seed=1)
+
+
+def test_a_tab_that_goes_stops_its_training_at_the_next_batch():
+    import threading
+
+    from backprop.playground.session import Session, checked
+    session = Session(checked({"dataset": "spiral", "points": 10_000, "layers": [64] * 8, "batch_size": 1}))
+    worker = threading.Thread(target=session.train, kwargs={"epochs": 1000})
+    worker.start()
+    time.sleep(0.5)
+    session.cancelled.set()
+    worker.join(timeout=10)  # an epoch of 7,000 single-example batches takes far longer
+    assert not worker.is_alive() and session.epoch == 0
+
+
+def test_more_tabs_than_the_limit_are_refused(client):
+    from contextlib import ExitStack
+
+    from starlette.websockets import WebSocketDisconnect
+    with ExitStack() as tabs:
+        for _ in range(MAX_CONNECTIONS):
+            tabs.enter_context(client.websocket_connect(f"/ws?token={TOKEN}"))
+        with pytest.raises(WebSocketDisconnect) as refused:
+            with client.websocket_connect(f"/ws?token={TOKEN}") as extra:
+                extra.receive_json()
+        assert refused.value.code == 1013
+    with client.websocket_connect(f"/ws?token={TOKEN}") as ws:  # the tabs closed: room again
+        ws.send_json({"type": "pause"})
+        assert receive(ws, "error")["message"] == "send a setup first"

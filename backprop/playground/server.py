@@ -6,14 +6,15 @@ so a page elsewhere cannot drive training here. Messages are JSON, at most 64 kB
 ``step`` (one epoch), ``reset``, ``code`` and ``download``. The server answers with ``points`` (the data),
 ``frame`` (epoch, losses, the output and hidden units over a grid, the weights), ``uploaded``, ``code``
 (Python that repeats the training), ``model`` (a .bp file, base64) or ``error``; a bad message never stops
-the server or the connection.
+the server or the connection: every input is bounded (size, JSON depth, integer digits, text frames only).
+At most MAX_CONNECTIONS tabs at once; a tab that goes stops its training at the next batch.
 """
 import asyncio
 import base64
 import hmac
-import json
 from pathlib import Path
 
+from backprop.saving import bounded_json
 from backprop.playground.session import (
     LIMITS,
     Session,
@@ -23,7 +24,9 @@ from backprop.playground.session import (
 )
 
 MAX_MESSAGE = 64 * 1024
+UNFORESEEN = "the server could not handle this message"
 MAX_UPLOAD_MESSAGE = 2 * LIMITS["upload_bytes"] + MAX_MESSAGE  # JSON may escape a CSV's text to twice its size
+MAX_CONNECTIONS = 8  # tabs at once: each holds a session and up to 5 MB of upload
 FRAME_SECONDS = 0.03  # training between two frames while playing: about 25 frames a second with the frame
 
 
@@ -43,13 +46,23 @@ def create_app(token, allowed_origins=()):
             return PlainTextResponse("403: this page needs the token printed by `backprop playground`", 403)
         return HTMLResponse(page, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"})
 
+    open_connections = set()
+
     async def socket(websocket):
         origin = websocket.headers.get("origin")
         if not authorized(websocket.query_params.get("token")) or (origin is not None and origin not in allowed_origins):
             await websocket.close(code=1008)
             return
+        if len(open_connections) >= MAX_CONNECTIONS:
+            await websocket.close(code=1013, reason=f"{MAX_CONNECTIONS} tabs are open already; close one")
+            return
         await websocket.accept()
-        await Connection(websocket).serve()
+        connection = Connection(websocket)
+        open_connections.add(connection)
+        try:
+            await connection.serve()
+        finally:
+            open_connections.discard(connection)
 
     return Starlette(routes=[Route("/", index), WebSocketRoute("/ws", socket)])
 
@@ -66,21 +79,39 @@ class Connection:
         player = asyncio.create_task(self.play())
         try:
             while True:
-                await self.handle(await self.websocket.receive_text())
+                message = await self.websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                if message.get("text") is None:
+                    await self.error("messages are JSON text, not binary frames")
+                    continue
+                await self.guarded(message["text"])
         except WebSocketDisconnect:
             pass
         finally:
             self.playing = False
+            if self.session is not None:
+                self.session.cancelled.set()  # its training thread ends at the next batch
             player.cancel()
+
+    async def guarded(self, text):
+        """``handle``; an exception it did not foresee is answered as an error naming it, never a traceback
+        that ends the connection (the fuzzer in the tests counts these answers as failures)."""
+        try:
+            await self.handle(text)
+        except (RuntimeError, ConnectionError):
+            raise  # the socket itself is gone
+        except Exception as error:  # noqa: BLE001
+            await self.error(f"{UNFORESEEN}: {type(error).__name__}")
 
     async def handle(self, text):
         too_long = f"message of {len(text)} bytes; the limit is {MAX_MESSAGE} (an upload's: 5 MB of CSV)"
         if len(text) > MAX_UPLOAD_MESSAGE:
             return await self.error(too_long)
         try:
-            message = json.loads(text)
-        except json.JSONDecodeError as problem:
-            return await self.error(f"not JSON: {problem}")
+            message = bounded_json.loads(text, MAX_UPLOAD_MESSAGE, "the message")
+        except ValueError as problem:  # not JSON, nested too deep, a 400-digit integer
+            return await self.error(f"not JSON the page sends: {problem}")
         kind = message.get("type") if isinstance(message, dict) else None
         if kind != "upload" and len(text) > MAX_MESSAGE:
             return await self.error(too_long)
@@ -103,6 +134,7 @@ class Connection:
             await self.train(epochs=1)
         elif kind == "reset":
             self.playing = False
+            self.session.cancelled.set()
             await self.start(self.session.setup)
         elif kind == "code":
             async with self.lock:
@@ -114,7 +146,7 @@ class Connection:
             await self.websocket.send_json({"type": "model", "name": "playground.bp",
                                             "data": base64.b64encode(data).decode()})
         else:
-            await self.error(f"unknown message type {kind!r}")
+            await self.error(f"unknown message type {kind!r}"[:200])
 
     async def receive_upload(self, message):
         """Check a CSV now (both problems' readings may be asked for later) and keep it for setups."""
@@ -127,6 +159,8 @@ class Connection:
         await self.websocket.send_json({"type": "uploaded", "name": name, "rows": rows})
 
     async def start(self, setup):
+        if self.session is not None:
+            self.session.cancelled.set()  # a new setup: the old training ends at its next batch
         async with self.lock:
             session = await asyncio.to_thread(Session, setup, self.upload)
             self.session = session
@@ -151,4 +185,5 @@ class Connection:
                 await self.train(epochs=1, seconds=FRAME_SECONDS)
 
     async def error(self, text):
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")  # a lone surrogate from the page's text
         await self.websocket.send_json({"type": "error", "message": text})

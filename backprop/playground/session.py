@@ -4,6 +4,7 @@ the weights) for the page."""
 import base64
 import math
 import pprint
+import threading
 import time
 
 import numpy as np
@@ -33,14 +34,15 @@ class SetupError(ValueError):
 
 def _number(setup, key, low, high, whole=False):
     value = setup[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not low <= value <= high or (whole and int(value) != value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            (isinstance(value, float) and not math.isfinite(value)) or not low <= value <= high \
+            or (whole and int(value) != value):  # a 400-digit integer is compared, never made a float
         raise SetupError(f"{key} must be {'a whole number' if whole else 'a number'} in [{low}, {high}], got {value!r}")
     return int(value) if whole else float(value)
 
 
 def _one_of(setup, key, choices):
-    if setup[key] not in choices:
+    if not isinstance(setup[key], str) or setup[key] not in choices:
         raise SetupError(f"{key} must be one of {', '.join(choices)}, got {setup[key]!r}")
 
 
@@ -61,10 +63,11 @@ def checked(message):
         if isinstance(units, bool) or not isinstance(units, int) or not 1 <= units <= LIMITS["units"]:
             raise SetupError(f"each hidden layer needs 1 to {LIMITS['units']} units, got {units!r}")
     features = setup["features"]
-    if not isinstance(features, list) or not features or any(f not in FEATURES for f in features) \
-            or len(set(features)) != len(features):
+    if not isinstance(features, list) or not features or not all(isinstance(f, str) for f in features) \
+            or any(f not in FEATURES for f in features) or len(set(features)) != len(features):
         raise SetupError(f"features must be a non-empty list of distinct names from {', '.join(FEATURES)}")
-    if setup["activation"] not in bp.activations.ACTIVATIONS or setup["activation"] in ("softmax", "log_softmax"):
+    if not isinstance(setup["activation"], str) or setup["activation"] not in bp.activations.ACTIVATIONS \
+            or setup["activation"] in ("softmax", "log_softmax"):
         raise SetupError(f"unknown activation {setup['activation']!r}")
     _one_of(setup, "loss", LOSSES[setup["problem"]])
     _one_of(setup, "optimizer", OPTIMIZERS)
@@ -84,8 +87,12 @@ def read_upload(name, text, problem=None):
     """(x, y) from an uploaded CSV: two feature columns and a target (the last), a header optional.
     Classification needs exactly two classes; a regression target is standardised; without a ``problem``
     the file is only checked (y is then its target as read)."""
-    if not isinstance(name, str) or not isinstance(text, str):
-        raise SetupError("an upload needs a file name and its text")
+    if not isinstance(name, str) or not isinstance(text, str) or not 0 < len(name) <= 255:
+        raise SetupError("an upload needs a file name (at most 255 characters) and its text")
+    try:
+        (name + text).encode("utf-8")
+    except UnicodeEncodeError:
+        raise SetupError("the upload's name or text is not valid Unicode (a lone surrogate)") from None
     if len(text.encode()) > LIMITS["upload_bytes"]:
         raise SetupError(f"{name}: {len(text.encode()) / 2**20:.1f} MB; a CSV may have at most 5 MB")
     try:
@@ -147,6 +154,7 @@ class Session:
 
     def __init__(self, setup, upload=None):
         self.setup = setup
+        self.cancelled = threading.Event()  # set from the server's thread when the tab goes: training stops
         if setup["dataset"] == "csv":
             if upload is None:
                 raise SetupError("upload a CSV file first")
@@ -209,10 +217,14 @@ class Session:
         """Train ``epochs`` epochs, or as many as fit in ``seconds``, until early stopping; returns how many ran."""
         start, ran = time.perf_counter(), 0
         x, y, train, test = self.features, self.y, self.train_rows, self.test_rows
-        while self.stopped_at is None and (ran < epochs or (seconds is not None and time.perf_counter() - start < seconds)):
+        watch = bp.callbacks.LambdaCallback(on_train_batch_end=self._stop_if_cancelled)
+        while self.stopped_at is None and not self.cancelled.is_set() and \
+                (ran < epochs or (seconds is not None and time.perf_counter() - start < seconds)):
             with np.errstate(all="ignore"):
                 history = self.model.fit(x[train], y[train], epochs=1, verbose=0, batch_size=self.setup["batch_size"],
-                                         allow_nonfinite=True)
+                                         allow_nonfinite=True, callbacks=[watch])
+                if self.cancelled.is_set():  # the tab went or started over: its epoch ended at the batch it was on
+                    break
                 test_loss = self.model.evaluate(x[test], y[test], batch_size=len(test), verbose=0)
             self.epoch += 1
             ran += 1
@@ -220,6 +232,10 @@ class Session:
             self.history["val_loss"].append(float(test_loss))
             self._check_early_stopping()
         return ran
+
+    def _stop_if_cancelled(self, batch, logs=None):
+        if self.cancelled.is_set():
+            self.model.stop_training = True
 
     @property
     def best_epoch(self):

@@ -169,6 +169,8 @@ class Trainer:
             self.batch += 1
             if not result.applied:
                 return False
+            if model.stop_training:  # Keras 3 checks after every batch: a callback can end an epoch early
+                break
             if backup is not None and (interrupted() or backup.save_freq != "epoch"
                                        and model.optimizer.iterations % backup.save_freq == 0):
                 self._save(backup)
