@@ -7,8 +7,8 @@ Probabilities (``from_logits=False``) are clipped to [1e-7, 1 - 1e-7] before the
 as Keras does, so p in {0, 1} stays finite.
 """
 
-from backprop import devices, ops
-from backprop.ops import loss_kernels as loss_ops
+from backprop import devices, ops, tracing
+from backprop.ops import loss_kernels as loss_ops, op as op_module
 from backprop.naming import snake_case
 from backprop.tensor import Tensor, as_array
 from backprop.devices import asarray
@@ -128,6 +128,20 @@ LABEL_CHECKS = {"sparse_categorical_crossentropy": sparse_labels, "categorical_c
                 "hinge": _signed_labels}
 
 
+def _labels_op(loss, y_true, y_pred):
+    """``loss.prepared_labels`` of a label tensor, as an op without gradient (what ops monitors, and so a
+    recording, see): its forward prepares new labels against a stand-in of y_pred's shape and dtype."""
+    stand_in = Tensor._wrap(devices.array_module(y_pred.data).broadcast_to(
+        devices.array_module(y_pred.data).zeros((), y_pred.dtype), y_pred.shape))
+
+    def forward(labels):
+        return _raw(loss.prepared_labels(labels, stand_in)), None
+    result = Tensor._wrap(forward(y_true.data)[0])
+    for monitor in op_module.monitors.get():
+        monitor("prepared_labels", result, (y_true,), {}, forward)
+    return result
+
+
 def reduce_mean(per_example, sample_weight=None):
     """Mean of a user loss function's values; with weights, sum(w * loss) / number of values (Keras' rule)."""
     if per_example.size == 0:
@@ -171,20 +185,28 @@ class Loss:
         y_pred = _pred(y_pred)
         return self.from_kernel_labels(self.kernel_labels(y_true, y_pred), y_pred, sample_weight)
 
+    def kernel_labels(self, y_true, y_pred):
+        """The labels as the kernel takes them (checked, converted, smoothed): a function of the labels and
+        of y_pred's shape and dtype only, which a compiled step computes before replaying the rest. Given a
+        tensor of labels, the preparation is an op of its own, so a recording (bp.function) prepares each
+        call's labels again instead of keeping the first call's as a constant."""
+        if y_pred.data.size == 0:
+            raise ValueError(f"{self.name}: the batch is empty")
+        if self._checks_left and "from_logits" in self.options:
+            self._check_predictions(y_pred.data)
+        if isinstance(y_true, Tensor):
+            return _labels_op(self, y_true, y_pred)
+        return self.prepared_labels(y_true, y_pred)
+
     @property
     def replayable(self):
         """Whether ``from_kernel_labels(kernel_labels(y, p), p, w)`` is the whole loss, as a compiled step runs
         it: not for a subclass whose ``__call__`` computes more in Python."""
         return type(self).__call__ is Loss.__call__
 
-    def kernel_labels(self, y_true, y_pred):
-        """The labels as the kernel takes them (checked, converted, smoothed): a function of the labels and
-        of y_pred's shape and dtype only, which a compiled step computes before replaying the rest."""
+    def prepared_labels(self, y_true, y_pred):
+        """``kernel_labels`` without the checks of the predictions: labels (an array) in, labels out."""
         predictions = y_pred.data
-        if predictions.size == 0:
-            raise ValueError(f"{self.name}: the batch is empty")
-        if self._checks_left and "from_logits" in self.options:
-            self._check_predictions(predictions)
         labels = LABEL_CHECKS.get(self.kernel, _labels)(y_true, y_pred, self.kernel)
         if self.label_smoothing:
             s = self.label_smoothing
@@ -333,6 +355,9 @@ class SparseCategoricalCrossentropy(Loss):
     def __call__(self, y_true, y_pred, sample_weight=None):
         if self.ignore_class is None:
             return super().__call__(y_true, y_pred, sample_weight)
+        recorder = tracing.current.get()
+        if recorder is not None:  # the mask below is computed on the label arrays: a recording would freeze it
+            recorder.refuse(f"{self.name} with ignore_class computes its mask in Python; it cannot be recorded")
         y_pred, raw = _pred(y_pred), asarray(_raw(y_true))
         if raw.ndim == y_pred.ndim and raw.shape[-1] == 1:
             raw = raw[..., 0]
@@ -391,6 +416,8 @@ class _FunctionLoss(Loss):
         elif labels.ndim == y_pred.ndim + 1 and labels.shape[-1:] == (1,) and labels.shape[:-1] == y_pred.shape:
             labels = labels[..., 0]
         return _joined(labels, y_pred)
+
+    prepared_labels = kernel_labels  # nothing to check: the function takes the labels as they come
 
     def from_kernel_labels(self, labels, y_pred, sample_weight=None):
         out = self.function(labels, y_pred)

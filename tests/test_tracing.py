@@ -356,3 +356,21 @@ def check_replay(spec):
         np.testing.assert_array_equal(a, b)
     info = bp.training.compiled.step_info(compiled)[False]
     assert info["fallback"] is None and info["replays"] > 0, info
+
+
+def test_labels_prepared_by_a_loss_are_prepared_again_at_every_replay():
+    """Float class labels become integers inside the loss: that new array was recorded as a constant, so every
+    replay scored the first call's labels."""
+    loss = bp.losses.SparseCategoricalCrossentropy(from_logits=True)
+    scored = bp.function(lambda y, p: loss(y, p))
+    logits = bp.tensor(np.array([[2.0, 0.0, -2.0]] * 4, np.float32))
+    for labels in ([0.0, 0.0, 0.0, 0.0], [2.0, 2.0, 2.0, 2.0], [1.0, 0.0, 2.0, 1.0]):
+        eager = float(loss(bp.tensor(np.array(labels, np.float32)), logits))
+        assert float(scored(bp.tensor(np.array(labels, np.float32)), logits)) == eager
+    assert scored.experimental_get_tracing_count() == 1
+
+
+def test_a_loss_with_ignore_class_is_refused_in_bp_function():
+    loss = bp.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=2)
+    with pytest.raises(TraceError, match="ignore_class computes its mask in Python"):
+        bp.function(lambda y, p: loss(y, p))(bp.tensor(np.array([0, 2])), bp.tensor(np.zeros((2, 3), np.float32)))

@@ -75,7 +75,7 @@ class CompiledTrainStep(TrainStep):
                 "max_signatures": self.max_signatures, "fallback": self.fallback}
 
     def _replayed(self, signature, x, y, sample_weight):
-        labels = self.model.loss.kernel_labels(y, signature.prediction)
+        labels = self.model.loss.prepared_labels(y, signature.prediction)  # checks of predictions: not on a stand-in
         inputs = [x, labels] if sample_weight is None else [x, labels, sample_weight]
         loss, y_pred, grads = signature.plan.run(inputs)
         return self.update(grads, loss, y_pred)
