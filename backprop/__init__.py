@@ -1,5 +1,5 @@
 """backprop: a deep-learning framework on NumPy, built to be read, taught with and fast."""
-from backprop.tensor import Tensor, Variable, is_tensor, tensor
+from backprop.tensor import Tensor, Variable, is_tensor, ones, ones_like, tensor, zeros, zeros_like
 from backprop.tape import GradientTape, no_grad
 from backprop.ops import *  # noqa: F401,F403
 from backprop.ops import UFUNC_OPS as _UFUNC_OPS  # noqa: F401

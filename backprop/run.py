@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy
 
@@ -377,7 +377,19 @@ def train(config, out, verbose=1):
         return _train(config, out, verbose)
 
 
+def _has_matplotlib():
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _train(config, out, verbose):
+    if config.plots and not _has_matplotlib():
+        print("note: no plots in this run: matplotlib is not installed (pip install 'backprop[plot]'); "
+              "everything else is written")
+        config = replace(config, plots=False)
     data = load_data(config)
     check_memory(config, data)
     check_validation_split(config, len(data.x_train))

@@ -284,6 +284,24 @@ def tensor(value, dtype=None):
     return Tensor(value, dtype)
 
 
+def zeros(shape, dtype="float32"):
+    """A tensor of zeros (TensorFlow's ``tf.zeros``): float32 unless ``dtype`` says otherwise."""
+    return Tensor(np.zeros(shape, np.dtype(dtype)))
+
+
+def ones(shape, dtype="float32"):
+    return Tensor(np.ones(shape, np.dtype(dtype)))
+
+
+def zeros_like(value, dtype=None):
+    """Zeros of ``value``'s shape and (unless given) dtype."""
+    return zeros(np.shape(_raw(value)), dtype or _raw(value).dtype if hasattr(_raw(value), "dtype") else "float32")
+
+
+def ones_like(value, dtype=None):
+    return ones(np.shape(_raw(value)), dtype or _raw(value).dtype if hasattr(_raw(value), "dtype") else "float32")
+
+
 def is_tensor(value):
     return isinstance(value, Tensor)
 

@@ -647,3 +647,14 @@ def test_no_validation_split_stops_on_the_training_loss(empty_dir):
                       "--quiet", "--out", "r", cwd=empty_dir)
     assert result.returncode == 0, result.stderr
     assert (empty_dir / "r" / "curves.png").exists() and "val_loss" not in (empty_dir / "r" / "history.csv").read_text()
+
+
+def test_without_matplotlib_the_run_is_written_without_plots(empty_dir):
+    """A NumPy-only install trained to the end and then failed with 'plotting needs matplotlib', writing nothing."""
+    code = ("import sys; sys.modules['matplotlib'] = None; from backprop.cli import main; "
+            "sys.exit(main(['train', '--data', 'pass_fail', '--epochs', '2', '--quiet', '--out', 'r']))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=empty_dir, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "note: no plots in this run: matplotlib is not installed" in result.stdout
+    assert {p.name for p in (empty_dir / "r").iterdir()} == {"model.bp", "preprocessing.json", "metrics.json",
+                                                              "config.json", "history.csv"}

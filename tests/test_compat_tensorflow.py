@@ -220,3 +220,27 @@ def test_numbers_match_tensorflow():
     for a, b in zip(ours[1], theirs[1]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(ours[2], theirs[2], rtol=1e-5)
+
+
+def test_function_losses_reduce_the_last_axis_as_tensorflow_does():
+    """tf.keras.losses.MSE on 1-D tensors is one number (the mean over the last axis): 62.5, not [100, 25].
+    Values written out from TensorFlow's formulas."""
+    y, p = tf.constant([0.0, 0.0]), tf.constant([10.0, 5.0])
+    assert float(tf.keras.losses.MSE(y, p)) == 62.5 and float(tf.keras.losses.mae(y, p)) == 7.5
+    bce = tf.keras.losses.binary_crossentropy(tf.constant([0.0, 1.0]), tf.constant([0.2, 0.7]))
+    assert float(bce) == pytest.approx((-np.log(0.8) - np.log(0.7)) / 2, rel=1e-6)
+    rows = tf.keras.losses.MSE(tf.constant([[0.0, 0.0], [1.0, 1.0]]), tf.constant([[10.0, 5.0], [1.0, 3.0]]))
+    np.testing.assert_allclose(rows.numpy(), [62.5, 2.0])  # one per row, as before
+
+
+def test_ones_zeros_and_the_softmax_layer(tmp_path):
+    assert tf.ones((2, 3)).numpy().tolist() == [[1.0] * 3] * 2 and tf.ones((2,)).dtype == np.float32
+    assert tf.zeros((1, 2), dtype=tf.float64).dtype == np.float64
+    assert tf.zeros_like(tf.constant([[1.0, 2.0]])).shape == (1, 2) and tf.ones_like(np.ones(3)).dtype == np.float64
+    model = tf.keras.Sequential([tf.keras.layers.Input(shape=(3,)), tf.keras.layers.Dense(4),
+                                 tf.keras.layers.Softmax()])
+    probabilities = model(np.ones((2, 3), np.float32)).numpy()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
+    model.save(tmp_path / "m.bp")
+    np.testing.assert_array_equal(bp.models.load_model(tmp_path / "m.bp")(np.ones((2, 3), np.float32)).numpy(),
+                                  probabilities)

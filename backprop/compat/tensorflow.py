@@ -31,6 +31,7 @@ reduce_mean, reduce_sum, reduce_max, reduce_min = bp.reduce_mean, bp.reduce_sum,
 reshape, transpose, concat, stack, where, cast = bp.reshape, bp.transpose, bp.concat, bp.stack, bp.where, bp.cast
 argmax, one_hot, clip_by_value = bp.argmax, bp.one_hot, bp.clip
 expand_dims, squeeze = bp.expand_dims, bp.squeeze
+ones, zeros, ones_like, zeros_like = bp.ones, bp.zeros, bp.ones_like, bp.zeros_like
 
 math = _namespace("math", sigmoid=bp.sigmoid, tanh=bp.tanh, exp=bp.exp, log=bp.log, square=bp.square,
                   sqrt=bp.sqrt, abs=bp.abs, add=bp.add, subtract=bp.subtract, multiply=bp.multiply,
@@ -61,7 +62,7 @@ class Dropout(bp.layers.Dropout):
 
 layers = _namespace("keras.layers", Layer=bp.layers.Layer, Dense=bp.layers.Dense, Dropout=Dropout,
                     Flatten=bp.layers.Flatten, Activation=bp.layers.Activation, Input=bp.Input,
-                    InputLayer=bp.layers.InputLayer)
+                    InputLayer=bp.layers.InputLayer, Softmax=bp.layers.Softmax)
 losses = _namespace("keras.losses", **{name: getattr(bp.losses, name) for name in (
     "MeanSquaredError", "MeanAbsoluteError", "Huber", "BinaryCrossentropy", "CategoricalCrossentropy",
     "SparseCategoricalCrossentropy", "Hinge", "KLDivergence", "Loss", "mean_squared_error", "mean_absolute_error",

@@ -1,5 +1,5 @@
 """Layers: the base class to subclass, and the built-in ones."""
-from backprop.layers.core import Activation, Dense, Dropout, Flatten, InputLayer
+from backprop.layers.core import Activation, Dense, Dropout, Flatten, InputLayer, Softmax
 from backprop.layers.features import TwoInputFeatures
 from backprop.layers.layer import Layer
 from backprop.layers.symbolic import Input, SymbolicTensor

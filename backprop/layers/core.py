@@ -93,6 +93,22 @@ class Activation(Layer):
         return {**super().get_config(), "activation": self.activation_name}
 
 
+class Softmax(Layer):
+    """softmax over ``axis`` (Keras' layer): scores in, probabilities out."""
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(axis, bool) or not isinstance(axis, int):
+            raise ValueError(f"Softmax: axis must be an integer, got {axis!r}")
+        self.axis = axis
+
+    def call(self, inputs):
+        return ops.softmax(inputs, axis=self.axis)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}
+
+
 class Dropout(Layer):
     """Inverted dropout: in training, zero each value with probability ``rate`` and scale the rest by
     1 / (1 - rate), so the expected activation is unchanged; at inference it is the identity."""

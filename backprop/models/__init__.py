@@ -6,6 +6,6 @@ from backprop.models.model import Model
 from backprop.models.sequential import Sequential
 from backprop.saving import load_model, register
 
-for _cls in (_core.Dense, _core.Activation, _core.Dropout, _core.Flatten, _core.InputLayer, _TwoInputFeatures,
+for _cls in (_core.Dense, _core.Activation, _core.Dropout, _core.Flatten, _core.InputLayer, _core.Softmax, _TwoInputFeatures,
              Sequential, Functional):
     register(_cls.__name__)(_cls)

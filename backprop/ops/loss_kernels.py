@@ -175,7 +175,7 @@ def per_example_op(kernel):
 
     def forward(labels, predictions, **params):
         values, backward = kernel(labels, predictions, **params)
-        if kernel not in ELEMENTWISE or values.ndim < 2:
+        if kernel not in ELEMENTWISE or values.ndim < 1:  # (n,) values: one example's, averaged (Keras, TF)
             return values, backward
         width = values.shape[-1]
         return np.mean(values, axis=-1), lambda g, needs: backward(np.expand_dims(g, -1) / width, needs)

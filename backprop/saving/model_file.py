@@ -199,7 +199,7 @@ def _output_shape(class_name, config, shape, tensors):
         return shape[:-1] + [config.get("units")]
     if class_name == "Flatten":
         return [math.prod(shape)]
-    if class_name in ("Dropout", "Activation"):
+    if class_name in ("Dropout", "Activation", "Softmax"):
         return shape
     return None
 
