@@ -147,7 +147,8 @@ class ModelCheckpoint(Callback):
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
                  mode="auto"):
-        self.filepath, self.monitor, self.verbose = os.fspath(filepath), monitor, verbose
+        from backprop.saving.model_file import check_suffix
+        self.filepath, self.monitor, self.verbose = check_suffix(os.fspath(filepath), "ModelCheckpoint"), monitor, verbose
         self.save_best_only, self.save_weights_only = save_best_only, save_weights_only
         self.monitor_op = _monitor_op(monitor, mode)
         self.best = math.inf if self.monitor_op is numpy.less else -math.inf

@@ -336,3 +336,15 @@ def test_a_model_built_twice_in_one_process_loads_the_first_ones_weights(tmp_pat
     wider = build(units=2)
     with pytest.raises(FileFormatError, match=r"size mismatch for dense_\d+/kernel: file \(3, 1\), model \(3, 2\)"):
         wider.load_weights(tmp_path / "w.bp")
+
+
+@pytest.mark.parametrize("save, name, suggested", [
+    (lambda m, p: m.save(p), "m.keras", "m.bp"), (lambda m, p: m.save(p), "m.h5", "m.bp"),
+    (lambda m, p: m.save_weights(p), "m.weights.h5", "m.bp"),
+    (lambda m, p: bp.callbacks.ModelCheckpoint(p), "best.keras", "best.bp"),
+])
+def test_keras_file_names_are_refused_with_the_right_one(tmp_path, save, name, suggested):
+    """A '.keras' file in backprop's format would look like one Keras can open (issue #31)."""
+    with pytest.raises(ValueError, match=f"is a Keras file name, .* name it '.*{suggested}'"):
+        save(trained_model(), tmp_path / name)
+    assert list(tmp_path.iterdir()) == []

@@ -5,6 +5,7 @@ weights are raw numbers. Loads validate everything first and assign nothing on a
 """
 import json
 import math
+import os
 import re
 
 from backprop import __version__
@@ -53,9 +54,23 @@ def _metadata(model, kind):
     return metadata
 
 
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def check_suffix(path, what="model.save"):
+    """Refuse Keras' file names: a '.keras' or '.h5' file in backprop's format would look like a file Keras can
+    open and is not (a silent surprise on the day it is shared)."""
+    name = os.fspath(path)
+    if name.lower().endswith(KERAS_SUFFIXES):
+        suggested = re.sub(r"(\.weights)?\.(keras|h5|hdf5)$", ".bp", name, flags=re.IGNORECASE)
+        raise ValueError(f"{what}: '{name}' is a Keras file name, but backprop writes its own format (safetensors "
+                         f"with the architecture), which Keras cannot open; name it '{suggested}'")
+    return path
+
+
 def save_model(model, path):
     """Write architecture + weights atomically (temporary file, fsync, rename)."""
-    tensor_file.atomic_write(path, _model_chunks(model))
+    tensor_file.atomic_write(check_suffix(path), _model_chunks(model))
 
 
 def model_bytes(model):
@@ -70,6 +85,7 @@ def _model_chunks(model):
 
 
 def save_weights(model, path):
+    check_suffix(path, "save_weights")
     tensor_file.write(path, {name: v.numpy() for name, v in weight_paths(model)}, _metadata(model, WEIGHTS_FORMAT))
 
 
