@@ -61,7 +61,10 @@ class Metric:
     @tracing.replayed
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_pred = _array(y_pred)
-        values = self.values(_array(y_true, like=y_pred), y_pred)
+        y_true = _array(y_true, like=y_pred)
+        if numpy.ndim(sample_weight) >= 2 and hasattr(self, "elementwise"):  # a weight per value (Keras 3's rule)
+            return self._update_per_value(self.elementwise(y_true, y_pred), sample_weight)
+        values = self.values(y_true, y_pred)
         weights = _weights(sample_weight, values)
         self.total = self.total + _weighted_sum(values, weights)
         self.count = self.count + _count(values, weights)
@@ -69,6 +72,15 @@ class Metric:
     def values(self, y_true, y_pred):
         """One value per example."""
         raise NotImplementedError
+
+    def _update_per_value(self, values, sample_weight):
+        """Values (examples, k) weighted value by value: each example adds the mean of its weighted values and
+        counts the mean of its weights, as Keras 3's reduce_to_samplewise_values does."""
+        values = values.reshape(len(values), -1).astype(numpy.float64)
+        weights = _array(sample_weight, like=values).astype(numpy.float64).reshape(len(values), -1)
+        weights = devices.array_module(values).broadcast_to(weights, values.shape)
+        self.total = self.total + (values * weights).mean(axis=1).sum()
+        self.count = self.count + weights.mean(axis=1).sum()
 
     def result(self):
         return float(self.total / self.count) if self.count else 0.0
@@ -102,12 +114,18 @@ class BinaryAccuracy(Metric):
     """Fraction of outputs on the right side of ``threshold`` (0.5 for probabilities, 0 for logits)."""
 
     def __init__(self, name="binary_accuracy", threshold=0.5):
+        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold < 1:
+            raise ValueError(f"Invalid value for argument `threshold` of BinaryAccuracy: {threshold!r}; expected a "
+                             "number in [0, 1) (0 for logits, Keras' own range is (0, 1))")
         self.threshold = threshold
         super().__init__(name)
 
-    def values(self, y_true, y_pred):
+    def elementwise(self, y_true, y_pred):
         y_true, y_pred = _column(y_true, y_pred)
-        return numpy.mean((y_pred > self.threshold) == (y_true > 0.5), axis=1)
+        return (y_pred > self.threshold) == (y_true > 0.5)
+
+    def values(self, y_true, y_pred):
+        return numpy.mean(self.elementwise(y_true, y_pred), axis=1)
 
 
 class CategoricalAccuracy(Metric):
@@ -123,7 +141,11 @@ class SparseCategoricalAccuracy(Metric):
         super().__init__(name)
 
     def values(self, y_true, y_pred):
-        return (numpy.argmax(y_pred, -1) == y_true.reshape(len(y_pred))).astype(float)
+        """Per example: whether the highest score is the label's class; labels of shape (n, 1) or any shape
+        with one label per prediction row ((2, 1) labels for (1, 2, k) scores: Keras' reshape)."""
+        matches = numpy.argmax(y_pred, -1)
+        hits = (matches == y_true.reshape(matches.shape)).astype(float)
+        return hits.reshape(len(hits), -1).mean(axis=1) if hits.ndim > 1 else hits
 
 
 class MeanSquaredError(Metric):
@@ -142,6 +164,19 @@ class MeanAbsoluteError(Metric):
     def values(self, y_true, y_pred):
         y_true, y_pred = _column(y_true, y_pred)
         return numpy.mean(numpy.abs(y_pred - y_true), axis=1)
+
+
+class Hinge(Metric):
+    """mean(max(1 - y * p, 0)) per example, with 0/1 labels read as -1/1 (Keras' rule)."""
+
+    def __init__(self, name="hinge"):
+        super().__init__(name)
+
+    def values(self, y_true, y_pred):
+        y_true, y_pred = _column(y_true, y_pred)
+        if ((y_true == 0) | (y_true == 1)).all():
+            y_true = 2 * y_true - 1
+        return numpy.mean(numpy.maximum(1 - y_true * y_pred, 0), axis=1)
 
 
 class _Confusion(Metric):
@@ -219,9 +254,12 @@ class Accuracy(Metric):
     def __init__(self, name="accuracy"):
         super().__init__(name)
 
-    def values(self, y_true, y_pred):
+    def elementwise(self, y_true, y_pred):
         y_true, y_pred = _column(y_true, y_pred)
-        return numpy.mean(y_true == y_pred, axis=1)
+        return y_true == y_pred
+
+    def values(self, y_true, y_pred):
+        return numpy.mean(self.elementwise(y_true, y_pred), axis=1)
 
 
 class TopKCategoricalAccuracy(Metric):
@@ -252,7 +290,7 @@ def _in_top_k(labels, scores, k):
 
 
 METRICS = {"mse": MeanSquaredError, "mean_squared_error": MeanSquaredError, "mae": MeanAbsoluteError,
-           "mean_absolute_error": MeanAbsoluteError, "precision": Precision, "recall": Recall, "auc": AUC,
+           "mean_absolute_error": MeanAbsoluteError, "hinge": Hinge, "precision": Precision, "recall": Recall, "auc": AUC,
            "binary_accuracy": BinaryAccuracy, "categorical_accuracy": CategoricalAccuracy,
            "sparse_categorical_accuracy": SparseCategoricalAccuracy,
            "top_k_categorical_accuracy": TopKCategoricalAccuracy,

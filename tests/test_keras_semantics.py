@@ -308,3 +308,70 @@ def test_per_value_weights_weight_each_value_before_the_mean():
     """One weight per value of y (Keras 3 refuses this shape for elementwise losses; backprop weights each value)."""
     y, p, w = rng.normal(size=(4, 3)), rng.normal(size=(4, 3)), rng.uniform(size=(4, 3))
     assert bp.losses.MeanSquaredError()(y, p, sample_weight=w).numpy() == pytest.approx(np.mean(w * (y - p) ** 2))
+
+
+# --- Keras 3's own tests, transcribed (accuracy_metrics_test, early_stopping_test, optimizers) -- issue #31 ---
+@pytest.mark.parametrize("metric, y_true, y_pred, weights, expected", [
+    (lambda: bp.metrics.Accuracy(), [[1], [2], [3], [4]], [[0], [2], [3], [4]], None, 0.75),
+    (lambda: bp.metrics.Accuracy(), [[1], [2], [3], [4]], [[0], [2], [3], [4]], [1, 1, 0, 0], 0.5),
+    (lambda: bp.metrics.BinaryAccuracy(), [[1], [1], [0], [0]], [[0.98], [1], [0], [0.6]], None, 0.75),
+    (lambda: bp.metrics.BinaryAccuracy(), [1, 1, 0, 0], [[0.98], [1], [0], [0.6]], None, 0.75),
+    (lambda: bp.metrics.BinaryAccuracy(), [[1], [1], [0], [0]], [[0.98], [1], [0], [0.6]], [1, 0, 0, 1], 0.5),
+    (lambda: bp.metrics.BinaryAccuracy(threshold=0.3), [[1], [1], [0], [0]], [[0.98], [0.5], [0.1], [0.2]], None,
+     1.0),
+    (lambda: bp.metrics.BinaryAccuracy(threshold=0.9), [[1], [1], [0], [0]], [[0.98], [0.5], [0.1], [0.2]], None,
+     0.75),
+    (lambda: bp.metrics.CategoricalAccuracy(), [[0, 0, 1], [0, 1, 0]], [[0.1, 0.9, 0.8], [0.05, 0.95, 0]], [0.7, 0.3],
+     0.3),
+    (lambda: bp.metrics.SparseCategoricalAccuracy(), [[2], [1]], [[0.1, 0.6, 0.3], [0.05, 0.95, 0]], [0.7, 0.3], 0.3),
+    (lambda: bp.metrics.SparseCategoricalAccuracy(), [[0], [0]], [[[0.9, 0.1, 0.0], [0.8, 0.15, 0.05]]], None, 1.0),
+    (lambda: bp.metrics.SparseCategoricalAccuracy(), [2, 1, 0], [[0, 0, 1.0], [0, 1, 0], [1, 0, 0]], None, 1.0),
+    # a weight per value: each example adds its mean weighted value and counts its mean weight
+    (lambda: bp.metrics.Accuracy(), [[1, 2], [3, 4]], [[1, 0], [3, 4]], [[1, 1], [0, 1]], 2 / 3),
+    (lambda: bp.metrics.BinaryAccuracy(), [[1, 0], [1, 1]], [[0.9, 0.8], [0.2, 0.7]], [[1, 1], [1, 0]], 1 / 3),
+])
+def test_keras_accuracy_metric_cases(metric, y_true, y_pred, weights, expected):
+    m = metric()
+    m.update_state(np.array(y_true), np.array(y_pred), sample_weight=None if weights is None else np.array(weights))
+    assert m.result() == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("threshold", [-0.5, 1.5])
+def test_binary_accuracy_refuses_a_threshold_outside_its_range(threshold):
+    with pytest.raises(ValueError, match="Invalid value for argument `threshold`"):
+        bp.metrics.BinaryAccuracy(threshold=threshold)
+
+
+def test_early_stopping_infers_its_mode_from_the_monitor():
+    """Keras' cases, monitored quantities that appear only once training logs them (val_ and metrics)."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((10, 5)), rng.random((10, 1))
+    model = bp.Sequential([bp.layers.Dense(1, activation="relu"), bp.layers.Dense(1, activation="relu")])
+    model.compile(loss="mae", optimizer="adam", metrics=["mse", "acc", "accuracy", "hinge"])
+    for mode, monitor, expected in [("max", "val_mse", np.greater), ("min", "val_loss", np.less),
+                                    ("auto", "val_mse", np.less), ("auto", "loss", np.less),
+                                    ("auto", "acc", np.greater), ("auto", "val_accuracy", np.greater),
+                                    ("auto", "hinge", np.less)]:
+        stopper = bp.callbacks.EarlyStopping(patience=0, monitor=monitor, mode=mode)
+        model.fit(x, y, batch_size=5, validation_data=(x, y), callbacks=[stopper], epochs=2, verbose=0)
+        assert stopper.monitor_op is expected, monitor
+    with pytest.raises(ValueError):
+        model.fit(x, y, batch_size=5, validation_data=(x, y), epochs=2, verbose=0,
+                  callbacks=[bp.callbacks.EarlyStopping(patience=0, monitor="unknown")])
+
+
+def test_optimizers_get_none_is_none_and_compile_needs_one():
+    assert bp.optimizers.get(None) is None
+    with pytest.raises(ValueError, match="an optimizer is required"):
+        bp.Sequential([bp.layers.Dense(1)]).compile(optimizer=None, loss="mse")
+
+
+def test_hinge_metric_matches_its_formula():
+    """Keras' Hinge metric: labels 0/1 become -1/1, then mean(max(1 - y p, 0)) over the last axis, averaged."""
+    y = np.array([[0, 1], [1, 0]], np.float32)
+    p = np.array([[0.3, 0.8], [-0.5, 2.0]], np.float32)
+    signed = 2 * y - 1
+    expected = np.mean(np.mean(np.maximum(1 - signed * p, 0), axis=1))
+    m = bp.metrics.get("hinge")
+    m.update_state(y, p)
+    assert m.name == "hinge" and m.result() == pytest.approx(expected)

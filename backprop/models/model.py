@@ -76,6 +76,8 @@ class Model(Layer):
             raise ValueError(f"compile: jit_compile must be True, False or 'auto', got {jit_compile!r}")
         self.jit_compile = jit_compile
         self.__dict__.pop("_train_steps", None)
+        if optimizer is None:
+            raise ValueError("compile: an optimizer is required, e.g. optimizer='adam' (the default is 'rmsprop')")
         self.optimizer = optimizers.get(optimizer)
         if loss is None:
             raise ValueError("compile: a loss is required, e.g. loss='mse' or bp.losses.BinaryCrossentropy()")

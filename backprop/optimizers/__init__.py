@@ -8,7 +8,9 @@ OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "adagrad": Adagrad, "rms
 
 
 def get(identifier, **kwargs):
-    """An optimizer from a name ('adam') or an Optimizer instance."""
+    """An optimizer from a name ('adam') or an Optimizer instance; None gives None, as in Keras."""
+    if identifier is None:
+        return None
     if isinstance(identifier, Optimizer):
         return identifier
     if isinstance(identifier, str) and identifier.lower() in OPTIMIZERS:
