@@ -553,3 +553,33 @@ def test_more_tabs_than_the_limit_are_refused(client):
     with client.websocket_connect(f"/ws?token={TOKEN}") as ws:  # the tabs closed: room again
         ws.send_json({"type": "pause"})
         assert receive(ws, "error")["message"] == "send a setup first"
+
+
+def test_pause_during_a_long_epoch_undoes_it_and_the_training_still_repeats():
+    """One epoch at the largest settings took 13-16 s and Pause could not stop it (issue #29); now Pause stops it
+    at the next batch and undoes it, so the epochs counted are whole ones that the Code panel repeats."""
+    import threading
+
+    import numpy as np
+
+    from backprop.playground.session import Session, checked
+    setup = checked({"dataset": "spiral", "points": 10_000, "layers": [64] * 8, "batch_size": 1, "dropout": 0.2})
+    session = Session(setup)
+    before = session.model.get_weights()
+    worker = threading.Thread(target=session.train, kwargs={"epochs": 1})
+    worker.start()
+    time.sleep(0.3)
+    session.interrupted.set()
+    worker.join(timeout=10)
+    assert not worker.is_alive() and session.epoch == 0 and not session.interrupted.is_set()
+    for a, b in zip(before, session.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    small = checked({"dataset": "xor", "points": 100, "layers": [3], "dropout": 0.2})
+    paused = Session(small)  # one session at a time: sessions share the library's random stream (issue #32)
+    paused.interrupted.set()
+    assert paused.train(epochs=1) == 0  # interrupted before it began: nothing trained, the flag cleared
+    paused.train(epochs=2)
+    straight = Session(small)
+    straight.train(epochs=2)
+    for a, b in zip(paused.model.get_weights(), straight.model.get_weights()):
+        np.testing.assert_array_equal(a, b)

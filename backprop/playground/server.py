@@ -129,6 +129,8 @@ class Connection:
             self.wake.set()
         elif kind == "pause":
             self.playing = False
+            if self.lock.locked():  # an epoch is running (a long one at the largest settings): undo and stop it
+                self.session.interrupted.set()
         elif kind == "step":
             self.playing = False
             await self.train(epochs=1)

@@ -155,6 +155,7 @@ class Session:
     def __init__(self, setup, upload=None):
         self.setup = setup
         self.cancelled = threading.Event()  # set from the server's thread when the tab goes: training stops
+        self.interrupted = threading.Event()  # Pause during an epoch: the epoch is undone, training stops
         if setup["dataset"] == "csv":
             if upload is None:
                 raise SetupError("upload a CSV file first")
@@ -218,23 +219,42 @@ class Session:
         start, ran = time.perf_counter(), 0
         x, y, train, test = self.features, self.y, self.train_rows, self.test_rows
         watch = bp.callbacks.LambdaCallback(on_train_batch_end=self._stop_if_cancelled)
-        while self.stopped_at is None and not self.cancelled.is_set() and \
-                (ran < epochs or (seconds is not None and time.perf_counter() - start < seconds)):
-            with np.errstate(all="ignore"):
-                history = self.model.fit(x[train], y[train], epochs=1, verbose=0, batch_size=self.setup["batch_size"],
-                                         allow_nonfinite=True, callbacks=[watch])
-                if self.cancelled.is_set():  # the tab went or started over: its epoch ended at the batch it was on
-                    break
-                test_loss = self.model.evaluate(x[test], y[test], batch_size=len(test), verbose=0)
-            self.epoch += 1
-            ran += 1
-            self.history["loss"].append(history.history["loss"][0])
-            self.history["val_loss"].append(float(test_loss))
-            self._check_early_stopping()
+        try:
+            while self.stopped_at is None and not self.cancelled.is_set() and not self.interrupted.is_set() and \
+                    (ran < epochs or (seconds is not None and time.perf_counter() - start < seconds)):
+                before = self._snapshot()
+                with np.errstate(all="ignore"):
+                    history = self.model.fit(x[train], y[train], epochs=1, verbose=0,
+                                             batch_size=self.setup["batch_size"], allow_nonfinite=True,
+                                             callbacks=[watch])
+                    if self.cancelled.is_set() or self.interrupted.is_set():
+                        self._restore(before)  # a paused epoch never happened: the Code panel still repeats it
+                        break
+                    test_loss = self.model.evaluate(x[test], y[test], batch_size=len(test), verbose=0)
+                self._record(history, test_loss)
+                ran += 1
+        finally:
+            self.interrupted.clear()
         return ran
 
+    def _record(self, history, test_loss):
+        self.epoch += 1
+        self.history["loss"].append(history.history["loss"][0])
+        self.history["val_loss"].append(float(test_loss))
+        self._check_early_stopping()
+
+    def _snapshot(self):
+        """What an epoch changes: weights, optimizer state, the random stream (Dropout, shuffling)."""
+        return self.model.get_weights(), self.model.optimizer.get_state(), bp.random.get_state()
+
+    def _restore(self, snapshot):
+        weights, optimizer_state, random_state = snapshot
+        self.model.set_weights(weights)
+        self.model.optimizer.set_state(optimizer_state, self.model.parameters)
+        bp.random.set_state(random_state)
+
     def _stop_if_cancelled(self, batch, logs=None):
-        if self.cancelled.is_set():
+        if self.cancelled.is_set() or self.interrupted.is_set():
             self.model.stop_training = True
 
     @property
