@@ -12,12 +12,14 @@ import math
 
 import numpy
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import LabelBinarizer, LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 import backprop as bp
+from backprop.user_warnings import warn
 
 
 class _MLP(BaseEstimator):
@@ -26,7 +28,7 @@ class _MLP(BaseEstimator):
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", optimizer="adam", learning_rate=1e-3,
                  batch_size="auto", max_epochs=200, alpha=1e-4, dropout=0.0, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, random_state=None, verbose=0,
-                 warm_start=False, device="cpu"):
+                 warm_start=False, device="cpu", max_iter=None, learning_rate_init=None, solver=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.optimizer = optimizer
@@ -43,6 +45,42 @@ class _MLP(BaseEstimator):
         self.verbose = verbose
         self.warm_start = warm_start
         self.device = device
+        # scikit-learn's own names, so an MLPClassifier(max_iter=..., learning_rate_init=..., solver=...) written
+        # for sklearn.neural_network runs here: they win over backprop's names when given
+        self.max_iter = max_iter
+        self.learning_rate_init = learning_rate_init
+        self.solver = solver
+
+    # --- scikit-learn's names -------------------------------------------------------------
+    def _epochs(self):
+        return self.max_epochs if self.max_iter is None else self.max_iter
+
+    def _rate(self):
+        """The learning rate: learning_rate_init when given; scikit-learn's learning_rate names a schedule,
+        of which 'constant' (its default) is what backprop does."""
+        if self.learning_rate_init is not None:
+            rate = self.learning_rate_init
+            if isinstance(self.learning_rate, str) and self.learning_rate != "constant":
+                raise ValueError(f"learning_rate={self.learning_rate!r}: only scikit-learn's 'constant' schedule is "
+                                 "supported; give the rate as learning_rate_init (or learning_rate)")
+        elif isinstance(self.learning_rate, str):
+            if self.learning_rate != "constant":
+                raise ValueError(f"learning_rate={self.learning_rate!r}: only scikit-learn's 'constant' schedule is "
+                                 "supported")
+            rate = 1e-3  # scikit-learn's learning_rate_init default
+        else:
+            rate = self.learning_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < math.inf:
+            raise ValueError(f"the learning rate must be a positive number, got {rate!r}")
+        return float(rate)
+
+    def _optimizer_name(self):
+        if self.solver is None:
+            return self.optimizer
+        if self.solver == "lbfgs":
+            raise ValueError("solver='lbfgs' is not supported: backprop trains with gradient steps; use "
+                             "solver='adam' or 'sgd'")
+        return self.solver
 
     # --- what the subclasses provide --------------------------------------------------
     def _encode_targets(self, y, first):
@@ -78,7 +116,7 @@ class _MLP(BaseEstimator):
         units, loss = self._head()
         layers.append(bp.layers.Dense(units, kernel_regularizer=penalty))
         model = bp.Sequential(layers)
-        model.compile(optimizer=bp.optimizers.get(self.optimizer, learning_rate=self.learning_rate), loss=loss)
+        model.compile(optimizer=bp.optimizers.get(self._optimizer_name(), learning_rate=self._rate()), loss=loss)
         return model
 
     def _fit(self, x, y, sample_weight, incremental, classes=None):
@@ -117,8 +155,12 @@ class _MLP(BaseEstimator):
             x, targets = x[train], targets[train]
             sample_weight = None if sample_weight is None else sample_weight[train]
         stopping = _Stopping(self, validation, stop=epochs is None)
-        self.model_.fit(x, targets, batch_size=self._batch(len(x)), epochs=int(epochs or self.max_epochs),
-                        verbose=0, sample_weight=sample_weight, callbacks=[stopping])
+        limit = int(epochs or self._epochs())
+        self.model_.fit(x, targets, batch_size=self._batch(len(x)), epochs=limit, verbose=0,
+                        sample_weight=sample_weight, callbacks=[stopping])
+        if epochs is None and not self.model_.stop_training and self.n_iter_ >= limit:
+            warn(f"Stochastic Optimizer: Maximum iterations ({limit}) reached and the optimization hasn't converged "
+                 "yet.", ConvergenceWarning)  # scikit-learn's words and category
 
     def _scores(self, x):
         check_is_fitted(self, "model_")

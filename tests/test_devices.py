@@ -154,6 +154,7 @@ def test_a_gpu_that_is_not_there_is_one_clear_error(tmp_path):
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 5 epochs on purpose
 def test_the_cli_and_the_estimators_train_on_a_device(tmp_path):
     pytest.importorskip("sklearn")
     from backprop.sklearn import MLPClassifier

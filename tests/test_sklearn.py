@@ -15,6 +15,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 import backprop as bp  # noqa: E402
 from backprop.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # short fits on purpose
+
 SMALL = {"hidden_layer_sizes": (16,), "max_epochs": 50, "random_state": 0, "learning_rate": 0.01}
 NOT_EQUIVALENT = ("with shuffled mini-batch gradient descent a sample weight of 2 is not the same as "
                   "repeating the sample; scikit-learn's own MLP fails this check for the same reason")
@@ -83,3 +85,37 @@ def test_pickle_round_trip():
     clf = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(8,), max_epochs=5, random_state=0)).fit(x, y)
     clone = pickle.loads(pickle.dumps(clf))
     assert np.array_equal(clone.predict_proba(x), clf.predict_proba(x))
+
+
+# --- scikit-learn's own parameter names (issue #31) ------------------------------------------------------------
+def test_scikit_learns_names_are_accepted():
+    """An MLPClassifier written for sklearn.neural_network runs: max_iter, learning_rate_init, solver, its
+    'constant' learning_rate, hidden_layer_sizes as a tuple, a list or an int."""
+    import warnings as warnings_module
+    x, y = load_breast_cancer(return_X_y=True)
+    x = StandardScaler().fit_transform(x)
+    for sizes in ((16,), [16, 8], 16):
+        ours = MLPClassifier(hidden_layer_sizes=sizes, max_iter=30, learning_rate_init=0.01, solver="adam",
+                             learning_rate="constant", random_state=0)
+        with warnings_module.catch_warnings():
+            warnings_module.simplefilter("ignore")
+            ours.fit(x, y)
+        assert ours.n_iter_ <= 30 and ours.score(x, y) > 0.95
+    assert MLPClassifier(max_iter=5, learning_rate_init=0.5).get_params()["max_iter"] == 5
+    for bad, message in (({"solver": "lbfgs"}, "solver='lbfgs' is not supported"),
+                         ({"learning_rate": "adaptive"}, "only scikit-learn's 'constant' schedule")):
+        with pytest.raises(ValueError, match=message):
+            MLPClassifier(max_iter=2, **bad).fit(x, y)
+
+
+def test_the_epoch_limit_gives_scikit_learns_convergence_warning():
+    from sklearn.exceptions import ConvergenceWarning
+    x, y = make_regression(n_samples=60, n_features=3, random_state=0)
+    with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(3\) reached") as caught:
+        MLPRegressor(max_iter=3, random_state=0).fit(x, y)
+    assert caught[0].filename == __file__
+    import warnings as warnings_module
+    with warnings_module.catch_warnings():
+        warnings_module.simplefilter("error")  # stopped by its own rule: no ConvergenceWarning
+        converged = MLPRegressor(max_iter=500, tol=10.0, n_iter_no_change=1, random_state=0).fit(x, y)
+    assert converged.n_iter_ < 500
