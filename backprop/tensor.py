@@ -234,11 +234,11 @@ class Variable(Tensor):
         trainable_version[0] += 1
 
     def assign(self, value):
-        value = self._joined(value)
+        given, value = value, self._joined(value)
         if np.shape(value) != self.data.shape:
             raise ValueError(f"assign to variable {self.name!r}: shape {np.shape(value)} does not match {self.data.shape}")
         self.data[...] = value
-        return self._written("assign", value)
+        return self._written("assign", given)  # the tensor itself: a recording knows which op made it
 
     def assign_add(self, delta):
         self.data += self._joined(delta)

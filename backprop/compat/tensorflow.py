@@ -62,7 +62,8 @@ class Dropout(bp.layers.Dropout):
 
 layers = _namespace("keras.layers", Layer=bp.layers.Layer, Dense=bp.layers.Dense, Dropout=Dropout,
                     Flatten=bp.layers.Flatten, Activation=bp.layers.Activation, Input=bp.Input,
-                    InputLayer=bp.layers.InputLayer, Softmax=bp.layers.Softmax)
+                    InputLayer=bp.layers.InputLayer, Softmax=bp.layers.Softmax,
+                    Normalization=bp.layers.Normalization, BatchNormalization=bp.layers.BatchNormalization)
 losses = _namespace("keras.losses", **{name: getattr(bp.losses, name) for name in (
     "MeanSquaredError", "MeanAbsoluteError", "Huber", "BinaryCrossentropy", "CategoricalCrossentropy",
     "SparseCategoricalCrossentropy", "Hinge", "KLDivergence", "Loss", "mean_squared_error", "mean_absolute_error",

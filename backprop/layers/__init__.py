@@ -2,4 +2,5 @@
 from backprop.layers.core import Activation, Dense, Dropout, Flatten, InputLayer, Softmax
 from backprop.layers.features import TwoInputFeatures
 from backprop.layers.layer import Layer
+from backprop.layers.normalization import BatchNormalization, Normalization
 from backprop.layers.symbolic import Input, SymbolicTensor
