@@ -514,6 +514,15 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict
 
 
 def main(argv=None):
+    """Run a command; its exit code. In a multi-rank MPI job, a rank that fails ends the job (the error
+    is caught here, so no uncaught-exception hook would end it, and the other ranks would wait forever)."""
+    from backprop import distribute
+    code = _main(argv)
+    distribute.end_job_if_failed(code)
+    return code
+
+
+def _main(argv):
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     from backprop.datasets.csv_reader import DataError

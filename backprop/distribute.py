@@ -87,6 +87,17 @@ def init():
     return rank()
 
 
+def end_job_if_failed(code, message=None):
+    """A rank that failed ends the whole job (MPI_Abort with its exit code): the others would otherwise wait
+    in the next collective forever. A no-op outside a multi-rank job or for exit code 0."""
+    if not code or _workers is None:
+        return
+    sys.stderr.write(f"rank {_workers.rank} of {_workers.size}: {message or f'exit code {code}'}; aborting the job\n")
+    sys.stderr.flush()
+    time.sleep(0.5)  # let the launcher forward this rank's output before MPI_Abort tears the job down
+    _workers.abort(code)
+
+
 def _abort_on_uncaught_exceptions(workers):
     previous = sys.excepthook
 

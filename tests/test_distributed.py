@@ -139,3 +139,15 @@ def test_cli_workers_refuses_what_cannot_run(tmp_path, args, env, message):
     result = cli("train", "--data", "moons", "--out", "run", *args, cwd=tmp_path, env=extra)
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) <= 13
     assert not (tmp_path / "run").exists()
+
+
+def test_an_error_on_one_rank_of_the_cli_ends_the_job(tmp_path):
+    """The CLI catches errors to print one line, so the uncaught-exception hook never aborted the job: rank 0
+    waited in an allreduce forever (issue #30). Now the failing rank ends the job with its exit code."""
+    script = Path(__file__).parent / "scripts" / "cli_fails_on_one_rank.py"
+    started = time.monotonic()
+    result = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path)
+    assert result.returncode != 0 and time.monotonic() - started < 30
+    assert "rank 1 broke" in result.stderr + result.stdout and "rank 1 of 2: exit code 1; aborting the job" in \
+        result.stderr + result.stdout
