@@ -566,13 +566,18 @@ def test_a_missing_target_option_names_the_target_or_refuses_a_date(empty_dir):
     (("playground", "--port", "99999"), {}, "a port from 0 to 65535"),
     (("train", "--data", "t.csv", "--target", "label", "--tensorboard", "/dev/null"), {},
      "--tensorboard '/dev/null' is a file, not a folder"),
+    (("train", "--data", "t.csv", "--target", "label", "--out", "dangling"), {"dangling": None},
+     "is not a run folder backprop made (it is a link or not a directory)"),
 ])
 def test_bad_runs_end_in_one_line_exit_2_and_write_nothing(empty_dir, args, files, message):
     rows = [f"{a},{b},{int(float(a) > 0)}" for a, b in numeric_rows(40)]
     write_csv(empty_dir / "t.csv", rows)
     write_csv(empty_dir / "five.csv", rows[:5])
     for name, text in files.items():
-        (empty_dir / name).write_text(text)
+        if text is None:  # a link to nowhere
+            os.symlink(empty_dir / "nowhere", empty_dir / name)
+        else:
+            (empty_dir / name).write_text(text)
     before = sorted(p.name for p in empty_dir.iterdir())
     assert_bad_input(backprop(*args, cwd=empty_dir), message, empty_dir, before)
 

@@ -140,3 +140,14 @@ def test_batch_iterator_yields_views_without_shuffle():
     assert [len(b) for b, _ in batches] == [2, 2, 1] and np.shares_memory(batches[0][0], x)
     shuffled = np.concatenate([b for b, _ in bp.datasets.iterate_batches(x, batch_size=2, seed=0)])
     assert sorted(shuffled[:, 0].tolist()) == x[:, 0].tolist()
+
+
+def test_a_table_too_big_for_memory_is_refused_with_its_size(tmp_path, monkeypatch):
+    """Reading a CSV takes about six times its size: a 2 GiB file ended in MemoryError after 25 s (issue #29)."""
+    from backprop.datasets import csv_reader
+    path = tmp_path / "big.csv"
+    path.write_text("a,b\n" + "1,2\n" * 1000)
+    pages = {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 2}  # a machine of 8 KiB
+    monkeypatch.setattr(csv_reader.os, "sysconf", lambda name: pages[name])
+    with pytest.raises(csv_reader.DataError, match=r"reading it as a table needs about .* take a sample of its rows"):
+        csv_reader.check_readable(path)

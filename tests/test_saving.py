@@ -348,3 +348,12 @@ def test_keras_file_names_are_refused_with_the_right_one(tmp_path, save, name, s
     with pytest.raises(ValueError, match=f"is a Keras file name, .* name it '.*{suggested}'"):
         save(trained_model(), tmp_path / name)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_load_model_refuses_a_pipe_and_a_device_at_once(tmp_path):
+    """A FIFO hung load_model and /dev/zero read until MemoryError (the CLI refused both; Python did not)."""
+    import os
+    os.mkfifo(tmp_path / "pipe.bp")
+    for path, kind in ((tmp_path / "pipe.bp", "a pipe"), ("/dev/zero", "a character device"), (tmp_path, "a directory")):
+        with pytest.raises(FileFormatError, match=f"is {kind}, not a model file"):
+            bp.models.load_model(path)
