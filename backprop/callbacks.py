@@ -477,8 +477,14 @@ class ProgressBar(Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.bar is not None:
             self.bar.update(1)
-            if logs and (batch % 5 == 0 or batch == self.steps - 1):
+            # running metrics every 5 batches on the CPU; on a device they would make the loop wait for it
+            # (a host read) at every 5th step, so there they appear once per epoch
+            if (batch % 5 == 0 or batch == self.steps - 1) and self._on_host() and logs:
                 self.bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
+
+    def _on_host(self):
+        from backprop import devices
+        return getattr(self, "model", None) is None or self.model.device is devices.CPU
 
     def on_epoch_end(self, epoch, logs=None):
         text = " - ".join(f"{k}: {v:.4f}" for k, v in (logs or {}).items())

@@ -276,6 +276,11 @@ def checked_config(args):
 
 def cmd_train(args):
     from backprop import distribute, run
+    config = checked_config(args)  # in the launcher too: a bad setting is one line, not one per rank
+    if args.workers and args.workers > 1 and config.device == "gpu":
+        raise BadInput("--workers with --device gpu is not supported yet: the ranks would all use GPU 0 and send "
+                       "device arrays through an MPI that cannot read them; train on one GPU (no --workers), or on "
+                       "CPUs with --workers")
     if args.workers and args.workers > 1 and not distribute._launched_by_mpi():
         if args.batch_size and args.batch_size < args.workers:
             raise BadInput(f"--batch-size {args.batch_size} is smaller than --workers {args.workers}: the global batch "
@@ -284,7 +289,6 @@ def cmd_train(args):
     distribute.init()
     if not distribute.is_main():  # rank 0 speaks for the job
         sys.stdout = open(os.devnull, "w")
-    config = checked_config(args)
     out = run.prepare_output(config.out or run.default_output(config.data), args.force, create_parent=True)
     with run.output_lock(out) if distribute.is_main() else contextlib.nullcontext():
         try:

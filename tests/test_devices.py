@@ -62,6 +62,24 @@ def test_the_training_loop_does_not_wait_for_the_device_at_every_step():
     assert reads(batch_size=12) == reads(batch_size=3)
 
 
+def test_the_progress_bar_does_not_wait_for_the_device_at_every_step(monkeypatch):
+    """fit's default (verbose=1) read the running metrics every batch: two host reads per step (issue #30)."""
+    pytest.importorskip("tqdm")
+    import io
+
+    def reads(batch_size, verbose=1):
+        with bp.device("strict"):
+            bp.random.set_seed(0)
+            model = bp.Sequential([bp.layers.Input(shape=(5,)), bp.layers.Dense(8), bp.layers.Dense(3)])
+            model.compile(optimizer="adam", loss=bp.losses.SparseCategoricalCrossentropy(from_logits=True),
+                          metrics=["accuracy"])
+            monkeypatch.setattr("sys.stdout", io.StringIO())
+            before = strict.transfers[0]
+            model.fit(X, CLASSES, epochs=2, batch_size=batch_size, verbose=verbose)
+            return strict.transfers[0] - before
+    assert reads(batch_size=4) == reads(batch_size=4, verbose=0) == reads(batch_size=12)  # 48 steps or 16
+
+
 def test_callbacks_see_the_same_logs_and_weights(tmp_path):
     def run(device):
         callbacks = [bp.callbacks.EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True),

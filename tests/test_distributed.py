@@ -151,3 +151,13 @@ def test_an_error_on_one_rank_of_the_cli_ends_the_job(tmp_path):
     assert result.returncode != 0 and time.monotonic() - started < 30
     assert "rank 1 broke" in result.stderr + result.stdout and "rank 1 of 2: exit code 1; aborting the job" in \
         result.stderr + result.stdout
+
+
+def test_workers_on_a_gpu_are_refused_in_one_line(monkeypatch, capsys):
+    """Until NCCL is built, every rank would use GPU 0 and hand device arrays to an MPI that cannot read them
+    (issue #30): refused before any process is started. A GPU is faked by the strict device."""
+    from backprop import cli, devices
+    real = devices.get
+    monkeypatch.setattr(devices, "get", lambda name: real("strict") if name == "gpu" else real(name))
+    assert cli.main(["train", "--workers", "2", "--device", "gpu"]) == 2
+    assert "--workers with --device gpu is not supported yet" in capsys.readouterr().err
