@@ -257,3 +257,22 @@ def test_metrics_weigh_device_predictions_by_host_weights(device, metric):
     on_cpu.update_state(labels, predictions, sample_weight=weights)
     on_device.update_state(labels, bp.devices.get(device).to_device(predictions), sample_weight=weights)
     same(on_device.result(), on_cpu.result(), device)
+
+
+def test_the_weighted_mean_reduction_does_not_read_the_device(monkeypatch):
+    """reduction='mean_with_sample_weight' tested its divisor in Python: a host read at every step (issue #30)."""
+    weights = np.linspace(0.5, 1.5, len(X)).astype(np.float32)
+
+    def reads(batch_size):
+        with bp.device("strict"):
+            bp.random.set_seed(0)
+            model = bp.Sequential([bp.layers.Input(shape=(5,)), bp.layers.Dense(3)])
+            model.compile(optimizer="sgd", loss=bp.losses.SparseCategoricalCrossentropy(
+                from_logits=True, reduction="mean_with_sample_weight"))
+            before = strict.transfers[0]
+            model.fit(X, CLASSES, sample_weight=weights, epochs=2, batch_size=batch_size, verbose=0)
+            return strict.transfers[0] - before
+    assert reads(batch_size=4) == reads(batch_size=12)
+    with bp.device("strict"):  # and all-zero weights still give 0, not NaN
+        loss = bp.losses.MeanSquaredError(reduction="mean_with_sample_weight")
+        assert float(loss(bp.tensor([[1.0]]), bp.tensor([[3.0]]), sample_weight=bp.tensor([0.0]))) == 0.0

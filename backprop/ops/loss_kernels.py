@@ -219,7 +219,7 @@ def _divisor(reduction, kernel, values, weights):
         return values.shape[-1] if kernel in ELEMENTWISE else 1  # a 1-D y_pred is one example (Keras)
     if reduction == "mean_with_sample_weight":
         total = np.sum(np.broadcast_to(weights, values.shape))
-        return total if total else 1  # all weights zero: the loss is 0, not NaN (Keras' divide_no_nan)
+        return np.where(total == 0, 1, total)  # all weights zero: the loss is 0, not NaN; never a read of the device
     raise ValueError(f"reduction must be one of {', '.join(map(repr, REDUCTIONS))} or None, got {reduction!r}")
 
 
