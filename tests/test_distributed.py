@@ -161,3 +161,14 @@ def test_workers_on_a_gpu_are_refused_in_one_line(monkeypatch, capsys):
     monkeypatch.setattr(devices, "get", lambda name: real("strict") if name == "gpu" else real(name))
     assert cli.main(["train", "--workers", "2", "--device", "gpu"]) == 2
     assert "--workers with --device gpu is not supported yet" in capsys.readouterr().err
+
+
+def test_a_model_built_by_fit_trains_alike_on_ranks_and_in_one_process(tmp_path):
+    """One process drew the shuffled order before the weights (built at the first step), ranks drew the
+    weights first (built before the broadcast): different trainings with the default shuffle (issue #30)."""
+    options = {"built_by_fit": True}
+    result, out_single, _ = run(tmp_path, "single_unbuilt", 0, options)
+    assert result.returncode == 0, result.stderr
+    result, out_ranks, _ = run(tmp_path, "ranks_unbuilt", 2, options)
+    assert result.returncode == 0, result.stderr
+    assert_same_training(load(out_single), load(out_ranks))

@@ -56,6 +56,8 @@ class Trainer:
         batch_size = data.check_batch_size(batch_size, len(x))
         self.steps_per_epoch = data.check_steps(steps_per_epoch, math.ceil(len(x) / batch_size))
         self.callbacks = list(callbacks or [])
+        if not model.built:  # the weights are drawn before any shuffled order, in one process as on MPI ranks
+            model.predict(x[:1])
         self.workers = distribute.current()
         if self.workers is not None:
             verbose = self._join_workers(x, batch_size, verbose)
@@ -105,8 +107,6 @@ class Trainer:
             raise distribute.WorkersError(f"fit on {workers.size} workers needs at least {workers.size} training examples and a "
                              f"batch_size of at least {workers.size} (the global batch is split across them); got "
                              f"{len(x)} examples and batch_size {batch_size}")
-        if not model.built:
-            model.predict(x[:1])
         for variable in model.variables:
             workers.broadcast_(variable.data)
         if not distribute.is_main():

@@ -3,7 +3,8 @@
 Float64, shuffling, a validation split, a ragged last batch (101 training examples, batch 20), L2,
 Adam with a schedule, EarlyStopping and ReduceLROnPlateau; rank 0 writes OUT (.npz): weights and
 history (after one more train_on_batch, on rank 0 alone). Options: {"fail_on_rank": r} raises on that rank after the first epoch; {"backup": dir,
-"kill_at": n} backs up and SIGKILLs rank 1 after n batches; "shuffle" and "validation_split" change the fit.
+"kill_at": n} backs up and SIGKILLs rank 1 after n batches; "shuffle" and "validation_split" change the fit;
+"built_by_fit" leaves the input shape out, so fit builds the model.
 """
 import json
 import os
@@ -23,8 +24,9 @@ def main():
     x = rng.normal(size=(130, 6))
     y = (x[:, 0] - x[:, 1] + 0.5 * x[:, 2] ** 2 > 0.3).astype(np.int64)
     bp.random.set_seed(0)
-    model = bp.Sequential([bp.layers.Dense(16, activation="tanh", input_shape=(6,), dtype="float64",
-                                           kernel_regularizer=bp.regularizers.L2(1e-3)),
+    shape = {} if options.get("built_by_fit") else {"input_shape": (6,)}  # without: fit builds the model
+    model = bp.Sequential([bp.layers.Dense(16, activation="tanh", dtype="float64",
+                                           kernel_regularizer=bp.regularizers.L2(1e-3), **shape),
                            bp.layers.Dense(3, dtype="float64")])
     schedule = bp.optimizers.schedules.ExponentialDecay(0.02, decay_steps=7, decay_rate=0.9)
     model.compile(optimizer=bp.optimizers.Adam(schedule), metrics=["accuracy"],
