@@ -128,14 +128,20 @@ LABEL_CHECKS = {"sparse_categorical_crossentropy": sparse_labels, "categorical_c
                 "hinge": _signed_labels}
 
 
+def stand_in(y_pred):
+    """A tensor of y_pred's shape, dtype and device without its values (one zero, broadcast): what label
+    preparation needs of the predictions, which depends on nothing else."""
+    xp = devices.array_module(y_pred.data)
+    return Tensor._wrap(xp.broadcast_to(xp.zeros((), y_pred.dtype), y_pred.shape))
+
+
 def _labels_op(loss, y_true, y_pred):
     """``loss.prepared_labels`` of a label tensor, as an op without gradient (what ops monitors, and so a
-    recording, see): its forward prepares new labels against a stand-in of y_pred's shape and dtype."""
-    stand_in = Tensor._wrap(devices.array_module(y_pred.data).broadcast_to(
-        devices.array_module(y_pred.data).zeros((), y_pred.dtype), y_pred.shape))
+    recording, see): its forward prepares new labels against a stand-in of y_pred."""
+    template = stand_in(y_pred)
 
     def forward(labels):
-        return _raw(loss.prepared_labels(labels, stand_in)), None
+        return _raw(loss.prepared_labels(labels, template)), None
     result = Tensor._wrap(forward(y_true.data)[0])
     for monitor in op_module.monitors.get():
         monitor("prepared_labels", result, (y_true,), {}, forward)

@@ -174,8 +174,8 @@ class Hinge(Metric):
 
     def values(self, y_true, y_pred):
         y_true, y_pred = _column(y_true, y_pred)
-        if ((y_true == 0) | (y_true == 1)).all():
-            y_true = 2 * y_true - 1
+        binary = ((y_true == 0) | (y_true == 1)).all()  # kept on the device: no host read per batch
+        y_true = numpy.where(binary, 2 * y_true - 1, y_true)
         return numpy.mean(numpy.maximum(1 - y_true * y_pred, 0), axis=1)
 
 

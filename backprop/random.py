@@ -37,7 +37,7 @@ def set_state(state):
 def _drawn(draw):
     """A random op: ``draw(**params)`` makes the array. Ops monitors see it as an op without inputs, so a
     recording (bp.function, fit's compiled step) draws again at every replay, from the same generator."""
-    name = draw.__name__.lstrip("_")
+    name, signature = draw.__name__.lstrip("_"), inspect.signature(draw)
 
     def replayable(**params):
         return draw(**params), None
@@ -45,7 +45,7 @@ def _drawn(draw):
     @functools.wraps(draw)
     def op(shape, *args, **kwargs):
         shape = (int(shape),) if numpy.ndim(shape) == 0 else tuple(int(size) for size in shape)
-        params = inspect.signature(draw).bind(shape, *args, **kwargs).arguments
+        params = signature.bind(shape, *args, **kwargs).arguments
         result = Tensor._wrap(draw(**params))
         for monitor in monitors.get():
             monitor(name, result, (), params, replayable)

@@ -294,12 +294,17 @@ def ones(shape, dtype="float32"):
 
 
 def zeros_like(value, dtype=None):
-    """Zeros of ``value``'s shape and (unless given) dtype."""
-    return zeros(np.shape(_raw(value)), dtype or _raw(value).dtype if hasattr(_raw(value), "dtype") else "float32")
+    """Zeros of ``value``'s shape and (unless given) dtype; a list's dtype is float32."""
+    return zeros(*_shape_and_dtype(value, dtype))
 
 
 def ones_like(value, dtype=None):
-    return ones(np.shape(_raw(value)), dtype or _raw(value).dtype if hasattr(_raw(value), "dtype") else "float32")
+    return ones(*_shape_and_dtype(value, dtype))
+
+
+def _shape_and_dtype(value, dtype):
+    array = _raw(value)
+    return np.shape(array), dtype or getattr(array, "dtype", FLOATX)
 
 
 def is_tensor(value):

@@ -237,6 +237,7 @@ def test_ones_zeros_and_the_softmax_layer(tmp_path):
     assert tf.ones((2, 3)).numpy().tolist() == [[1.0] * 3] * 2 and tf.ones((2,)).dtype == np.float32
     assert tf.zeros((1, 2), dtype=tf.float64).dtype == np.float64
     assert tf.zeros_like(tf.constant([[1.0, 2.0]])).shape == (1, 2) and tf.ones_like(np.ones(3)).dtype == np.float64
+    assert tf.zeros_like([1, 2], dtype=tf.float64).dtype == np.float64 and tf.ones_like([[1, 2]]).dtype == np.float32
     model = tf.keras.Sequential([tf.keras.layers.Input(shape=(3,)), tf.keras.layers.Dense(4),
                                  tf.keras.layers.Softmax()])
     probabilities = model(np.ones((2, 3), np.float32)).numpy()

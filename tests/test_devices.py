@@ -276,3 +276,12 @@ def test_the_weighted_mean_reduction_does_not_read_the_device(monkeypatch):
     with bp.device("strict"):  # and all-zero weights still give 0, not NaN
         loss = bp.losses.MeanSquaredError(reduction="mean_with_sample_weight")
         assert float(loss(bp.tensor([[1.0]]), bp.tensor([[3.0]]), sample_weight=bp.tensor([0.0]))) == 0.0
+
+
+def test_the_hinge_metric_keeps_its_label_test_on_the_device():
+    with bp.device("strict"):
+        metric = bp.metrics.get("hinge")
+        y, p = bp.tensor(np.array([[0.0], [1.0]])), bp.tensor(np.array([[0.3], [0.8]]))
+        before = strict.transfers[0]
+        metric.update_state(y, p)
+        assert strict.transfers[0] == before and metric.result() == pytest.approx(0.75)

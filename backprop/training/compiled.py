@@ -12,15 +12,15 @@ of the labels and of the predictions' shape alone.
 """
 import collections
 
-from backprop import tape as tape_module
+from backprop import losses, tape as tape_module
 from backprop.compiled.plan import Plan
 from backprop.ops import op as op_module
 from backprop.tape import GradientTape
-from backprop.tensor import Tensor, trainable_version
+from backprop.tensor import trainable_version
 from backprop.tracing import Graph, Recorder, TraceError, recording, same_computation
 from backprop.training import data
 from backprop.training.step import TrainStep
-from backprop.devices import array_module, asarray
+from backprop.devices import asarray
 from backprop.xp import np
 from backprop.user_warnings import warn
 
@@ -117,8 +117,7 @@ class CompiledTrainStep(TrainStep):
             return
         same_computation(signature.graph, graph)
         signature.plan = Plan(graph)
-        signature.prediction = Tensor._wrap(np.broadcast_to(array_module(y_pred.data).zeros((), y_pred.dtype),
-                                                            y_pred.shape))
+        signature.prediction = losses.stand_in(y_pred)
         signature.graph = None
 
     def _fall_back(self, reason):
