@@ -10,7 +10,8 @@ from backprop.layers import Input
 from backprop.models import Model, Sequential
 from backprop.compiled.function import function
 from backprop import devices
-from backprop.devices import device, set_device, to_device, to_host
+from backprop.devices import device, set_device
+from backprop.tensor import to_device, to_host
 
 convert_to_tensor = tensor
 get_device = devices.current

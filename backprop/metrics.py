@@ -9,9 +9,9 @@ import numbers
 import numpy
 
 from backprop import devices, tracing
-from backprop.devices import asarray, to_host
+from backprop.devices import asarray
 from backprop.naming import snake_case
-from backprop.tensor import Tensor
+from backprop.tensor import Tensor, to_host
 
 
 def _array(value, like=None):

@@ -103,7 +103,6 @@ class Tensor:
     dtype = property(lambda self: self.data.dtype)
     ndim = property(lambda self: self.data.ndim)
     size = property(lambda self: self.data.size)
-    T = property(lambda self: _ops.transpose(self))
     device = property(lambda self: devices.of(self.data), doc="The Device the values live on.")
 
     def numpy(self):
@@ -119,13 +118,8 @@ class Tensor:
         array = self.data if dtype is None else self.data.astype(dtype, copy=False)
         return array.copy() if copy else array
 
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        """Route NumPy ufuncs on tensors to backprop's ops, so ``ndarray + tensor`` is recorded."""
-        op = _ops.UFUNC_OPS.get(ufunc) if method == "__call__" and not kwargs else None
-        if op is not None:
-            return op(*inputs)
-        arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
-        return getattr(ufunc, method)(*arrays, **kwargs)
+    # Operators, NumPy ufuncs and the method forms of ops (x + y, x @ w, x.sum()) are ops: they are attached
+    # by backprop/ops/methods.py, because ops need Tensor first (JAX attaches jax.Array's methods the same way).
 
     def __len__(self):
         if not self.data.ndim:
@@ -157,43 +151,6 @@ class Tensor:
         return self.data.item()
 
     __hash__ = object.__hash__
-
-    # --- differentiable operators -------------------------------------------
-    def __add__(self, other): return _ops.add(self, other)
-    def __radd__(self, other): return _ops.add(other, self)
-    def __sub__(self, other): return _ops.subtract(self, other)
-    def __rsub__(self, other): return _ops.subtract(other, self)
-    def __mul__(self, other): return _ops.multiply(self, other)
-    def __rmul__(self, other): return _ops.multiply(other, self)
-    def __truediv__(self, other): return _ops.divide(self, other)
-    def __rtruediv__(self, other): return _ops.divide(other, self)
-    def __matmul__(self, other): return _ops.matmul(self, other)
-    def __rmatmul__(self, other): return _ops.matmul(other, self)
-    def __pow__(self, other): return _ops.power(self, other)
-    def __rpow__(self, other): return _ops.power(other, self)
-    def __neg__(self): return _ops.negative(self)
-    def __pos__(self): return self
-    def __abs__(self): return _ops.abs(self)
-    def __getitem__(self, index): return _ops.getitem(self, index)
-
-    # --- comparisons: elementwise, not differentiable --------------------------
-    def __lt__(self, other): return _ops.less(self, other)
-    def __le__(self, other): return _ops.less_equal(self, other)
-    def __gt__(self, other): return _ops.greater(self, other)
-    def __ge__(self, other): return _ops.greater_equal(self, other)
-    def __eq__(self, other): return _ops.equal(self, other)
-    def __ne__(self, other): return _ops.not_equal(self, other)
-
-    # --- method forms of common ops --------------------------------------------
-    def reshape(self, *shape):
-        return _ops.reshape(self, shape[0] if len(shape) == 1 else shape)
-
-    def transpose(self, perm=None): return _ops.transpose(self, perm)
-    def sum(self, axis=None, keepdims=False): return _ops.sum(self, axis, keepdims)
-    def mean(self, axis=None, keepdims=False): return _ops.mean(self, axis, keepdims)
-    def max(self, axis=None, keepdims=False): return _ops.max(self, axis, keepdims)
-    def min(self, axis=None, keepdims=False): return _ops.min(self, axis, keepdims)
-    def astype(self, dtype): return _ops.cast(self, dtype)
 
 
 def _raw(value):
@@ -307,8 +264,20 @@ def _shape_and_dtype(value, dtype):
     return np.shape(array), dtype or getattr(array, "dtype", FLOATX)
 
 
+def to_host(value):
+    """A NumPy array of ``value`` (a Tensor or an array of any device); host arrays are not copied."""
+    return devices.to_host(value.data if isinstance(value, Tensor) else value)
+
+
+def to_device(value, device=None):
+    """``value`` (a Tensor, or an array of any device) on ``device`` (default: the current one). A Tensor
+    gives a Tensor (a copy, when it moves), an array an array."""
+    target = devices.current() if device is None else devices.get(device)
+    if isinstance(value, Tensor):
+        return Tensor._wrap(target.to_device(value.data))
+    return target.to_device(value)
+
+
 def is_tensor(value):
     return isinstance(value, Tensor)
 
-
-from backprop import ops as _ops  # noqa: E402  (ops import Tensor; imported last to break the cycle)

@@ -112,18 +112,6 @@ WRITES = {"assign": _assign, "assign_add": _assign_add, "assign_sub": _assign_su
           "multiply_assign": _multiply_assign, "divide_assign": _divide_assign}
 
 
-def _calling_layer():
-    """The name of the innermost Layer whose method is on the stack (only while tracing: it walks frames)."""
-    from backprop.layers.layer import Layer
-    frame = sys._getframe(2)
-    while frame is not None:
-        candidate = frame.f_locals.get("self")
-        if isinstance(candidate, Layer):
-            return candidate.name
-        frame = frame.f_back
-    return None
-
-
 class Recorder:
     """The monitor that builds a Graph while ops run; ``add_input`` declares a new input mid-trace."""
 
@@ -135,6 +123,7 @@ class Recorder:
         self.tape_numbers = {}
         self.born = set()     # ids of tensors wrapped from arrays during the trace (ops claim theirs)
         self.layers_called = []  # every layer called while recording: the recording holds for their versions
+        self.layers_open = []    # the names of the layers being called, innermost last (for messages)
         self.constants = {}   # id(constant tensor) -> its Source
 
     def _born(self, tensor):
@@ -178,7 +167,7 @@ class Recorder:
 
     def write(self, variable, kind, value):
         """A variable written inside the recording: the write is a node of its own, replayed in order."""
-        layer = _calling_layer()
+        layer = self._calling_layer()
         self.graph.nodes.append(Node(kind, [Source("variable", value=variable), self.source(value, _where(kind, layer))],
                                      {}, tuple(variable.shape), variable.data.dtype, layer, WRITES[kind], effect=True))
 
@@ -204,12 +193,25 @@ class Recorder:
                     "on a tensor); a recording cannot replay that: compute with backprop ops instead")
 
     def __call__(self, name, result, inputs, params, forward=None):
-        layer = _calling_layer()
+        layer = self._calling_layer()
         sources = [self.source(value, _where(name, layer)) for value in inputs]
         kept = tuple((self._number(tape), tape._nodes[-1][3]) for tape in tape_module.recording()
                      if tape._nodes and tape._nodes[-1][0] is result)
         node = Node(name, sources, dict(params), tuple(result.shape), result.data.dtype, layer, forward, tapes=kept)
         self._add(node, result)
+
+    @contextlib.contextmanager
+    def inside(self, layer):
+        """Layer.__call__ runs inside this: ops recorded meanwhile name the layer."""
+        self.layers_called.append(layer)
+        self.layers_open.append(layer.name)
+        try:
+            yield
+        finally:
+            self.layers_open.pop()
+
+    def _calling_layer(self):
+        return self.layers_open[-1] if self.layers_open else None
 
     def _number(self, tape):
         if id(tape) not in self.tape_numbers:
@@ -248,7 +250,7 @@ class Recorder:
             forward = _EffectCall(method, owner, _template(args, tensors))
             kwargs_for_replay = dict(kwargs)
         node = Node(f"{type(owner).__name__}.{method.__name__}", [self.source(t) for t in tensors], kwargs_for_replay,
-                    (), None, _calling_layer(), forward, effect=True)
+                    (), None, self._calling_layer(), forward, effect=True)
         self._add(node)
         with paused():
             return method(owner, *args, **kwargs)

@@ -134,22 +134,9 @@ def asarray(value, dtype=None):
     return numpy.asarray(value, dtype=dtype)
 
 
-def to_host(value):
-    """A NumPy array of ``value`` (a Tensor or an array of any device); host arrays are not copied."""
-    from backprop.tensor import Tensor  # here: tensor imports this module
-    if isinstance(value, Tensor):
-        value = value.data
-    return of(value).to_host(value)
-
-
-def to_device(value, device=None):
-    """``value`` (a Tensor, or an array of any device) on ``device`` (default: the current one). A Tensor
-    gives a Tensor (a copy, when it moves), an array an array."""
-    from backprop.tensor import Tensor
-    target = current() if device is None else get(device)
-    if isinstance(value, Tensor):
-        return Tensor._wrap(target.to_device(value.data))
-    return target.to_device(value)
+def to_host(array):
+    """A NumPy array of an array of any device (host arrays are not copied); ``bp.to_host`` takes tensors too."""
+    return of(array).to_host(array)
 
 
 _kernels = {}

@@ -3,6 +3,7 @@ import math
 
 from backprop import activations, initializers, ops, random, regularizers
 from backprop.layers.layer import Layer, example_shape
+from backprop.layers.symbolic import SymbolicTensor
 from backprop.ops.nn import FUSED_ACTIVATIONS
 
 
@@ -156,3 +157,9 @@ class InputLayer(Layer):
         config = super().get_config()
         config["shape"] = config.pop("input_shape")
         return config
+
+
+def Input(shape, name=None, dtype=None):
+    """The input of a model: ``bp.Input(shape=(64,))``, for the functional API or as a Sequential's first item."""
+    layer = InputLayer(shape=shape, name=name, dtype=dtype)
+    return SymbolicTensor((None,) + layer.input_shape, layer.dtype, layer)

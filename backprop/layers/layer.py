@@ -13,6 +13,7 @@ import weakref
 from backprop import devices, initializers, regularizers
 from backprop.naming import snake_case, unique_name
 from backprop import tracing
+from backprop.layers import symbolic
 from backprop.tensor import Tensor, Variable, as_array, placed, recordings, trainable_version
 from backprop.xp import np
 
@@ -296,26 +297,28 @@ class Layer:
             if isinstance(inputs, np.ndarray):
                 inputs = to_input(inputs, self.dtype, self)
             else:
-                from backprop.layers import symbolic  # here: symbolic imports this module
                 if symbolic.is_symbolic(inputs):  # the functional API: record the call, compute nothing
                     return symbolic.call_symbolically(self, inputs, **kwargs)
                 if not isinstance(inputs, (list, tuple, dict)):
                     inputs = to_input(inputs, self.dtype, self)
+        recorder = tracing.current.get() if recordings[0] else None
+        if recorder is None:
+            outputs = self._build_and_call(inputs, training, kwargs)
+        else:
+            with recorder.inside(self):  # a recording depends on what this layer is now
+                outputs = self._build_and_call(inputs, training, kwargs)
+        if self.output_shape is None and isinstance(outputs, Tensor):
+            object.__setattr__(self, "output_shape", (None,) + outputs.shape[1:])
+        return outputs
+
+    def _build_and_call(self, inputs, training, kwargs):
         if not self.built:
             self._build_input_shape = getattr(inputs, "shape", None)
             self._build_on_first_call(self._build_input_shape)
             self.built = True
         if self._takes_training:
-            outputs = self.call(inputs, training=training, **kwargs)
-        else:
-            outputs = self.call(inputs, **kwargs)
-        if recordings[0]:
-            recorder = tracing.current.get()
-            if recorder is not None:  # a recording depends on what this layer is now
-                recorder.layers_called.append(self)
-        if self.output_shape is None and isinstance(outputs, Tensor):
-            object.__setattr__(self, "output_shape", (None,) + outputs.shape[1:])
-        return outputs
+            return self.call(inputs, training=training, **kwargs)
+        return self.call(inputs, **kwargs)
 
     # --- configuration ----------------------------------------------------------------
     def get_config(self):

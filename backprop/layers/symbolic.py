@@ -1,10 +1,9 @@
-"""Symbolic tensors: what ``bp.Input`` returns and what calling a layer on one returns (Keras' KerasTensor).
+"""Symbolic tensors: what ``bp.Input`` (layers/core.py) returns and what calling a layer on one returns (Keras' KerasTensor).
 
 Calling a layer on a SymbolicTensor builds the layer on a one-example batch of zeros, to learn its
 output shape, and returns a new SymbolicTensor that remembers the layer and its inputs; a
 functional model (backprop.models.functional) replays those calls on real data.
 """
-from backprop.layers.core import InputLayer
 from backprop.tape import no_grad
 from backprop.xp import np
 
@@ -21,12 +20,6 @@ class SymbolicTensor:
 
     def __repr__(self):
         return f"<SymbolicTensor shape={self.shape} dtype={self.dtype.name} from {self.layer.name!r}>"
-
-
-def Input(shape, name=None, dtype=None):
-    """The input of a model: ``bp.Input(shape=(64,))``, for the functional API or as a Sequential's first item."""
-    layer = InputLayer(shape=shape, name=name, dtype=dtype)
-    return SymbolicTensor((None,) + layer.input_shape, layer.dtype, layer)
 
 
 def is_symbolic(value):

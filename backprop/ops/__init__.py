@@ -11,7 +11,6 @@ from backprop.ops.reductions import (argmax, argmin, logsumexp, max, mean, min, 
                                      reduce_mean, reduce_min, reduce_sum, sum)
 from backprop.ops.shape import (broadcast_to, cast, concat, expand_dims, getitem, one_hot, reshape, squeeze,
                                 stack, stop_gradient, transpose)
-from backprop.xp import np as _np
 
 binary_crossentropy_mean = _losses.MEAN_OPS["binary_crossentropy"]
 mean_squared_error_mean = _losses.MEAN_OPS["mean_squared_error"]
@@ -19,10 +18,7 @@ clip_by_value = clip
 concatenate = concat
 pow = power  # noqa: A001
 
-# NumPy ufuncs that map onto a differentiable op (used by Tensor.__array_ufunc__).
-UFUNC_OPS = {
-    _np.add: add, _np.subtract: subtract, _np.multiply: multiply, _np.true_divide: divide,
-    _np.negative: negative, _np.power: power, _np.square: square, _np.sqrt: sqrt, _np.exp: exp,
-    _np.log: log, _np.sin: sin, _np.absolute: abs, _np.maximum: maximum, _np.minimum: minimum, _np.matmul: matmul,
-    _np.tanh: tanh,
-}
+from backprop.ops import methods as _methods  # noqa: E402
+from backprop.ops.methods import UFUNC_OPS  # noqa: E402,F401
+
+_methods.attach()  # Tensor's operators and methods are the ops above

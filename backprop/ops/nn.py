@@ -5,7 +5,7 @@ large positive number is ever evaluated.
 """
 import math
 
-from backprop import devices
+from backprop import devices, random
 from backprop.ops.op import differentiable
 from backprop.devices import asarray
 from backprop.xp import FLOATX, np
@@ -155,7 +155,6 @@ def dropout(a, rate, generator=None):
     """Inverted dropout: zero each value with probability ``rate``, scale the rest by 1 / (1 - rate). The mask
     is drawn inside the op (from ``generator``, or the library's generator when None), so a replayed step
     draws a new one, continuing the same random stream."""
-    from backprop import random  # here: random imports tensor, which the ops package must not need first
     keep = (generator or random.generator()).random(np.shape(a), dtype=np.float32) >= rate
     if type(a) is not np.ndarray:  # drawn on the host, so every device gives the CPU's numbers
         keep = devices.of(a).to_device(keep)

@@ -9,9 +9,8 @@ import math
 import re
 
 from backprop import devices
-from backprop.devices import to_host
 from backprop.parameters import FlatParameters
-from backprop.tensor import Tensor
+from backprop.tensor import Tensor, to_host
 from backprop import tracing
 from backprop.devices import asarray
 from backprop.xp import np

@@ -11,7 +11,8 @@ import math
 import numpy
 
 from backprop import callbacks as callbacks_module, distribute, random
-from backprop.devices import memory_errors, to_host
+from backprop.devices import memory_errors
+from backprop.tensor import to_host
 from backprop.training import data
 from backprop.training.interrupts import deferred_interrupts
 from backprop.training.logs import Accumulators, LazyLogs
