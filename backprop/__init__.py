@@ -16,15 +16,12 @@ from backprop.tensor import to_device, to_host
 convert_to_tensor = tensor
 get_device = devices.current
 
-__version__ = "0.1.0"
+from backprop.version import __version__  # noqa: E402,F401
 
 
 def __getattr__(name):
-    """``bp.plot`` and ``bp.lecture`` load on first use: they need matplotlib, which is optional."""
+    """``bp.plot`` loads on first use: it needs matplotlib, which is optional."""
     if name == "plot":
         import backprop.plot as plot  # importing the submodule sets the attribute: no recursion
         return plot
-    if name == "lecture":
-        import backprop.lecture as lecture
-        return lecture
     raise AttributeError(f"module 'backprop' has no attribute {name!r}")

@@ -432,7 +432,7 @@ class TensorBoard(Callback):
         if optimizer is not None and not (logs and "learning_rate" in logs):
             self._writer("train").add_scalar("epoch_learning_rate", optimizer.learning_rate, epoch)
         if self.histogram_freq and epoch % self.histogram_freq == 0:
-            from backprop.saving.model_file import weight_paths
+            from backprop.layers.layer import weight_paths
             for path, variable in weight_paths(self.model, unique=False):
                 self._writer("train").add_histogram(f"{path}/histogram", variable.numpy(), epoch)
         for writer in self._writers.values():

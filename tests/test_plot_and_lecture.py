@@ -10,6 +10,7 @@ matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 
 import backprop as bp  # noqa: E402
+import backprop.lecture  # noqa: E402,F401 - an application on top of bp, imported by name
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ import math
 
 from backprop import devices, tracing
 from backprop.ops.nn import _SELU_ALPHA, _SELU_SCALE
-from backprop.saving.model_file import weight_paths
+from backprop.layers.layer import weight_paths
 from backprop.saving.tensor_file import atomic_write
 from backprop.xp import np
 

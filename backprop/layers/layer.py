@@ -333,3 +333,25 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r}, built={self.built}>"
+
+
+def weight_paths(layer, prefix="", unique=True):
+    """(path, variable) pairs in the order of ``layer.variables``: 'dense/kernel' in a Sequential (layer
+    names, which the config keeps), 'block/hidden/bias' in a subclassed model (attribute names).
+    A name used twice is an error unless ``unique`` is False."""
+    pairs, seen = [], set()
+
+    def walk(current, path):
+        for variable in current._weights:
+            if id(variable) not in seen:
+                seen.add(id(variable))
+                pairs.append((f"{path}{variable.name}", variable))
+        for sublayer in current._layers:
+            walk(sublayer, f"{path}{current._key_of(sublayer)}/")
+
+    walk(layer, prefix)
+    names = [name for name, _ in pairs]
+    if unique and len(set(names)) != len(names):
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"cannot save: several weights are named {', '.join(duplicates)}; give layers unique names")
+    return pairs

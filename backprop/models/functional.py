@@ -11,7 +11,7 @@ from backprop.models.model import Model
 from backprop.saving.registry import lookup, registered_name
 
 
-class Functional(Model):
+class Functional(Model, made_from_inputs_and_outputs=True):
     """A model defined by connecting layers from Input(s) to output(s); see the module docstring."""
 
     def __init__(self, inputs, outputs, name=None, trainable=True, **kwargs):

@@ -4,8 +4,11 @@ Training itself lives in backprop.training; a Model holds what it is trained wit
 loss, metrics) and its parameters as one flat buffer keyed by weight name.
 """
 from backprop import devices, losses, metrics as metrics_module, optimizers, training
-from backprop.layers.layer import Layer
+from backprop.export import onnx
+from backprop.layers.layer import Layer, weight_paths
+from backprop.models.summary import summary_text
 from backprop.parameters import FlatParameters
+from backprop.saving import model_file
 from backprop.tape import no_grad
 from backprop.training import compiled, data
 from backprop.xp import np
@@ -17,10 +20,16 @@ class Model(Layer):
 
     _bookkeeping = frozenset({"history", "stop_training", "preprocessing"})
 
+    _from_inputs_and_outputs = None  # the subclass that Model(inputs, outputs) makes: Functional says it is
+
+    def __init_subclass__(cls, made_from_inputs_and_outputs=False, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if made_from_inputs_and_outputs:
+            Model._from_inputs_and_outputs = cls
+
     def __new__(cls, *args, **kwargs):
         if cls is Model and (len(args) >= 2 or "inputs" in kwargs or "outputs" in kwargs):
-            from backprop.models.functional import Functional
-            return super().__new__(Functional)
+            return super().__new__(Model._from_inputs_and_outputs)
         return super().__new__(cls)
 
     def __init__(self, name=None, trainable=True, dtype=None, **kwargs):
@@ -56,7 +65,6 @@ class Model(Layer):
         return self._cached("parameters", self._current_parameters)
 
     def _current_parameters(self):
-        from backprop.saving.model_file import weight_paths
         named = [(name, v) for name, v in weight_paths(self, unique=False) if v.trainable]
         previous = self.__dict__.get("_parameters")
         if previous is not None and previous.holds([v for _, v in named]) and \
@@ -228,16 +236,13 @@ class Model(Layer):
     # --- inspection and files -----------------------------------------------------------
     def summary(self, print_fn=print):
         """Print each layer's output shape and parameter count, and the totals."""
-        from backprop.models.summary import summary_text
         print_fn(summary_text(self))
 
     def save(self, path):
         """Architecture and weights in one file, written atomically (see bp.saving)."""
-        from backprop.saving import model_file
         model_file.save_model(self, path)
 
     def save_weights(self, path):
-        from backprop.saving import model_file
         model_file.save_weights(self, path)
 
     def export(self, filepath, format="onnx", verbose=False):  # noqa: A002 - Keras' name
@@ -245,12 +250,10 @@ class Model(Layer):
         The batch dimension is dynamic; an op that cannot be exported is an error naming it and its layer."""
         if format != "onnx":
             raise ValueError(f"export: unknown format {format!r}; backprop exports 'onnx'")
-        from backprop.export import onnx
         path = onnx.export(self, filepath)
         if verbose:
             print(f"wrote {path}")
         return path
 
     def load_weights(self, path):
-        from backprop.saving import model_file
         model_file.load_weights(self, path)

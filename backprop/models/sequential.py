@@ -3,7 +3,7 @@ from backprop.layers.core import InputLayer
 from backprop.layers.layer import Layer
 from backprop.layers.symbolic import SymbolicTensor
 from backprop.models.model import Model
-from backprop.saving.registry import lookup
+from backprop.saving.registry import lookup, registered_name
 
 
 class Sequential(Model):
@@ -52,7 +52,6 @@ class Sequential(Model):
         return x
 
     def get_config(self):
-        from backprop.saving.registry import registered_name
         return {**super().get_config(),
                 "layers": [{"class_name": registered_name(layer), "config": layer.get_config()} for layer in self._stack]}
 

@@ -8,36 +8,16 @@ import math
 import os
 import re
 
-from backprop import __version__
+from backprop.layers.layer import weight_paths
+from backprop.version import __version__
 from backprop.saving import bounded_json, tensor_file
+from backprop.saving import registry
 from backprop.saving.registry import lookup, registered_name
 from backprop.saving.tensor_file import FileFormatError
 
 FORMAT_VERSION = 1
 MODEL_FORMAT = "backprop.model"
 WEIGHTS_FORMAT = "backprop.weights"
-
-
-def weight_paths(layer, prefix="", unique=True):
-    """(path, variable) pairs in the order of ``layer.variables``: 'dense/kernel' in a Sequential (layer
-    names, which the config keeps), 'block/hidden/bias' in a subclassed model (attribute names).
-    A name used twice is an error unless ``unique`` is False."""
-    pairs, seen = [], set()
-
-    def walk(current, path):
-        for variable in current._weights:
-            if id(variable) not in seen:
-                seen.add(id(variable))
-                pairs.append((f"{path}{variable.name}", variable))
-        for sublayer in current._layers:
-            walk(sublayer, f"{path}{current._key_of(sublayer)}/")
-
-    walk(layer, prefix)
-    names = [name for name, _ in pairs]
-    if unique and len(set(names)) != len(names):
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        raise ValueError(f"cannot save: several weights are named {', '.join(duplicates)}; give layers unique names")
-    return pairs
 
 
 def _metadata(model, kind):
@@ -260,11 +240,9 @@ def dense_matches_its_kernel(config, tensors):
 
 
 def _rebuild(cls, config, shape, custom_objects, path):
-    from backprop.models.functional import Functional
-    from backprop.models.sequential import Sequential
     try:
-        model = cls.from_config(config, custom_objects) if issubclass(cls, (Sequential, Functional)) \
-            else cls.from_config(config)
+        with registry.custom_objects(custom_objects):  # the layers of a Sequential or Functional are looked up too
+            model = cls.from_config(config)
         if shape is not None:
             model.build(tuple(shape))
         return model

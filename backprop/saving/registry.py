@@ -4,7 +4,11 @@ A file says ``"class_name": "Dense"``; only names registered here (the built-in 
 and models, plus what the user registers) can be instantiated. Nothing is ever imported
 from a name found in a file.
 """
+import contextlib
+import contextvars
+
 _REGISTRY = {}
+_custom_objects = contextvars.ContextVar("backprop_custom_objects", default=None)
 
 
 def register(name=None):
@@ -25,9 +29,20 @@ def registered_name(obj):
     return name
 
 
+@contextlib.contextmanager
+def custom_objects(classes):
+    """Within this, ``lookup`` finds ``classes`` (a name -> class dict, load_model's custom_objects) too."""
+    token = _custom_objects.set(classes or None)
+    try:
+        yield
+    finally:
+        _custom_objects.reset(token)
+
+
 def lookup(name, custom_objects=None):
-    if custom_objects and name in custom_objects:
-        return custom_objects[name]
+    for extra in (custom_objects, _custom_objects.get()):
+        if extra and name in extra:
+            return extra[name]
     if name in _REGISTRY:
         return _REGISTRY[name]
     raise ValueError(f"unknown class {name!r} in the model file: register it with "

@@ -12,7 +12,7 @@ import json
 import numpy
 
 from backprop import random
-from backprop.saving.model_file import weight_paths
+from backprop.layers.layer import weight_paths
 
 
 class ResumeError(ValueError):
