@@ -1,8 +1,12 @@
-"""Seeded random numbers: one generator for the whole library, never NumPy's global state.
+"""Seeded random numbers: streams of the library's own, never NumPy's global state.
 
-``set_seed(s)`` makes everything that draws from here (initializers, dropout,
-shuffling) repeat exactly on every run.
+``set_seed(s)`` makes everything that draws from here (initializers, dropout, shuffling) repeat exactly on every
+run. The stream drawn from is the current one: the process's, or one a caller scopes with ``using`` (each
+playground page has its own; each model's ``fit`` shuffles and drops out from the model's own generator, forked
+from the current stream when the model is made), so two pages or two threads training never share a stream.
 """
+import contextlib
+import contextvars
 import functools
 import inspect
 
@@ -12,26 +16,54 @@ from backprop.ops.op import monitors
 from backprop.tensor import Tensor
 from backprop.xp import FLOATX
 
-_generator = numpy.random.default_rng()
+
+class Stream:
+    """A generator that ``set_seed`` and ``set_state`` replace or rewind."""
+
+    def __init__(self, generator=None):
+        self.generator = generator if generator is not None else numpy.random.default_rng()
+
+
+_process_stream = Stream()
+_scoped = contextvars.ContextVar("backprop_random_stream", default=None)
+
+
+def current_stream():
+    return _scoped.get() or _process_stream
+
+
+@contextlib.contextmanager
+def using(stream_or_generator):
+    """Draw from this stream (or NumPy generator) inside the block, in this thread or task only."""
+    stream = stream_or_generator if isinstance(stream_or_generator, Stream) else Stream(stream_or_generator)
+    token = _scoped.set(stream)
+    try:
+        yield stream
+    finally:
+        _scoped.reset(token)
 
 
 def set_seed(seed):
-    """Reset the library's generator; the same seed gives the same numbers on every run."""
-    global _generator
-    _generator = numpy.random.default_rng(seed)
+    """Reset the current stream; the same seed gives the same numbers on every run."""
+    current_stream().generator = numpy.random.default_rng(seed)
 
 
 def generator(seed=None):
-    """The library's generator, or a fresh one when ``seed`` is given."""
-    return _generator if seed is None else numpy.random.default_rng(seed)
+    """The current stream's generator, or a fresh one when ``seed`` is given."""
+    return current_stream().generator if seed is None else numpy.random.default_rng(seed)
+
+
+def fork():
+    """A new generator seeded by one draw from the current stream (a model's own, made with the model)."""
+    return numpy.random.default_rng(generator().integers(2**63))
 
 
 def get_state():
-    return _generator.bit_generator.state
+    return current_stream().generator.bit_generator.state
 
 
 def set_state(state):
-    _generator.bit_generator.state = state
+    current_stream().generator.bit_generator.state = state
 
 
 def _drawn(draw):

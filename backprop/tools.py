@@ -10,6 +10,7 @@
   became NaN or grew by orders of magnitude, in words.
 """
 import math
+import warnings
 from dataclasses import dataclass, field
 
 from backprop import random
@@ -148,7 +149,8 @@ def learning_rate_sweep(build, x, y, rates=(1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0), 
         model = build(rate)
         initial = model.evaluate(x, y, batch_size=batch_size, verbose=0)
         initial = initial[0] if isinstance(initial, list) else initial
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="fit: the loss")  # the sweep labels divergence itself
             history = model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, allow_nonfinite=True)
         losses = history.history.get("loss", [])
         results.append(SweepResult(rate, losses, regime(losses, initial), initial))

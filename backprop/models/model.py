@@ -3,7 +3,7 @@
 Training itself lives in backprop.training; a Model holds what it is trained with (optimizer,
 loss, metrics) and its parameters as one flat buffer keyed by weight name.
 """
-from backprop import devices, losses, metrics as metrics_module, optimizers, training
+from backprop import devices, losses, metrics as metrics_module, optimizers, random, training
 from backprop.export import onnx
 from backprop.layers.layer import Layer, weight_paths
 from backprop.models.summary import summary_text
@@ -34,6 +34,7 @@ class Model(Layer):
 
     def __init__(self, name=None, trainable=True, dtype=None, **kwargs):
         super().__init__(name=name, trainable=trainable, dtype=dtype, **kwargs)
+        self._generator = random.fork()  # fit's shuffling and dropout: this model's own stream
         self.optimizer = None
         self.loss = None
         self.stop_training = False

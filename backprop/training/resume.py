@@ -11,7 +11,6 @@ import json
 
 import numpy
 
-from backprop import random
 from backprop.layers.layer import weight_paths
 
 
@@ -31,8 +30,8 @@ def fingerprint(model, x, y, batch_size):
 
 
 def _generators(model):
-    """(path, generator) for the library's generator and every layer that owns one (seeded Dropout)."""
-    found = [("library", random.generator())]
+    """(path, generator) for every layer that owns a generator: the model (fit's stream), seeded Dropout layers."""
+    found = []
 
     def walk(layer, path):
         generator = getattr(layer, "_generator", None)

@@ -76,7 +76,7 @@ class Trainer:
             hooks.on_train_begin()
             if backup is not None:
                 self._resume(backup, x, y, batch_size)
-            with deferred_interrupts(backup is not None) as interrupted, memory_errors("fit", batch_size), \
+            with random.using(model._generator), deferred_interrupts(backup is not None) as interrupted, memory_errors("fit", batch_size), \
                     threads.blas_threads(threads.threads_for(threads.dense_flops(model, batch_size))), \
                     numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a blow-up: _diagnose
                 self._epochs(x, y, sample_weight, batch_size, epochs, shuffle, validation_data, hooks, backup,
