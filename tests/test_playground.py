@@ -575,7 +575,7 @@ def test_pause_during_a_long_epoch_undoes_it_and_the_training_still_repeats():
     for a, b in zip(before, session.model.get_weights()):
         np.testing.assert_array_equal(a, b)
     small = checked({"dataset": "xor", "points": 100, "layers": [3], "dropout": 0.2})
-    paused = Session(small)  # one session at a time: sessions share the library's random stream (issue #32)
+    paused = Session(small)
     paused.interrupted.set()
     assert paused.train(epochs=1) == 0  # interrupted before it began: nothing trained, the flag cleared
     paused.train(epochs=2)
@@ -583,3 +583,25 @@ def test_pause_during_a_long_epoch_undoes_it_and_the_training_still_repeats():
     straight.train(epochs=2)
     for a, b in zip(paused.model.get_weights(), straight.model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_two_pages_training_in_turn_train_as_each_would_alone():
+    """Each page has its own random stream (issue #32): with two tabs open, the Code panel still repeats each."""
+    import numpy as np
+
+    from backprop.playground.session import Session, checked
+    setups = [checked({"dataset": "xor", "points": 100, "layers": [4], "dropout": 0.3, "batch_size": 5, "seed": s})
+              for s in (1, 2)]
+    alone = []
+    for setup in setups:
+        session = Session(setup)
+        session.train(epochs=3)
+        alone.append(session.model.get_weights())
+    pages = [Session(setup) for setup in setups]
+    for _ in range(3):
+        for page in pages:
+            page.train(epochs=1)
+            Session(setups[0])  # a third tab opens and builds meanwhile
+    for page, weights in zip(pages, alone):
+        for a, b in zip(page.model.get_weights(), weights):
+            np.testing.assert_array_equal(a, b)

@@ -65,7 +65,7 @@ def test_fit_equals_hand_written_loop():
     bp.random.set_seed(11)  # not fit's stream: fit draws from the model's own generator, forked when it was made
     x32 = x.astype(np.float32)
     optimizer, loss_fn = manual.optimizer, manual.loss
-    with bp.random.using(manual._generator):
+    with bp.random.using(manual.random_generator):
         for _ in range(2):  # epochs
             order = bp.random.generator().permutation(len(x))
             for start in range(0, len(x), 16):
@@ -790,3 +790,41 @@ def test_reduce_lr_on_plateau_defaults(capsys):
                                                       record])
     assert rates == pytest.approx([0.1] * 10 + [0.01] * 10 + [0.001] * 3)
     assert capsys.readouterr().out == ""  # verbose=0
+
+
+def _dropout_model(seed):
+    bp.random.set_seed(seed)
+    model = bp.Sequential([bp.layers.Input(shape=(2,)), bp.layers.Dense(16, activation="relu"),
+                           bp.layers.Dropout(0.3), bp.layers.Dense(1)])
+    model.compile(optimizer="adam", loss=bp.losses.BinaryCrossentropy(from_logits=True))
+    return model
+
+
+def test_two_threads_training_with_shuffling_and_dropout_train_as_each_would_alone():
+    """Each model shuffles and drops out from its own generator (issue #32): threads cannot steal each other's
+    draws, so a model trained beside another ends where it ends alone."""
+    import threading
+    x, y = binary_problem(n=400)
+    alone = []
+    for seed in (0, 1):
+        model = _dropout_model(seed)
+        model.fit(x, y, batch_size=4, epochs=3, verbose=0)
+        alone.append(model.get_weights())
+    models = [_dropout_model(seed) for seed in (0, 1)]
+    start = threading.Barrier(2)
+
+    def train(model):
+        start.wait(timeout=30)
+        for _ in range(3):
+            model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+            bp.random.generator().random(7)  # this thread's other draws come from the library's stream
+
+    workers = [threading.Thread(target=train, args=(model,)) for model in models]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert not any(worker.is_alive() for worker in workers)
+    for model, weights in zip(models, alone):
+        for a, b in zip(model.get_weights(), weights):
+            np.testing.assert_array_equal(a, b)

@@ -60,6 +60,12 @@ class Model(Layer):
         return tuple(self.input_shape) if self.input_shape is not None else None
 
     @property
+    def random_generator(self):
+        """The NumPy generator ``fit`` shuffles and drops out from: the model's own, forked from the current
+        stream (bp.random) when the model was made, so models training side by side never share a stream."""
+        return self._generator
+
+    @property
     def parameters(self):
         """The trainable variables as one FlatParameters keyed by their weight paths (the names model files
         use); rebuilt only when the set of trainable variables changes."""

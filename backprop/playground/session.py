@@ -156,6 +156,7 @@ class Session:
         self.setup = setup
         self.cancelled = threading.Event()  # set from the server's thread when the tab goes: training stops
         self.interrupted = threading.Event()  # Pause during an epoch: the epoch is undone, training stops
+        self.stream = bp.random.Stream()  # this page's random numbers, apart from every other page's
         if setup["dataset"] == "csv":
             if upload is None:
                 raise SetupError("upload a CSV file first")
@@ -209,8 +210,9 @@ class Session:
         return Call("optimizers.get", self.setup["optimizer"], learning_rate=self.setup["learning_rate"])
 
     def build(self):
-        bp.random.set_seed(self.setup["seed"])
-        model = bp.Sequential([call.make() for call in self._layers()])
+        with bp.random.using(self.stream):  # this page's own stream: another tab building meanwhile cannot move it
+            bp.random.set_seed(self.setup["seed"])
+            model = bp.Sequential([call.make() for call in self._layers()])
         model.compile(optimizer=self._optimizer().make(), loss=self._loss().make())
         return model
 
@@ -244,14 +246,15 @@ class Session:
         self._check_early_stopping()
 
     def _snapshot(self):
-        """What an epoch changes: weights, optimizer state, the random stream (Dropout, shuffling)."""
-        return self.model.get_weights(), self.model.optimizer.get_state(), bp.random.get_state()
+        """What an epoch changes: weights, optimizer state, the model's random stream (Dropout, shuffling)."""
+        return (self.model.get_weights(), self.model.optimizer.get_state(),
+                self.model.random_generator.bit_generator.state)
 
     def _restore(self, snapshot):
         weights, optimizer_state, random_state = snapshot
         self.model.set_weights(weights)
         self.model.optimizer.set_state(optimizer_state, self.model.parameters)
-        bp.random.set_state(random_state)
+        self.model.random_generator.bit_generator.state = random_state
 
     def _stop_if_cancelled(self, batch, logs=None):
         if self.cancelled.is_set() or self.interrupted.is_set():
