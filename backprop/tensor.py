@@ -7,8 +7,9 @@ from backprop import devices
 from backprop.naming import unique_name
 from backprop.xp import FLOATX, np
 
-# Bumped whenever a variable's trainable flag changes: what every tape watches changes, so cached lists
-# of trainable variables and compiled steps are made again (a layer's own changes: Layer.version).
+# Bumped whenever a variable's trainable flag changes: what every tape watches changes, so bp.function's
+# recordings are made again. A layer's variable also tells its layer (Layer.version), which is all that a
+# model's cached lists and compiled step watch: freezing one model's layer never retraces another model.
 trainable_version = [0]
 
 # Set while backprop.tracing records a function: called with each tensor whose values Python reads
@@ -164,7 +165,7 @@ class Variable(Tensor):
     so views of it (optimizer buffers, saved references) stay valid.
     """
 
-    __slots__ = ("_trainable", "name", "path")
+    __slots__ = ("_trainable", "name", "path", "owner")
 
     def __init__(self, value, dtype=None, trainable=True, name=None, copy=True):
         array = as_array(value, dtype)
@@ -177,6 +178,7 @@ class Variable(Tensor):
             self.data = array.copy() if copy else array
         self._trainable = bool(trainable)
         self.name = name
+        self.owner = None  # the layer whose weight this is (Layer.add_weight sets it)
         # The name optimizer state is kept under: a layer sets 'layer/weight' (Keras' path); a model
         # training with fit uses the paths its files use.
         self.path = name if name else unique_name("variable")
@@ -189,6 +191,8 @@ class Variable(Tensor):
     def trainable(self, value):
         self._trainable = bool(value)
         trainable_version[0] += 1
+        if self.owner is not None:
+            self.owner._changed()
 
     def assign(self, value):
         given, value = value, self._joined(value)

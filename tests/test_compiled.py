@@ -201,6 +201,23 @@ def test_signatures_are_traced_twice_then_replayed_and_the_cache_is_bounded():
     assert step_info(model) == {}
 
 
+def test_freezing_a_layer_retraces_its_own_model_only():
+    """Each model watches its own layers' versions (issue #32): freezing one model's layer retraces that model's
+    step, which then leaves the frozen kernel alone, and no other model's."""
+    models = [mlp(), mlp()]
+    for model in models:
+        model.compile(**sparse()())
+        model.fit(X[:80], CLASSES[:80], epochs=2, batch_size=16, verbose=0)
+    traced = [step_info(model)[False]["tracing_count"] for model in models]
+    models[0].layers[0].trainable = False
+    frozen = models[0].layers[0].kernel.numpy()
+    for model in models:
+        model.fit(X[:80], CLASSES[:80], epochs=2, batch_size=16, verbose=0)
+    assert [step_info(model)[False]["tracing_count"] for model in models] == [traced[0] + 2, traced[1]]
+    np.testing.assert_array_equal(models[0].layers[0].kernel.numpy(), frozen)
+    assert not np.array_equal(models[1].layers[0].kernel.numpy(), frozen)
+
+
 def test_jit_compile_false_and_bad_values():
     model = mlp()
     model.compile(**sparse()(), jit_compile=False)

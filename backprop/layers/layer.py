@@ -14,7 +14,7 @@ from backprop import devices, initializers, regularizers
 from backprop.naming import snake_case, unique_name
 from backprop import tracing
 from backprop.layers import symbolic
-from backprop.tensor import Tensor, Variable, as_array, placed, recordings, trainable_version
+from backprop.tensor import Tensor, Variable, as_array, placed, recordings
 from backprop.xp import np
 
 FLOAT_DTYPES = ("float16", "float32", "float64")
@@ -183,7 +183,7 @@ class Layer:
         value = initializers.get(initializer)(shape, dtype=dtype)
         variable = Variable(value, dtype=dtype, trainable=trainable and self._trainable,
                             name=name or f"weight_{len(self._weights)}", copy=False)  # the initializer's own array
-        variable.path = f"{self.name}/{variable.name}"
+        variable.path, variable.owner = f"{self.name}/{variable.name}", self
         self._weights.append(variable)
         self._changed()
         regularizer = regularizers.get(regularizer)
@@ -202,10 +202,10 @@ class Layer:
         return devices.of(variables[0].data) if variables else devices.current()
 
     def _cached(self, key, compute):
-        """``compute()``, remembered until this layer's version or a variable's trainable flag changes."""
+        """``compute()``, remembered until this layer's version changes (a weight frozen or unfrozen changes it)."""
         cache = self.__dict__.setdefault("_cache", {})
         version, value = cache.get(key, (None, None))
-        now = (self._version, trainable_version[0])
+        now = self._version
         if version != now:
             value = compute()
             cache[key] = (now, value)

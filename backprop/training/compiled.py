@@ -16,7 +16,6 @@ from backprop import losses, tape as tape_module
 from backprop.compiled.plan import Plan
 from backprop.ops import op as op_module
 from backprop.tape import GradientTape
-from backprop.tensor import trainable_version
 from backprop.tracing import Graph, Recorder, TraceError, recording, same_computation
 from backprop.training import data
 from backprop.training.step import TrainStep
@@ -52,7 +51,7 @@ class CompiledTrainStep(TrainStep):
             return super().__call__(x, y, sample_weight)
         key = (x.shape, x.dtype.str, np.shape(y), asarray(y).dtype.str,
                None if sample_weight is None else (sample_weight.shape, sample_weight.dtype.str),
-               self.model._version, trainable_version[0])
+               self.model._version)
         signature = self.signatures.get(key)
         if signature is None:
             signature = self.signatures[key] = _Signature()
