@@ -34,8 +34,28 @@ class CallbackList:
 
     def __init__(self, callbacks, model):
         self.callbacks = list(callbacks or [])
+        self.begun = []  # the callbacks whose on_train_begin ran: only they are ended
         for callback in self.callbacks:
             callback.set_model(model)
+
+    def on_train_begin(self, logs=None):
+        for callback in self.callbacks:
+            callback.on_train_begin(logs)
+            self.begun.append(callback)
+
+    def on_train_end(self, logs=None):
+        for callback in self.begun:
+            callback.on_train_end(logs)
+
+    def end_after(self, error, logs=None):
+        """``on_train_end`` for each callback that began, while ``error`` ends the training: a callback failing
+        to end is a warning, so the error the user sees is the one that stopped training."""
+        for callback in self.begun:
+            try:
+                callback.on_train_end(logs)
+            except Exception as also:
+                warn(f"{type(callback).__name__}.on_train_end failed too, after {type(error).__name__}: "
+                     f"{type(also).__name__}: {also}")
 
     def __getattr__(self, hook):
         arity = 1 if hook in ("on_train_begin", "on_train_end", "on_test_begin", "on_test_end") else 2

@@ -285,3 +285,56 @@ def test_the_hinge_metric_keeps_its_label_test_on_the_device():
         before = strict.transfers[0]
         metric.update_state(y, p)
         assert strict.transfers[0] == before and metric.result() == pytest.approx(0.75)
+
+
+class _RunsOutOfMemory:
+    """The strict device, whose memory runs out after ``room`` arrays have moved onto it."""
+
+    def __init__(self, room):
+        self.device, self.room = bp.devices.get("strict"), room
+
+    def __getattr__(self, name):
+        return getattr(self.device, name)
+
+    def to_device(self, array):
+        if self.room == 0:
+            raise MemoryError("out of device memory")
+        self.room -= 1
+        return self.device.to_device(array)
+
+
+def _optimizer_state_runs_out_of_memory(model, monkeypatch):
+    set_state = model.optimizer.set_state
+
+    def fails_on_the_device(state, parameters):
+        if type(parameters.variables[0].data) is not np.ndarray:  # moving onto the strict device
+            set_state(state, parameters)  # part of the moments moved, then:
+            raise MemoryError("out of device memory")
+        return set_state(state, parameters)
+    monkeypatch.setattr(model.optimizer, "set_state", fails_on_the_device)
+
+
+@pytest.mark.parametrize("room", [1, 5, "optimizer"])  # part-way through the 6 weights, or the optimizer's state
+def test_model_to_that_runs_out_of_memory_part_way_leaves_everything_where_it_was(monkeypatch, room):
+    model, _ = train("cpu", epochs=2)
+    weights, state = model.get_weights(), model.optimizer.get_state()
+    if room == "optimizer":
+        _optimizer_state_runs_out_of_memory(model, monkeypatch)
+    else:
+        device = _RunsOutOfMemory(room)
+        monkeypatch.setattr(bp.devices, "get", lambda name: device)
+    with pytest.raises(MemoryError):
+        model.to("strict")
+    monkeypatch.undo()
+    assert len(model.variables) == 6
+    assert model.device.name == "cpu" and all(type(v.data) is np.ndarray for v in model.variables)
+    for a, b in zip(model.get_weights(), weights):
+        np.testing.assert_array_equal(a, b)
+    after = model.optimizer.get_state()
+    assert after.keys() == state.keys()
+    for key in state:
+        np.testing.assert_array_equal(after[key], state[key])
+    straight, _ = train("cpu", epochs=4)
+    model.fit(X, CLASSES, epochs=4, initial_epoch=2, batch_size=16, verbose=0, validation_split=0.25)
+    for a, b in zip(model.get_weights(), straight.get_weights()):
+        np.testing.assert_array_equal(a, b)

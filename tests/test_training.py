@@ -828,3 +828,62 @@ def test_two_threads_training_with_shuffling_and_dropout_train_as_each_would_alo
     for model, weights in zip(models, alone):
         for a, b in zip(model.get_weights(), weights):
             np.testing.assert_array_equal(a, b)
+
+
+class _Recorder(bp.callbacks.Callback):
+    def __init__(self, log):
+        self.log = log
+
+    def on_train_begin(self, logs=None):
+        self.log.append(("begin", self))
+
+    def on_train_end(self, logs=None):
+        self.log.append(("end", self))
+
+
+class _FailsToBegin(_Recorder):
+    def on_train_begin(self, logs=None):
+        raise OSError("the log folder is read-only")
+
+
+class _FailsToEnd(_Recorder):
+    def on_train_end(self, logs=None):
+        raise ValueError("could not close its file")
+
+
+def test_only_callbacks_that_began_are_ended_and_the_first_error_is_the_one_raised():
+    """Keras' contract, and issue #32: a callback whose on_train_begin never ran is not ended (a CSVLogger whose
+    file never opened would fail to close it), and a callback failing to end does not hide why training stopped."""
+    x, y = binary_problem()
+    log = []
+    first, failing, never = _Recorder(log), _FailsToBegin(log), _Recorder(log)
+    with pytest.raises(OSError, match="read-only"):
+        small_model().fit(x, y, epochs=1, verbose=0, callbacks=[first, failing, never])
+    assert log == [("begin", first), ("end", first)]
+
+    class Stop(Exception):
+        pass
+
+    def stop(batch, logs):
+        raise Stop("the user's real error")
+
+    log.clear()
+    ends_badly = _FailsToEnd(log)
+    with pytest.warns(UserWarning, match="_FailsToEnd.on_train_end failed too, after Stop: ValueError"), \
+            pytest.raises(Stop, match="real error"):
+        small_model().fit(x, y, epochs=1, verbose=0, callbacks=[
+            ends_badly, bp.callbacks.LambdaCallback(on_train_batch_end=stop), first])
+    assert log == [("begin", ends_badly), ("begin", first), ("end", first)]
+
+
+def test_batch_logs_a_callback_keeps_show_their_own_batch():
+    """Batch logs are computed when read; one a callback keeps is computed before the next batch changes the
+    running values (issue #32: a kept log showed a later batch's loss)."""
+    x, y = binary_problem()
+    kept, read_at_once = [], []
+    for callback in (lambda batch, logs: kept.append(logs),            # keeps them, reads them later
+                     lambda batch, logs: read_at_once.append(dict(logs))):  # the same training, read at once
+        small_model().fit(x, y, epochs=1, batch_size=8, verbose=0,
+                          callbacks=[bp.callbacks.LambdaCallback(on_train_batch_end=callback)])
+    assert len(kept) == 15 and len({logs["loss"] for logs in read_at_once}) == 15
+    assert [dict(logs) for logs in kept] == read_at_once

@@ -150,19 +150,31 @@ class Model(Layer):
 
     def to(self, device):
         """Move the weights and the optimizer's state to ``device`` ("cpu", "gpu"); returns the model (PyTorch's
-        call). Compiled steps are dropped: the next step traces on the new device."""
+        call). Everything moves or nothing does: running out of memory part-way leaves the model where it was.
+        Compiled steps are dropped: the next step traces on the new device."""
         target = devices.get(device)
         optimizer = self.optimizer if self.loss is not None else None
         state = optimizer.get_state() if optimizer is not None and optimizer.variables_known else None
-        for variable in self.variables:
-            variable.data = target.to_device(variable.data)
+        variables = self.variables
+        before = [variable.data for variable in variables]
+        moved = [target.to_device(array) for array in before]  # may run out of memory: nothing changed yet
+        try:
+            self._place(variables, moved, optimizer, state)
+        except BaseException:
+            self._place(variables, before, optimizer, state)
+            raise
+        return self
+
+    def _place(self, variables, arrays, optimizer, state):
+        """The weights become ``arrays``; the optimizer's state (on the host in ``state``) follows them."""
+        for variable, array in zip(variables, arrays):
+            variable.data = array
         for key in ("_train_steps", "_parameters", "_cache"):
             self.__dict__.pop(key, None)
         if optimizer is not None:
             optimizer.forget_variables()
             if state is not None:
                 optimizer.set_state(state, self.parameters)
-        return self
 
     def __getstate__(self):
         state = super().__getstate__()

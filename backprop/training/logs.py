@@ -1,4 +1,5 @@
 """Running loss and metrics of an epoch, kept as arrays and turned into numbers only when read."""
+import weakref
 from collections.abc import MutableMapping
 
 from backprop import metrics as metrics_module
@@ -10,8 +11,18 @@ class Accumulators:
     def __init__(self, model):
         self.loss = metrics_module.Mean(name="loss")
         self.metrics = model.new_metrics()
+        self._handed_out = None  # the last batch's logs, weakly: a callback may keep them
+
+    def batch_logs(self):
+        """The logs after this batch, computed when first read (a batch nobody reads costs nothing)."""
+        logs = LazyLogs(self.results)
+        self._handed_out = weakref.ref(logs)
+        return logs
 
     def update(self, loss, y, y_pred, sample_weight):
+        kept = self._handed_out and self._handed_out()
+        if kept is not None:  # a callback kept the last batch's logs: they must show that batch, not this one
+            kept.materialize()
         self.loss.update_state(loss, len(y_pred))
         for metric in self.metrics:
             metric.update_state(y, y_pred, sample_weight)
@@ -35,6 +46,8 @@ class LazyLogs(MutableMapping):
         if self._values is None:
             self._values = self._compute()
         return self._values
+
+    materialize = _materialized
 
     def __getitem__(self, key):
         return self._materialized()[key]

@@ -15,7 +15,7 @@ from backprop.devices import memory_errors
 from backprop.tensor import to_host
 from backprop.training import data
 from backprop.training.interrupts import deferred_interrupts
-from backprop.training.logs import Accumulators, LazyLogs
+from backprop.training.logs import Accumulators
 from backprop.training import compiled, parallel, threads
 from backprop.training.step import test_step
 from backprop.user_warnings import warn
@@ -83,10 +83,12 @@ class Trainer:
                              interrupted)
             self.completed = True
             self._diagnose()
-        finally:
-            hooks.on_train_end(self.logs)
-            if backup is not None and self.completed and distribute.is_main():
-                backup.finish()
+        except BaseException as error:
+            hooks.end_after(error, self.logs)
+            raise
+        hooks.on_train_end(self.logs)
+        if backup is not None and distribute.is_main():
+            backup.finish()
         return self.history
 
     def _diagnose(self):
@@ -166,7 +168,7 @@ class Trainer:
             yb, wb = y[index], data.take(sample_weight, index)
             result = self.step(x[index], yb, wb)  # the step moves the batch to the model's device
             accumulators.update(result.loss, yb, result.y_pred, wb)
-            hooks.on_train_batch_end(self.batch, LazyLogs(accumulators.results))
+            hooks.on_train_batch_end(self.batch, accumulators.batch_logs())
             self.batch += 1
             if not result.applied:
                 return False
