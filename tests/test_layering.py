@@ -9,7 +9,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "backprop"
 
 # Module-name prefixes by floor, bottom first; the longest matching prefix decides.
 FLOORS = [
-    ("array backend", ["xp", "devices", "naming", "user_warnings", "version", "utils",
+    ("array backend", ["xp", "devices", "elementwise", "naming", "user_warnings", "version", "utils",
                        "plot.figure"]),  # the one place matplotlib is imported, as xp is NumPy's and CuPy's
     ("autodiff", ["tensor", "tape", "ops", "random", "tracing", "compiled", "explain", "debug"]),
     ("building blocks", ["activations", "initializers", "regularizers", "parameters", "layers", "losses", "metrics",

@@ -1,13 +1,47 @@
 """The update rules, with Keras 3's formulas and defaults, in order of increasing complexity.
 
-Each ``update`` writes into the variable's array and its slot arrays in place.
+Each rule's arithmetic is an elementwise formula (backprop.elementwise), one line per formula as the papers
+write them; ``update`` computes the step's scalars and applies the formula to the flat buffers in place (one
+compiled pass with numba installed, NumPy in cache-sized blocks otherwise).
 """
 import math
 import numbers
 
 from backprop import devices
+from backprop.elementwise import elementwise
 from backprop.optimizers.optimizer import Optimizer, _check_positive, check_fraction
 from backprop.xp import np
+
+
+@elementwise(updates=("w",))
+def descent(w, step):
+    return w - step
+
+
+@elementwise(updates=("m", "w"))
+def descent_with_momentum(w, step, m, momentum):
+    m = m * momentum + step
+    w = w - m
+    return m, w
+
+
+@elementwise(updates=("w",))
+def sgd(w, g, lr):
+    return w - g * lr
+
+
+@elementwise(updates=("v", "w"))
+def sgd_momentum(w, g, v, lr, momentum):
+    v = v * momentum - g * lr
+    w = w + v
+    return v, w
+
+
+@elementwise(updates=("v", "w"))
+def sgd_nesterov(w, g, v, lr, momentum):
+    v = v * momentum - g * lr
+    w = w - g * lr + v * momentum
+    return v, w
 
 
 class SGD(Optimizer):
@@ -21,18 +55,16 @@ class SGD(Optimizer):
         self.slot_names = ("momentum",) if momentum else ()
 
     def update(self, w, g, slots, lr):
-        step = np.multiply(g, lr, out=self.scratch(w))
         if not self.momentum:
-            w -= step
-            return
-        v = slots["momentum"]
-        v *= self.momentum
-        v -= step
-        if self.nesterov:
-            w -= step
-            w += np.multiply(v, self.momentum, out=step)
+            sgd(w, g, lr)
         else:
-            w += v
+            (sgd_nesterov if self.nesterov else sgd_momentum)(w, g, slots["momentum"], lr, self.momentum)
+
+@elementwise(updates=("a", "w"))
+def adagrad(w, g, a, lr, epsilon):
+    a = a + g * g
+    w = w - g / np.sqrt(a + epsilon) * lr
+    return a, w
 
 
 class Adagrad(Optimizer):
@@ -52,12 +84,21 @@ class Adagrad(Optimizer):
         return np.full_like(value, self.initial_accumulator_value)
 
     def update(self, w, g, slots, lr):
-        a, tmp = slots["accumulator"], self.scratch(w)
-        a += np.multiply(g, g, out=tmp)
-        np.sqrt(np.add(a, self.epsilon, out=tmp), out=tmp)
-        np.divide(g, tmp, out=tmp)
-        tmp *= lr
-        w -= tmp
+        adagrad(w, g, slots["accumulator"], lr, self.epsilon)
+
+@elementwise(updates=("s", "step"))
+def rmsprop_step(g, s, step, rho, one_minus_rho, epsilon, lr):
+    s = s * rho + g * g * one_minus_rho
+    step = g / np.sqrt(s + epsilon) * lr
+    return s, step
+
+
+@elementwise(updates=("s", "mean_g", "step"))
+def centered_rmsprop_step(g, s, mean_g, step, rho, one_minus_rho, epsilon, lr):
+    s = s * rho + g * g * one_minus_rho
+    mean_g = mean_g * rho + g * one_minus_rho
+    step = g / np.sqrt(s - mean_g * mean_g + epsilon) * lr
+    return s, mean_g, step
 
 
 class RMSprop(Optimizer):
@@ -71,29 +112,24 @@ class RMSprop(Optimizer):
             ("momentum",) if momentum else ())
 
     def update(self, w, g, slots, lr):
-        s, tmp = slots["velocity"], self.scratch(w)
-        s *= self.rho
-        np.multiply(g, g, out=tmp)
-        tmp *= 1 - self.rho
-        s += tmp
+        step = self.scratch(w)
         if self.centered:
-            mean_g = slots["average_gradient"]
-            mean_g *= self.rho
-            mean_g += np.multiply(g, 1 - self.rho, out=tmp)
-            np.subtract(s, np.multiply(mean_g, mean_g, out=tmp), out=tmp)
-            tmp += self.epsilon
+            centered_rmsprop_step(g, slots["velocity"], slots["average_gradient"], step, self.rho, 1 - self.rho,
+                                  self.epsilon, lr)
         else:
-            np.add(s, self.epsilon, out=tmp)
-        np.sqrt(tmp, out=tmp)
-        np.divide(g, tmp, out=tmp)
-        tmp *= lr
+            rmsprop_step(g, slots["velocity"], step, self.rho, 1 - self.rho, self.epsilon, lr)
         if self.momentum:
-            m = slots["momentum"]
-            m *= self.momentum
-            m += tmp
-            w -= m
+            descent_with_momentum(w, step, slots["momentum"], self.momentum)
         else:
-            w -= tmp
+            descent(w, step)
+
+@elementwise(updates=("eg2", "ed2", "w"))
+def adadelta(w, g, eg2, ed2, rho, one_minus_rho, epsilon, lr):
+    eg2 = eg2 * rho + g * g * one_minus_rho
+    delta = -(np.sqrt(ed2 + epsilon) * g / np.sqrt(eg2 + epsilon))
+    ed2 = ed2 * rho + delta * delta * one_minus_rho
+    w = w + delta * lr
+    return eg2, ed2, w
 
 
 class Adadelta(Optimizer):
@@ -108,22 +144,23 @@ class Adadelta(Optimizer):
         self.rho, self.epsilon = rho, epsilon
 
     def update(self, w, g, slots, lr):
-        eg2, ed2 = slots["accumulated_grad"], slots["accumulated_delta"]
-        delta, tmp = self.scratch(w), self.scratch(w, 1)
-        eg2 *= self.rho
-        np.multiply(g, g, out=tmp)
-        tmp *= 1 - self.rho
-        eg2 += tmp
-        np.sqrt(np.add(ed2, self.epsilon, out=delta), out=delta)
-        delta *= g
-        delta /= np.sqrt(np.add(eg2, self.epsilon, out=tmp), out=tmp)
-        np.negative(delta, out=delta)
-        ed2 *= self.rho
-        np.multiply(delta, delta, out=tmp)
-        tmp *= 1 - self.rho
-        ed2 += tmp
-        delta *= lr
-        w += delta
+        adadelta(w, g, slots["accumulated_grad"], slots["accumulated_delta"], self.rho, 1 - self.rho, self.epsilon, lr)
+
+@elementwise(updates=("m", "v", "w"))
+def adam(w, g, m, v, one_minus_b1, one_minus_b2, epsilon, alpha):
+    m = m + (g - m) * one_minus_b1
+    v = v + (g * g - v) * one_minus_b2
+    w = w - m / (np.sqrt(v) + epsilon) * alpha
+    return m, v, w
+
+
+@elementwise(updates=("m", "v", "v_hat", "w"))
+def adam_amsgrad(w, g, m, v, v_hat, one_minus_b1, one_minus_b2, epsilon, alpha):
+    m = m + (g - m) * one_minus_b1
+    v = v + (g * g - v) * one_minus_b2
+    v_hat = np.maximum(v_hat, v)
+    w = w - m / (np.sqrt(v_hat) + epsilon) * alpha
+    return m, v, v_hat, w
 
 
 class Adam(Optimizer):
@@ -136,18 +173,8 @@ class Adam(Optimizer):
         self.beta_1, self.beta_2, self.epsilon, self.amsgrad = beta_1, beta_2, epsilon, amsgrad
         self.slot_names = ("m", "v") + (("v_hat",) if amsgrad else ())
 
-    def update_moments(self, g, m, v, tmp):
-        """m += (g - m)(1 - b1);  v += (g^2 - v)(1 - b2), in place (``tmp`` is scratch)."""
-        np.subtract(g, m, out=tmp)
-        tmp *= 1 - self.beta_1
-        m += tmp
-        np.multiply(g, g, out=tmp)
-        tmp -= v
-        tmp *= 1 - self.beta_2
-        v += tmp
-
-    # On a GPU the whole update is one kernel; it computes what update_moments and update write in NumPy
-    # (to float32 precision: the compiler may fuse a multiply and an add).
+    # On a GPU the whole update is one CUDA kernel computing the formula ``adam`` (to float32 precision: the
+    # compiler may fuse a multiply and an add).
     FUSED = ("T g, T b1c, T b2c, T eps, T alpha", "T w, T m, T v", """
         T m_new = m + (g - m) * b1c;
         T v_new = v + (g * g - v) * b2c;
@@ -165,16 +192,11 @@ class Adam(Optimizer):
             scalar = w.dtype.type
             fused(g, scalar(1 - self.beta_1), scalar(1 - self.beta_2), scalar(self.epsilon), scalar(alpha), w, m, v)
             return
-        tmp = self.scratch(w)
-        self.update_moments(g, m, v, tmp)
+        b1c, b2c = 1 - self.beta_1, 1 - self.beta_2
         if self.amsgrad:
-            np.maximum(slots["v_hat"], v, out=slots["v_hat"])
-            v = slots["v_hat"]
-        np.sqrt(v, out=tmp)
-        tmp += self.epsilon
-        np.divide(m, tmp, out=tmp)
-        tmp *= alpha
-        w -= tmp
+            adam_amsgrad(w, g, m, v, slots["v_hat"], b1c, b2c, self.epsilon, alpha)
+        else:
+            adam(w, g, m, v, b1c, b2c, self.epsilon, alpha)
 
 
 class AdamW(Adam):
@@ -182,6 +204,14 @@ class AdamW(Adam):
 
     def __init__(self, learning_rate=0.001, weight_decay=0.004, **kwargs):
         super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
+
+
+@elementwise(updates=("m", "u", "w"))
+def adamax(w, g, m, u, one_minus_b1, b2, epsilon, bias, lr):
+    m = m + (g - m) * one_minus_b1
+    u = np.maximum(u * b2, np.abs(g))
+    w = w - m / ((u + epsilon) * bias) * lr
+    return m, u, w
 
 
 class Adamax(Adam):
@@ -194,17 +224,16 @@ class Adamax(Adam):
         self.slot_names = ("m", "u")
 
     def update(self, w, g, slots, lr):
-        m, u, tmp = slots["m"], slots["u"], self.scratch(w)
-        np.subtract(g, m, out=tmp)
-        tmp *= 1 - self.beta_1
-        m += tmp
-        u *= self.beta_2
-        np.maximum(u, np.abs(g, out=tmp), out=u)
-        np.add(u, self.epsilon, out=tmp)
-        tmp *= 1 - self.beta_1 ** (self.iterations + 1)
-        np.divide(m, tmp, out=tmp)
-        tmp *= lr
-        w -= tmp
+        adamax(w, g, slots["m"], slots["u"], 1 - self.beta_1, self.beta_2, self.epsilon,
+               1 - self.beta_1 ** (self.iterations + 1), lr)
+
+@elementwise(updates=("m", "v", "w"))
+def nadam(w, g, m, v, one_minus_b1, one_minus_b2, m_weight, g_weight, v_bias, epsilon, lr):
+    m = m + (g - m) * one_minus_b1
+    v = v + (g * g - v) * one_minus_b2
+    m_hat = m * m_weight + g * g_weight
+    w = w - m_hat / (np.sqrt(v / v_bias) + epsilon) * lr
+    return m, v, w
 
 
 class Nadam(Adam):
@@ -232,13 +261,5 @@ class Nadam(Adam):
         t = self.iterations + 1
         u_product = self._momentum_product(t)
         u_t, u_next = self._momentum(t), self._momentum(t + 1)
-        m, v, tmp, m_hat = slots["m"], slots["v"], self.scratch(w), self.scratch(w, 1)
-        self.update_moments(g, m, v, tmp)
-        np.multiply(m, u_next / (1 - u_product * u_next), out=m_hat)
-        m_hat += np.multiply(g, (1 - u_t) / (1 - u_product), out=tmp)
-        np.divide(v, 1 - self.beta_2 ** t, out=tmp)
-        np.sqrt(tmp, out=tmp)
-        tmp += self.epsilon
-        np.divide(m_hat, tmp, out=tmp)
-        tmp *= lr
-        w -= tmp
+        nadam(w, g, slots["m"], slots["v"], 1 - self.beta_1, 1 - self.beta_2, u_next / (1 - u_product * u_next),
+              (1 - u_t) / (1 - u_product), 1 - self.beta_2 ** t, self.epsilon, lr)

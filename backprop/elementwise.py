@@ -1,0 +1,268 @@
+"""Elementwise formulas: a function of numbers, written once as its math reads, run over whole arrays in place.
+
+    @elementwise(updates=("m", "v", "w"))
+    def adam(w, g, m, v, one_minus_b1, one_minus_b2, epsilon, alpha):
+        m = m + (g - m) * one_minus_b1
+        v = v + (g * g - v) * one_minus_b2
+        w = w - m / (np.sqrt(v) + epsilon) * alpha
+        return m, v, w
+
+``adam(w, g, m, v, ...)`` writes the new ``m``, ``v`` and ``w`` into those arrays (the names in ``updates``, in
+the order the formula returns them). Two engines give the same bits, because each runs the formula's
+operations in the same order and precision:
+
+- numba, when installed (the ``fast`` extra), for host arrays of float32 or float64: one compiled pass that
+  reads each element once (the formula, inlined into a loop generated for it; single-threaded, so it never
+  competes with BLAS for the cores);
+- NumPy otherwise: the formula is traced once into a list of ufunc calls, each writing into a preallocated
+  buffer or straight into the array it updates (no temporaries, so no page faults per step); on a device
+  the formula runs on the whole arrays as written.
+
+Write constants as arguments, not literals: numba would compute ``1 - b`` in float64 where NumPy keeps the
+arrays' precision. Scalars are converted to the arrays' dtype before either engine sees them.
+"""
+import functools
+import hashlib
+import importlib.util
+import inspect
+import os
+import pathlib
+import sys
+import threading
+import time
+
+import numpy
+
+_NUMBA_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
+
+
+@functools.lru_cache(maxsize=None)
+def numba_module():
+    """numba, or None when it is not installed or BACKPROP_NUMBA=0 turns it off (imported on first use)."""
+    if os.environ.get("BACKPROP_NUMBA", "1") == "0":
+        return None
+    try:
+        import numba
+    except ImportError:
+        return None
+    return numba
+
+
+class Elementwise:
+    """A formula applied in place; see the module docstring."""
+
+    def __init__(self, formula, updates):
+        self.formula = formula
+        names = list(inspect.signature(formula).parameters)
+        unknown = [name for name in updates if name not in names]
+        if unknown:
+            raise ValueError(f"elementwise {formula.__name__}: updates names {unknown}, which it does not take")
+        self.updated = [names.index(name) for name in updates]
+        _Plan(formula, [numpy.zeros(())] * len(names), self.updated)  # a literal is an error here, not on first use
+        self._loops = {}  # which arguments are arrays -> compiled loop
+        self._plans = threading.local()  # per thread (a plan owns its buffers): shapes and dtypes -> plan
+        self.compile_seconds = 0.0
+        functools.update_wrapper(self, formula)
+
+    def __call__(self, *args):
+        args = self._typed(args)
+        if self._numba_can_run(args):
+            self.run_numba(*args)
+        else:
+            self.run_numpy(*args)
+
+    def _typed(self, args):
+        dtype = args[self.updated[0]].dtype
+        return [a if hasattr(a, "dtype") and numpy.ndim(a) else dtype.type(a) for a in args]
+
+    def _numba_can_run(self, args):
+        if numba_module() is None:
+            return False
+        arrays = [a for a in args if numpy.ndim(a)]
+        first = arrays[0]
+        return first.dtype in _NUMBA_DTYPES and all(
+            type(a) is numpy.ndarray and a.ndim == 1 and a.shape == first.shape and a.dtype == first.dtype
+            and a.flags.c_contiguous for a in arrays)
+
+    def run_numpy(self, *args):
+        args = self._typed(args)
+        first = args[self.updated[0]]
+        if type(first) is not numpy.ndarray:  # a device's arrays: the formula as written, one launch per op
+            self._write(args, self.formula(*args))
+            return
+        key = tuple((a.shape, a.dtype.str) if numpy.ndim(a) else a.dtype.str for a in args)
+        plans = self._plans.__dict__
+        plan = plans.get(key)
+        if plan is None:
+            plan = plans[key] = _Plan(self.formula, args, self.updated)
+        plan.run(args)
+
+    def _write(self, args, results):
+        for index, value in zip(self.updated, self._as_tuple(results)):
+            args[index][...] = value
+
+    def _as_tuple(self, results):
+        return results if len(self.updated) > 1 else (results,)
+
+    def run_numba(self, *args):
+        args = self._typed(args)
+        mask = tuple(bool(numpy.ndim(a)) for a in args)
+        loop = self._loops.get(mask)
+        if loop is None:
+            started = time.perf_counter()
+            loop = self._loops[mask] = _compiled_loop(self.formula, mask, self.updated)
+            loop(*args)  # numba compiles on the first call, for these dtypes
+            self.compile_seconds += time.perf_counter() - started
+            return
+        loop(*args)
+
+
+def _loop_source(array_mask, updated):
+    names = [f"a{i}" for i in range(len(array_mask))]
+    element = [f"{n}[i]" if is_array else n for n, is_array in zip(names, array_mask)]
+    first = names[array_mask.index(True)]
+    targets = ", ".join(f"{names[i]}[i]" for i in updated)
+    return (f"def loop({', '.join(names)}):\n"
+            f"    for i in range({first}.shape[0]):\n"
+            f"        {targets} = formula({', '.join(element)})\n")
+
+
+def _compiled_loop(formula, array_mask, updated):
+    """numba's loop over the arrays, calling ``formula`` inlined on each element's numbers; compiled once per
+    machine when the formula can be imported by name (numba's disk cache), else once per process."""
+    numba = numba_module()
+    source = _loop_source(array_mask, updated)
+    cached = _cached_module(formula, source)
+    if cached is not None:
+        return cached.loop
+    namespace = {"formula": numba.njit(inline="always", error_model="numpy")(formula)}
+    exec(compile(source, f"<elementwise {formula.__name__}>", "exec"), namespace)
+    return numba.njit(error_model="numpy")(namespace["loop"])
+
+
+def cache_folder():
+    return pathlib.Path(os.environ.get("BACKPROP_CACHE") or pathlib.Path.home() / ".cache" / "backprop") / "elementwise"
+
+
+def _cached_module(formula, loop_source):
+    """The loop as a module of its own in the cache folder, named by a hash of the generated code, the formula's
+    source and numba's version (a changed formula is a new file), so numba can keep its machine code on disk.
+    None when the formula is not importable by name or the folder cannot be written."""
+    module, name = formula.__module__, formula.__name__
+    if "<" in formula.__qualname__ or getattr(sys.modules.get(module), name, None) is None:
+        return None
+    try:
+        formula_source = inspect.getsource(formula)
+    except (OSError, TypeError):
+        return None
+    text = (f"# generated by backprop.elementwise from {module}.{name}\n"
+            f"import numba\nfrom {module} import {name} as _elementwise\n\n"
+            f"formula = numba.njit(inline='always', error_model='numpy')(_elementwise.formula)\n\n\n"
+            f"@numba.njit(error_model='numpy', cache=True)\n{loop_source}")
+    digest = hashlib.sha256((text + formula_source + numba_module().__version__).encode()).hexdigest()[:16]
+    path = cache_folder() / f"{name}_{digest}.py"
+    try:
+        if not path.is_file() or path.is_symlink() or path.read_text() != text:  # only ever our own text
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            temporary.write_text(text)
+            os.replace(temporary, path)  # another process writing the same file writes the same text
+        spec = importlib.util.spec_from_file_location(f"backprop_elementwise_{name}_{digest}", path)
+        loaded = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # numba's cache imports it by name
+        spec.loader.exec_module(loaded)
+        return loaded
+    except OSError:
+        return None
+
+
+class _Traced:
+    """A value while a formula is traced: each operation on it becomes a step of the plan."""
+
+    def __init__(self, steps, shape, dtype, source):
+        self.steps, self.shape, self.dtype, self.source = steps, shape, dtype, source
+
+    def _op(self, ufunc, *operands):
+        literal = next((o for o in operands if not isinstance(o, _Traced)), None)
+        if literal is not None:
+            raise TypeError(f"an elementwise formula uses the literal {literal!r}: pass it as an argument, so both "
+                            "engines compute in the arrays' precision")
+        sources = [o.source for o in operands]
+        shapes = [o.shape for o in operands]
+        shape = numpy.broadcast_shapes(*shapes)
+        with numpy.errstate(all="ignore"):
+            dtype = ufunc(*(numpy.ones((), o.dtype) for o in operands)).dtype
+        result = _Traced(self.steps, shape, dtype, ("step", len(self.steps)))
+        self.steps.append((ufunc, sources, shape, dtype))
+        return result
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if method != "__call__" or kwargs:
+            return NotImplemented
+        return self._op(ufunc, *inputs)
+
+    __add__ = lambda self, other: self._op(numpy.add, self, other)  # noqa: E731
+    __radd__ = lambda self, other: self._op(numpy.add, other, self)  # noqa: E731
+    __sub__ = lambda self, other: self._op(numpy.subtract, self, other)  # noqa: E731
+    __rsub__ = lambda self, other: self._op(numpy.subtract, other, self)  # noqa: E731
+    __mul__ = lambda self, other: self._op(numpy.multiply, self, other)  # noqa: E731
+    __rmul__ = lambda self, other: self._op(numpy.multiply, other, self)  # noqa: E731
+    __truediv__ = lambda self, other: self._op(numpy.true_divide, self, other)  # noqa: E731
+    __rtruediv__ = lambda self, other: self._op(numpy.true_divide, other, self)  # noqa: E731
+    __neg__ = lambda self: self._op(numpy.negative, self)  # noqa: E731
+
+
+class _Plan:
+    """A formula as ufunc calls on preallocated buffers. A step that computes an updated array's new value
+    writes straight into that array when nothing after it reads the old value; the others go to buffers,
+    reused once their value is dead, and are copied into place at the end."""
+
+    def __init__(self, formula, args, updated):
+        steps = []
+        traced = [_Traced(steps, numpy.shape(a), a.dtype, ("arg", i)) for i, a in enumerate(args)]
+        results = formula(*traced)
+        results = results if len(updated) > 1 else (results,)
+        last_read = {}
+        for position, (_, sources, _, _) in enumerate(steps):
+            for source in sources:
+                last_read[source] = position
+        produced_by = {r.source[1]: target for r, target in zip(results, updated) if r.source[0] == "step"}
+        self.calls, self.copies, self.buffers = [], [], []
+        places, free = {}, []
+        for position, (ufunc, sources, shape, dtype) in enumerate(steps):
+            target = produced_by.get(position)
+            if target is not None and last_read.get(("arg", target), -1) <= position:
+                place = ("arg", target)  # the old value is read for the last time by this very step
+            else:
+                place = self._buffer(free, shape, dtype)
+            places[("step", position)] = place
+            self.calls.append((ufunc, [places.get(s, s) for s in sources], place))
+            for source in set(sources):  # a buffer whose value nothing reads again is free for the next steps
+                if source[0] == "step" and last_read[source] == position and places[source][0] == "buffer" and \
+                        source[1] not in produced_by:
+                    free.append(places[source])
+        for result, target in zip(results, updated):
+            where = places.get(result.source, result.source)
+            if where != ("arg", target):
+                self.copies.append((where, target))
+
+    def _buffer(self, free, shape, dtype):
+        for place in free:
+            buffer = self.buffers[place[1]]
+            if buffer.shape == shape and buffer.dtype == dtype:
+                free.remove(place)
+                return place
+        self.buffers.append(numpy.empty(shape, dtype))
+        return ("buffer", len(self.buffers) - 1)
+
+    def run(self, args):
+        def value(place):
+            return args[place[1]] if place[0] == "arg" else self.buffers[place[1]]
+        for ufunc, operands, place in self.calls:
+            ufunc(*(value(p) for p in operands), out=value(place))
+        for place, target in self.copies:
+            numpy.copyto(args[target], value(place))
+
+
+def elementwise(updates):
+    """Decorator: see the module docstring."""
+    return lambda formula: Elementwise(formula, tuple(updates))
