@@ -11,9 +11,9 @@
 the order the formula returns them). Two engines give the same bits, because each runs the formula's
 operations in the same order and precision:
 
-- numba, when installed (the ``fast`` extra), for host arrays of float32 or float64: one compiled pass that
-  reads each element once (the formula, inlined into a loop generated for it; single-threaded, so it never
-  competes with BLAS for the cores);
+- numba, when installed (the ``fast`` extra), for host arrays of float32 or float64 with at least
+  ``NUMBA_FROM`` elements: one compiled pass that reads each element once (the formula, inlined into a loop
+  generated for it; single-threaded, so it never competes with BLAS for the cores);
 - NumPy otherwise: the formula is traced once into a list of ufunc calls, each writing into a preallocated
   buffer or straight into the array it updates (no temporaries, so no page faults per step); on a device
   the formula runs on the whole arrays as written.
@@ -34,6 +34,9 @@ import time
 import numpy
 
 _NUMBA_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
+# Arrays smaller than this take the NumPy plan: its dozen ufunc calls cost microseconds, while starting numba
+# costs about half a second a process (a cached loop still needs LLVM), which a small model never earns back.
+NUMBA_FROM = 65_536
 
 
 @functools.lru_cache(maxsize=None)
@@ -76,10 +79,10 @@ class Elementwise:
         return [a if hasattr(a, "dtype") and numpy.ndim(a) else dtype.type(a) for a in args]
 
     def _numba_can_run(self, args):
-        if numba_module() is None:
-            return False
         arrays = [a for a in args if numpy.ndim(a)]
         first = arrays[0]
+        if first.size < NUMBA_FROM or numba_module() is None:
+            return False
         return first.dtype in _NUMBA_DTYPES and all(
             type(a) is numpy.ndarray and a.ndim == 1 and a.shape == first.shape and a.dtype == first.dtype
             and a.flags.c_contiguous for a in arrays)

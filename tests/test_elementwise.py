@@ -100,3 +100,26 @@ def test_compiled_loops_are_cached_on_disk_and_a_foreign_file_is_replaced(tmp_pa
     written.write_text("raise SystemExit('not ours')\n")
     elementwise._compiled_loop(rules.sgd.formula, (True, True, False), rules.sgd.updated)
     assert "not ours" not in written.read_text()
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop", "nadam"])
+def test_a_large_model_trains_to_the_same_bits_with_either_engine(monkeypatch, optimizer):
+    if elementwise.numba_module() is None:
+        pytest.skip("numba is not installed (the fast extra)")
+    import backprop as bp
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 300)).astype(np.float32), rng.integers(0, 10, 64)
+    weights = []
+    for numba_from in (elementwise.NUMBA_FROM, float("inf")):
+        monkeypatch.setattr(elementwise, "NUMBA_FROM", numba_from)
+        bp.random.set_seed(0)
+        model = bp.Sequential([bp.layers.Input(shape=(300,)), bp.layers.Dense(256, activation="relu"),
+                               bp.layers.Dense(10)])
+        assert model.count_params() > elementwise.NUMBA_FROM or numba_from == float("inf")
+        model.compile(optimizer=optimizer, loss=bp.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+        weights.append(model.get_weights())
+        formula = {"adam": rules.adam, "rmsprop": rules.rmsprop_step, "nadam": rules.nadam}[optimizer]
+        assert formula._loops, "the numba engine ran"
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
