@@ -36,6 +36,15 @@ def operand(value):
     return placed(as_array(value))
 
 
+def _explain(op_name, error, arrays):
+    """Raise a clearer error than NumPy's when there is one: shapes that do not broadcast, arrays on two devices."""
+    if isinstance(error, ValueError) and "broadcast" in str(error):
+        shapes = " and ".join(str(np.shape(a)) for a in arrays)
+        raise ValueError(f"{op_name}: shapes {shapes} cannot be broadcast together") from None
+    if isinstance(error, TypeError):
+        devices.check_same_device(op_name, arrays)
+
+
 def differentiable(forward=None, *, arrays=None):
     """Decorator: ``forward(*arrays, *params) -> (out, backward)`` becomes ``op(*inputs) -> Tensor``.
 
@@ -56,13 +65,8 @@ def differentiable(forward=None, *, arrays=None):
             values.extend(args[arrays:])
         try:
             out, backward = forward(*values, **params)
-        except ValueError as error:
-            if "broadcast" not in str(error):
-                raise
-            shapes = " and ".join(str(np.shape(a)) for a in values[:len(inputs)])
-            raise ValueError(f"{name}: shapes {shapes} cannot be broadcast together") from None
-        except TypeError:
-            devices.check_same_device(name, values[:len(inputs)])
+        except (ValueError, TypeError) as error:
+            _explain(name, error, values[:len(inputs)])
             raise
         result = _new_tensor(Tensor)
         result.data = out if type(out) is _ndarray or isinstance(out, devices.array_types) else np.asarray(out)
