@@ -10,6 +10,7 @@ tape's record: use ``GradientTape(persistent=True)``, or call them before ``tape
 """
 from dataclasses import dataclass, field
 
+from backprop.ops import arithmetic, nn
 from backprop.tape import unbroadcast
 from backprop.tensor import Tensor, Variable
 from backprop.xp import np
@@ -64,14 +65,39 @@ class _Labels:
 
 
 def _relevant(nodes, target):
-    """The recorded nodes that ``target`` depends on, in execution order."""
+    """The recorded nodes that ``target`` depends on, in execution order (a fused dense op unfolded)."""
     needed, chosen = {id(target)}, []
-    for node in reversed(nodes):
+    for node in reversed(_unfolded(nodes)):
         result, inputs = node[0], node[1]
         if id(result) in needed:
             chosen.append(node)
             needed.update(id(x) for x in inputs if isinstance(x, Tensor))
     return chosen[::-1]
+
+
+def _unfolded(nodes):
+    """The nodes with each fused dense op laid out as the plain ops it stands for: x @ kernel, + bias, and the
+    activation, each with its own op's backward (so a chain rule shows every local derivative)."""
+    plain = []
+    for node in nodes:
+        result, inputs, backward, needs, op = node
+        if op != "dense":
+            plain.append(node)
+            continue
+        (x, kernel, bias), activation = inputs, getattr(backward, "activation", None)
+        steps = [(arithmetic.matmul, (x, kernel), needs[:2])]
+        if bias is not None:
+            steps.append((arithmetic.add, (None, bias), (True, needs[2])))
+        if activation not in (None, "linear"):
+            steps.append((getattr(nn, activation), (None,), (True,)))
+        previous = None
+        for number, (plain_op, step_inputs, step_needs) in enumerate(steps):
+            step_inputs = tuple(previous if t is None else t for t in step_inputs)
+            out, step_backward = plain_op.forward(*(t.data for t in step_inputs))
+            last = number == len(steps) - 1
+            previous = result if last else Tensor._wrap(out)
+            plain.append((previous, step_inputs, step_backward, step_needs, plain_op.__name__.lstrip("_")))
+    return plain
 
 
 def _all_gradients(nodes, target):

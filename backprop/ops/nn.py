@@ -193,4 +193,5 @@ def dense(x, kernel, bias, activation=None):
         gb = np.add.reduce(gz2, axis=0) if bias is not None and needs[2] else None
         return gx, gk, gb
 
+    backward.activation = activation  # what bp.explain unfolds it into: matmul, add, this activation
     return out, backward
