@@ -1,15 +1,14 @@
 """Elementwise formulas: a function of numbers, written once as its math reads, run over whole arrays in place.
 
-    @elementwise(updates=("m", "v", "w"))
-    def adam(w, g, m, v, one_minus_b1, one_minus_b2, epsilon, alpha):
-        m = m + (g - m) * one_minus_b1
-        v = v + (g * g - v) * one_minus_b2
-        w = w - m / (np.sqrt(v) + epsilon) * alpha
-        return m, v, w
+    @elementwise(updates=("mean", "square"))
+    def running_moments(mean, square, value, weight):
+        mean = mean + (value - mean) * weight
+        square = square + (value * value - square) * weight
+        return mean, square
 
-``adam(w, g, m, v, ...)`` writes the new ``m``, ``v`` and ``w`` into those arrays (the names in ``updates``, in
-the order the formula returns them). Two engines give the same bits, because each runs the formula's
-operations in the same order and precision:
+``running_moments(mean, square, values, 0.1)`` writes the new ``mean`` and ``square`` into those arrays (the
+names in ``updates``, in the order the formula returns them); optimizers/rules.py writes every update rule so.
+Two engines give the same bits, because each runs the formula's operations in the same order and precision:
 
 - numba, when installed (the ``fast`` extra), for host arrays of float32 or float64 with at least
   ``NUMBA_FROM`` elements: one compiled pass that reads each element once (the formula, inlined into a loop
