@@ -202,13 +202,18 @@ def test_signatures_are_traced_twice_then_replayed_and_the_cache_is_bounded():
 
 
 def test_freezing_a_layer_retraces_its_own_model_only():
-    """Each model watches its own layers' versions (issue #32): freezing one model's layer retraces that model's
-    step, which then leaves the frozen kernel alone, and no other model's."""
+    """Each model watches its own layers' versions (issue #32): building or freezing a layer elsewhere retraces
+    nothing; freezing one model's layer retraces that model's step, which then leaves the frozen kernel alone."""
     models = [mlp(), mlp()]
     for model in models:
         model.compile(**sparse()())
         model.fit(X[:80], CLASSES[:80], epochs=2, batch_size=16, verbose=0)
     traced = [step_info(model)[False]["tracing_count"] for model in models]
+    elsewhere = bp.Sequential([bp.layers.Dense(4, input_shape=(3,))])  # a layer built anywhere else
+    elsewhere.layers[0].trainable = False
+    for model in models:
+        model.fit(X[:80], CLASSES[:80], epochs=1, batch_size=16, verbose=0)
+    assert [step_info(model)[False]["tracing_count"] for model in models] == traced
     models[0].layers[0].trainable = False
     frozen = models[0].layers[0].kernel.numpy()
     for model in models:
