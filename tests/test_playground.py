@@ -112,6 +112,7 @@ def test_bad_messages_get_an_error_and_the_connection_goes_on(client, message, p
         ws.send_text(message)
         answer = ws.receive_json()
         assert answer["type"] == "error" and problem in answer["message"]
+        assert answer.get("about") == ("upload" if '"type": "upload"' in message else None)  # the page undoes a failed upload
         ws.send_json({"type": "setup", "points": 50})  # still serving
         assert receive(ws, "points")["type"] == "points"
 
@@ -332,10 +333,15 @@ def test_early_stopping_stops_play_after_patience_epochs_without_a_better_test_l
     session = Session(checked({"dataset": "gauss", "noise": 0.6, "points": 200, "layers": [16, 16],
                                "learning_rate": 0.05, "early_stopping": True, "patience": 4}))
     session.train(epochs=1000)
-    losses = np.array(session.history["val_loss"])
+    losses = np.array(session.history["validation_loss"])  # early stopping watches a validation split, not test
     best = int(np.argmin(losses))
     assert session.stopped_at == len(losses) == best + 5 and (losses[best + 1:] >= losses[best]).all()
     assert (np.minimum.accumulate(losses)[:best] > losses[best]).all()
+    validation, train, test = (set(session.validation_rows), set(session.train_rows), set(session.test_rows))
+    assert len(validation) == round(0.2 * (200 - 60)) and not validation & train and not validation & test
+    assert len(train | validation | test) == 200
+    no_stopping = Session(checked({"dataset": "gauss", "noise": 0.6, "points": 200}))
+    assert len(no_stopping.validation_rows) == 0 and len(no_stopping.train_rows) == 140
 
 
 @pytest.mark.parametrize("dataset", ["plane", "multi_gauss"])
@@ -349,7 +355,7 @@ def test_regression_learns_the_surface_with_squared_error(dataset):
     assert isinstance(session.model.loss, bp.losses.MeanSquaredError)
     start = np.var(session.y[session.test_rows])
     session.train(epochs=40)
-    assert session.history["val_loss"][-1] < 0.2 * start  # a fifth of the constant predictor's error
+    assert session.history["test_loss"][-1] < 0.2 * start  # a fifth of the constant predictor's error
     assert session.points()["problem"] == "regression"
 
 
@@ -605,3 +611,80 @@ def test_two_pages_training_in_turn_train_as_each_would_alone():
     for page, weights in zip(pages, alone):
         for a, b in zip(page.model.get_weights(), weights):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(chromium() is None, reason="no system Chromium (.ci/run installs Debian's)")
+def test_in_a_real_browser_the_controls_a_learner_reaches_for(tmp_path):
+    """Issue #31: the loss follows the problem, an invalid field and a failed upload are shown, early stopping
+    watches a validation curve, and the TensorFlow Playground's show-test-data, discretize, regenerate and
+    hover-to-enlarge controls work."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    process = subprocess.Popen([sys.executable, "-m", "backprop", "playground", "--no-browser"], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = process.stdout.readline().split("backprop playground: ")[1].split()[0]
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1280, "height": 820})
+            page.goto(url)
+            page.wait_for_selector("text=Epoch 0", timeout=30_000)
+            boundary = "document.getElementById('boundary').toDataURL()"
+
+            page.select_option("#problem", "regression")
+            assert page.input_value("#loss") == "mse"
+            page.select_option("#problem", "classification")
+            assert page.input_value("#loss") == "bce"  # not the regression's mean squared error kept
+
+            page.check("#early_stopping")
+            page.get_by_role("button", name="Step", exact=True).click()
+            page.wait_for_function("losses.validation.length > 0 && losses.validation[0] !== null", timeout=30_000)
+
+            page.fill("#points", "5")
+            page.dispatch_event("#points", "change")
+            assert page.get_attribute("#points", "aria-invalid") == "true"
+            assert 'Points must be 20 to 10000 (got "5")' in page.inner_text("#error")
+            page.get_by_role("button", name="Play", exact=True).click()
+            assert "last valid settings" in page.inner_text("#error")  # Play trains on, and says with what
+            page.get_by_role("button", name="Pause", exact=True).click()
+            page.fill("#points", "200")
+            page.dispatch_event("#points", "change")
+            page.wait_for_function("document.getElementById('error').textContent === ''")
+            assert page.get_attribute("#points", "aria-invalid") == "false"
+
+            page.wait_for_function("points && points.x.length === 200", timeout=30_000)
+            first_points = page.evaluate("points.x[0]")
+            page.get_by_role("button", name="Regenerate data", exact=True).click()
+            page.wait_for_function(f"points.x[0][0] !== {first_points[0]}", timeout=30_000)
+            assert page.input_value("#seed") == "1" and "seed=1" in page.url
+
+            page.wait_for_function("lastFrame !== null")
+            shown = page.evaluate(boundary)
+            page.uncheck("#show-test")
+            without_test = page.evaluate(boundary)
+            page.check("#discretize")
+            discretized = page.evaluate(boundary)
+            assert len({shown, without_test, discretized}) == 3
+            page.screenshot(path=str(tmp_path / "options.png"))
+
+            unit = page.evaluate("unitsDrawn[1][0]")
+            box = page.locator("#network").bounding_box()
+            page.mouse.move(box["x"] + unit["x"] * box["width"] / 560, box["y"] + unit["y"] * box["height"] / 600)
+            page.wait_for_function("hovered !== null")
+            assert page.inner_text("#boundary-note").startswith("Showing unit 1 of layer 1")
+            assert page.evaluate(boundary) != discretized
+            page.mouse.move(2, 2)
+            page.wait_for_function("hovered === null")
+            assert page.inner_text("#boundary-note").startswith("Output probability of class 1")
+
+            page.set_input_files("#csv", files=[{"name": "bad.csv", "mimeType": "text/csv", "buffer": b"a,b\n1,2\n"}])
+            page.wait_for_function("document.getElementById('error').textContent.includes('still shows')")
+            assert "bad.csv" in page.inner_text("#error") and page.input_value("#csv") == ""
+            browser.close()
+        assert (tmp_path / "options.png").stat().st_size > 20_000
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()

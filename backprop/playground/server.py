@@ -156,7 +156,7 @@ class Connection:
         try:
             rows = len((await asyncio.to_thread(read_upload, name, text))[1])
         except SetupError as problem:
-            return await self.error(str(problem))
+            return await self.error(str(problem), about="upload")
         self.upload = (name, text)
         await self.websocket.send_json({"type": "uploaded", "name": name, "rows": rows})
 
@@ -186,6 +186,7 @@ class Connection:
             while self.playing:
                 await self.train(epochs=1, seconds=FRAME_SECONDS)
 
-    async def error(self, text):
+    async def error(self, text, about=None):
+        """An error for the page; ``about`` names what failed when the page must undo something ("upload")."""
         text = text.encode("utf-8", "backslashreplace").decode("utf-8")  # a lone surrogate from the page's text
-        await self.websocket.send_json({"type": "error", "message": text})
+        await self.websocket.send_json({"type": "error", "message": text, **({"about": about} if about else {})})

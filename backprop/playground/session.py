@@ -20,6 +20,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "adagrad", "rmsprop", "adadelta")
 LOSSES = {"classification": ("bce", "mse"), "regression": ("mse",)}
 REGULARIZERS = {"none": None, "l1": bp.regularizers.L1, "l2": bp.regularizers.L2}
 SPAN = 2.5  # the page shows standardised inputs in [-SPAN, SPAN]
+VALIDATION_SPLIT = 0.2  # of the training points, when early stopping is on (as the lecture says: never the test set)
 GRID, THUMBNAIL = 40, 20  # cells across the output's view and each hidden unit's thumbnail
 LIMITS = {"layers": 8, "units": 64, "points": 10_000, "upload_bytes": 5 << 20}
 DEFAULTS = {"problem": "classification", "dataset": "xor", "points": 400, "noise": 0.1, "test_ratio": 0.3,
@@ -172,10 +173,14 @@ class Session:
         n_test = max(1, round(len(self.y) * setup["test_ratio"]))
         order = np.random.default_rng(setup["seed"]).permutation(len(self.y))
         self.test_rows, self.train_rows = order[:n_test], order[n_test:]
+        self.validation_rows = order[:0]  # early stopping watches these: a part of the training points, never test
+        if setup["early_stopping"]:
+            n_validation = max(1, round(len(self.train_rows) * VALIDATION_SPLIT))
+            self.validation_rows, self.train_rows = self.train_rows[:n_validation], self.train_rows[n_validation:]
         self.features = self.featurize(self.raw_x)
         self.model = self.build()
         self.epoch, self.stopped_at, self.shown = 0, None, 0  # shown: epochs whose losses a frame has carried
-        self.history = {"loss": [], "val_loss": []}
+        self.history = {"loss": [], "validation_loss": [], "test_loss": []}
         span = np.linspace(-SPAN, SPAN, GRID)
         a, b = np.meshgrid(span, span)
         self.grid_raw = np.stack([a.ravel(), b.ravel()], axis=1)
@@ -232,17 +237,22 @@ class Session:
                     if self.cancelled.is_set() or self.interrupted.is_set():
                         self._restore(before)  # a paused epoch never happened: the Code panel still repeats it
                         break
-                    test_loss = self.model.evaluate(x[test], y[test], batch_size=len(test), verbose=0)
-                self._record(history, test_loss)
+                    test_loss = self._loss_on(test)
+                    validation_loss = self._loss_on(self.validation_rows) if len(self.validation_rows) else None
+                self._record(history, validation_loss, test_loss)
                 ran += 1
         finally:
             self.interrupted.clear()
         return ran
 
-    def _record(self, history, test_loss):
+    def _loss_on(self, rows):
+        return float(self.model.evaluate(self.features[rows], self.y[rows], batch_size=len(rows), verbose=0))
+
+    def _record(self, history, validation_loss, test_loss):
         self.epoch += 1
         self.history["loss"].append(history.history["loss"][0])
-        self.history["val_loss"].append(float(test_loss))
+        self.history["validation_loss"].append(validation_loss)
+        self.history["test_loss"].append(test_loss)
         self._check_early_stopping()
 
     def _snapshot(self):
@@ -262,13 +272,15 @@ class Session:
 
     @property
     def best_epoch(self):
-        """The epoch (counted from 1) with the lowest finite test loss, or None."""
-        losses = np.array(self.history["val_loss"], dtype=np.float64)
+        """The epoch (counted from 1) with the lowest finite loss on what early stopping watches (the
+        validation split; the test points when early stopping is off), or None."""
+        watched = "validation_loss" if self.setup["early_stopping"] else "test_loss"
+        losses = np.array(self.history[watched], dtype=np.float64)
         finite = np.isfinite(losses)
         return int(np.argmin(np.where(finite, losses, np.inf))) + 1 if finite.any() else None
 
     def _check_early_stopping(self):
-        """Keras' rule: stop when the test loss has not improved for ``patience`` epochs."""
+        """Keras' rule: stop when the validation loss has not improved for ``patience`` epochs."""
         if self.setup["early_stopping"] and self.epoch - (self.best_epoch or 0) >= self.setup["patience"]:
             self.stopped_at = self.epoch
 
@@ -303,9 +315,10 @@ class Session:
         first, self.shown = self.shown, self.epoch
         return {"type": "frame", "epoch": self.epoch, "first_epoch": first + 1,
                 "train_losses": [finite(v) for v in self.history["loss"][first:]],
-                "test_losses": [finite(v) for v in self.history["val_loss"][first:]],
+                "validation_losses": [None if v is None else finite(v) for v in self.history["validation_loss"][first:]],
+                "test_losses": [finite(v) for v in self.history["test_loss"][first:]],
                 "train_loss": finite(self.history["loss"][-1]) if self.history["loss"] else None,
-                "test_loss": finite(self.history["val_loss"][-1]) if self.history["val_loss"] else None,
+                "test_loss": finite(self.history["test_loss"][-1]) if self.history["test_loss"] else None,
                 "best_epoch": self.best_epoch, "stopped_at": self.stopped_at,
                 "grid": GRID, "boundary": _bytes(np.nan_to_num(self.colour(output), nan=0.5)),
                 "thumbnail": THUMBNAIL,
@@ -340,7 +353,7 @@ class Session:
         stopping = []
         if self.stopped_at is not None:
             stopping = [f"# early stopping (patience {setup['patience']}) stopped the page after epoch "
-                        f"{self.stopped_at}; the best test loss was at epoch {self.best_epoch}"]
+                        f"{self.stopped_at}; the best validation loss was at epoch {self.best_epoch}"]
         return "\n".join([
             "import backprop as bp",
             "from backprop.playground.session import Session",
@@ -348,7 +361,9 @@ class Session:
             "# the data (inputs standardised), features and train/test split the page shows",
             data_line,
             "x, y = session.features, session.y",
-            "train, test = session.train_rows, session.test_rows",
+            "train, test = session.train_rows, session.test_rows"
+            + ("  # (early stopping watched session.validation_rows, split off the training points)"
+               if setup["early_stopping"] else ""),
             "",
             f"bp.random.set_seed({setup['seed']})",
             "model = bp.Sequential([", *(f"    {call.source()}," for call in self._layers()), "])",
