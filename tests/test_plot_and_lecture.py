@@ -107,3 +107,29 @@ def test_lecture_report(tmp_path):
     assert [numbers[k] for k in numbers if k.startswith("regime at")] == ["stuck", "converging", "diverged"]
     assert "too large for this loss surface" in numbers["diagnosis of the diverged run"]
     assert float(numbers["loss after 40 epochs"]) < 0.05
+
+
+def test_section_3_shows_the_hand_written_layer_it_is_about(tmp_path):
+    from backprop.lecture.examples import s03_dense_by_hand
+    code = bp.lecture.report.run_section(s03_dense_by_hand, str(tmp_path), seed=0)["code"]
+    assert code.startswith("class MyDenseLayer(bp.layers.Layer):") and "def run(" in code
+    assert "bp.sigmoid(bp.matmul(inputs, self.W) + self.b)" in code
+
+
+def test_section_10_overfits_and_early_stopping_keeps_the_better_weights(tmp_path):
+    numbers = section_numbers("s10_overfitting", tmp_path)
+    assert numbers["stopped at epoch"] > numbers["best epoch"] + 500  # it went on long enough to see the climb
+    assert numbers["validation loss when stopped"] > 1.2 * numbers["validation loss at the best epoch"]
+    assert numbers["error to sin(3x), last weights"] > 1.3 * numbers["error to sin(3x), best weights"]
+
+
+def test_the_graph_reads_at_the_report_s_width():
+    """Its text was 8 pt on a figure twice the page's width: about 5 px on screen. The report shows figures at
+    most 1100 px wide; at that width the graph's text must stay at least 10 px tall."""
+    w1, w2 = bp.Variable(np.float64(0.5), name="w1"), bp.Variable(np.float64(-0.3), name="w2")
+    with bp.GradientTape(persistent=True) as tape:
+        loss = bp.square(1.0 - bp.sigmoid(w2 * bp.sigmoid(w1 * 2.0)))
+    figure = bp.plot.graph(loss, tape)
+    dpi, width_px = 110, figure.get_size_inches()[0] * 110
+    sizes = [text.get_fontsize() for text in figure.axes[0].texts if text.get_text()]  # the boxes, not the arrows
+    assert len(sizes) >= 6 and min(sizes) * dpi / 72 * min(1.0, 1100 / width_px) >= 10

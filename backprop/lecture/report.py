@@ -46,7 +46,8 @@ def run_section(module, out, seed):
 def _example_code(module):
     """The example's functions (``run`` and whatever it calls there), without the module's header and footer."""
     source = inspect.getsource(module)
-    start = source.index("\ndef ") + 1 if "\ndef " in source else 0
+    starts = [source.index(word) + 1 for word in ("\ndef ", "\nclass ") if word in source]
+    start = min(starts) if starts else 0  # from the first class or function: a hand-written layer too
     end = source.find('\nif __name__ == "__main__":')
     return source[start:end if end != -1 else None].rstrip() + "\n"
 

@@ -35,23 +35,26 @@ def graph(target, tape, names=None, title="computational graph"):
     for label in boxes:
         columns.setdefault(depth.get(label, 0), []).append(label)
     width, height = max(columns) + 1, max(len(c) for c in columns.values())
-    fig, axes = figures.new(width=2.9 * width + 1, height=1.5 * height + 1)
+    fig, axes = figures.new(width=2.0 * width + 1, height=1.6 * height + 1)  # read at a page's width: big text
     ax = axes[0, 0]
     position = {label: (column, (len(labels) - 1) / 2 - row) for column, labels in columns.items()
                 for row, label in enumerate(labels)}
-    for step in computation.steps:
-        for label in step.inputs:
-            if label in position:
-                ax.annotate("", xy=position[step.label], xytext=position[label],
-                            arrowprops={"arrowstyle": "-|>", "mutation_scale": 12, "color": "0.5", "shrinkA": 26,
-                                        "shrinkB": 30})
+    boxes_drawn = {}
     for label, (kind, value, grad) in boxes.items():
         x, y = position[label]
         gradient = "grad —" if grad is None else f"grad {_describe(grad)}"
         leaf = label in computation.leaves
-        ax.text(x, y, f"{label}" + ("" if leaf else f"\n= {kind}(…)") + f"\n{_describe(value)}\n{gradient}",
-                ha="center", va="center", fontsize=8, family="monospace",
-                bbox={"boxstyle": "round", "facecolor": "#e8f0fb" if leaf else "#fdf1e3", "edgecolor": "0.4"})
+        boxes_drawn[label] = ax.text(
+            x, y, f"{label}" + ("" if leaf else f"\n= {kind}(…)") + f"\n{_describe(value)}\n{gradient}",
+            ha="center", va="center", fontsize=11, family="monospace",
+            bbox={"boxstyle": "round", "facecolor": "#e8f0fb" if leaf else "#fdf1e3", "edgecolor": "0.4"})
+    for step in computation.steps:
+        for label in step.inputs:
+            if label in position:  # the arrow is clipped at both boxes' edges, so its head shows
+                ax.annotate("", xy=position[step.label], xytext=position[label],
+                            arrowprops={"arrowstyle": "-|>", "mutation_scale": 14, "color": "0.5", "shrinkA": 1,
+                                        "shrinkB": 1, "patchA": boxes_drawn[label].get_bbox_patch(),
+                                        "patchB": boxes_drawn[step.label].get_bbox_patch()})
     ax.set_xlim(-0.7, width - 0.3)
     ax.set_ylim(-height / 2 - 0.2, height / 2 + 0.2)
     ax.axis("off")

@@ -1,21 +1,27 @@
-"""10. Overfitting, dropout, and early stopping on a held-out set."""
+"""10. Overfitting, and early stopping on a held-out validation set."""
 import os
 
 import numpy as np
 
 import backprop as bp
 
-TITLE = "Overfitting, dropout and early stopping"
+TITLE = "Overfitting and early stopping"
 TEXT = ("Too little capacity underfits; a lot of capacity trained for long fits the noise. Holding out "
-        "a validation set shows the moment the model starts to overfit: early stopping keeps the weights "
-        "of the best validation epoch, and dropout makes the overfitting slower.")
+        "a validation set shows the moment the model starts to overfit: the training loss keeps falling while "
+        "the validation loss turns and climbs. Early stopping keeps the weights of the best validation epoch, "
+        "and those weights are closer to the function behind the noisy points than the last ones.")
 
 
-def regression_model(units, layers, seed=0):
+def noisy_sine(n, rng):
+    x = rng.uniform(-1, 1, n).reshape(-1, 1).astype(np.float32)
+    return x, (np.sin(3 * x) + 0.25 * rng.normal(size=x.shape)).astype(np.float32)
+
+
+def regression_model(units, layers, seed=0, learning_rate=0.01):
     bp.random.set_seed(seed)
     hidden = [bp.layers.Dense(units, activation="tanh") for _ in range(layers)]
     model = bp.Sequential(hidden + [bp.layers.Dense(1)])
-    model.compile(optimizer=bp.optimizers.Adam(0.01), loss="mse")
+    model.compile(optimizer=bp.optimizers.Adam(learning_rate), loss="mse")
     return model
 
 
@@ -30,22 +36,27 @@ def run(out="."):
         model.fit(x, y, batch_size=None, epochs=epochs, verbose=0)
     bp.plot.figure.save(bp.plot.fits(x, y, models), os.path.join(out, "fits.png"))
 
-    (x_train, y_train), (x_test, y_test) = bp.datasets.digits()
-    x_train, scaler = bp.datasets.standardize(x_train[:600])
-    y_train = y_train[:600]
-    bp.random.set_seed(0)
-    model = bp.Sequential([bp.layers.Dense(256, activation="relu"), bp.layers.Dropout(0.3),
-                           bp.layers.Dense(10)])
-    model.compile(optimizer=bp.optimizers.Adam(1e-3), loss=bp.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    stopper = bp.callbacks.EarlyStopping(monitor="val_loss", patience=5, restore_best_weights=True)
-    history = model.fit(x_train, y_train, epochs=80, batch_size=32, validation_split=0.25, verbose=0,
-                        callbacks=[stopper])
-    bp.plot.figure.save(bp.plot.history(history, stopper), os.path.join(out, "early_stopping.png"))
-    test_accuracy = model.evaluate(scaler.transform(x_test), y_test, verbose=0)[1]
-    return {"best epoch": stopper.best_epoch + 1, "stopped at epoch": len(history.history["loss"]),
-            "test accuracy with the restored weights": test_accuracy, "figures": ["fits.png", "early_stopping.png"]}
-
+    rng = np.random.default_rng(2)
+    x_train, y_train = noisy_sine(40, rng)  # half of them held out for validation
+    x_new = np.linspace(-1, 1, 400, dtype=np.float32).reshape(-1, 1)
+    y_new = np.sin(3 * x_new)  # the function itself, without the noise: what a fit should find
+    model = regression_model(256, 2, learning_rate=0.002)
+    stopper = bp.callbacks.EarlyStopping(monitor="val_loss", patience=1000, restore_best_weights=True)
+    last = {}  # the weights of the last epoch, before early stopping puts the best ones back
+    keep_last = bp.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: last.update(weights=model.get_weights()))
+    history = model.fit(x_train, y_train, epochs=3000, batch_size=None, validation_split=0.5, verbose=0,
+                        callbacks=[keep_last, stopper])
+    figure = bp.plot.history(history, stopper)
+    figure.axes[0].set_yscale("log")  # the climb after the best epoch is small next to the first epochs' losses
+    bp.plot.figure.save(figure, os.path.join(out, "early_stopping.png"))
+    validation = history.history["val_loss"]
+    restored = model.evaluate(x_new, y_new, verbose=0)
+    model.set_weights(last["weights"])
+    return {"best epoch": stopper.best_epoch + 1, "stopped at epoch": len(validation),
+            "validation loss at the best epoch": min(validation), "validation loss when stopped": validation[-1],
+            "error to sin(3x), best weights": restored,
+            "error to sin(3x), last weights": model.evaluate(x_new, y_new, verbose=0),
+            "figures": ["fits.png", "early_stopping.png"]}
 
 if __name__ == "__main__":
     from backprop.lecture.examples import show
