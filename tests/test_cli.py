@@ -314,10 +314,15 @@ def test_a_constant_column_is_scaled_by_one(empty_dir):
 @pytest.mark.slow
 @pytest.mark.parametrize("data, floor", [("moons", 0.95), ("circles", 0.95), ("digits", 0.97)])
 def test_readme_examples_reach_what_the_data_allows(tmp_path, data, floor):
+    """The median over three seeds: one seed's draw moves digits by a point (0.967 to 0.989 over seeds 0-4)."""
     args = ["--layers", "16,16", "--lr", "0.01", "--epochs", "200"] if data != "digits" else []
-    result = backprop("train", "--data", data, *args, "--quiet", "--out", f"runs/{data}", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert json.loads((tmp_path / "runs" / data / "metrics.json").read_text())["test_accuracy"] >= floor
+    accuracies = []
+    for seed in (0, 1, 2):
+        out = f"runs/{data}{seed}"
+        result = backprop("train", "--data", data, *args, "--seed", str(seed), "--quiet", "--out", out, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        accuracies.append(json.loads((tmp_path / out / "metrics.json").read_text())["test_accuracy"])
+    assert sorted(accuracies)[1] >= floor, accuracies
 
 
 @pytest.mark.parametrize("content, message", [
