@@ -67,8 +67,8 @@ class Elementwise:
         functools.update_wrapper(self, formula)
 
     def __call__(self, *args):
-        args = self._typed(args)
-        if self._numba_can_run(args):
+        first = args[self.updated[0]]
+        if first.size >= NUMBA_FROM and self._numba_can_run(args):
             self.run_numba(*args)
         else:
             self.run_numpy(*args)
@@ -78,26 +78,28 @@ class Elementwise:
         return [a if hasattr(a, "dtype") and numpy.ndim(a) else dtype.type(a) for a in args]
 
     def _numba_can_run(self, args):
+        if numba_module() is None:
+            return False
         arrays = [a for a in args if numpy.ndim(a)]
         first = arrays[0]
-        if first.size < NUMBA_FROM or numba_module() is None:
-            return False
         return first.dtype in _NUMBA_DTYPES and all(
             type(a) is numpy.ndarray and a.ndim == 1 and a.shape == first.shape and a.dtype == first.dtype
             and a.flags.c_contiguous for a in arrays)
 
     def run_numpy(self, *args):
-        args = self._typed(args)
+        """The NumPy engine. A Python number stays a Python number: NumPy computes it in the arrays' precision,
+        as the numba engine does with the number converted to their dtype."""
         first = args[self.updated[0]]
         if type(first) is not numpy.ndarray:  # a device's arrays: the formula as written, one launch per op
+            args = self._typed(args)
             self._write(args, self.formula(*args))
             return
-        key = tuple((a.shape, a.dtype.str) if numpy.ndim(a) else a.dtype.str for a in args)
+        key = (first.shape, first.dtype, tuple(type(a) is numpy.ndarray for a in args))
         plans = self._plans.__dict__
         plan = plans.get(key)
-        if plan is None:
-            plan = plans[key] = _Plan(self.formula, args, self.updated)
-        plan.run(args)
+        if plan is None or not plan.fits(args):
+            plan = plans[key] = _Plan(self.formula, self._typed(args), self.updated)
+        plan.run(self._typed(args) if plan.types_numbers else args)
 
     def _write(self, args, results):
         for index, value in zip(self.updated, self._as_tuple(results)):
@@ -246,6 +248,11 @@ class _Plan:
             where = places.get(result.source, result.source)
             if where != ("arg", target):
                 self.copies.append((where, target))
+        self.arrays = [(numpy.shape(a), a.dtype) if type(a) is numpy.ndarray else (None, None) for a in args]
+        # a step on numbers alone would compute Python floats in float64: then the numbers are typed each run
+        self.types_numbers = any(all(s[0] == "arg" and self.arrays[s[1]][0] is None for s in sources)
+                                 for _, sources, _, _ in steps)
+        self._compile(len(args))
 
     def _buffer(self, free, shape, dtype):
         for place in free:
@@ -256,13 +263,25 @@ class _Plan:
         self.buffers.append(numpy.empty(shape, dtype))
         return ("buffer", len(self.buffers) - 1)
 
+    def _compile(self, count):
+        """The calls as indices into one list: the arguments, then the buffers."""
+        def index(place):
+            return place[1] if place[0] == "arg" else count + place[1]
+        self.indexed = [(ufunc, tuple(index(p) for p in operands), index(place))
+                        for ufunc, operands, place in self.calls]
+        self.indexed_copies = [(index(place), target) for place, target in self.copies]
+
+    def fits(self, args):
+        """Every array argument has the shape and dtype this plan was traced for (a broadcast formula may mix)."""
+        return all(numpy.shape(a) == shape and a.dtype == dtype for a, (shape, dtype) in zip(args, self.arrays)
+                   if shape is not None)
+
     def run(self, args):
-        def value(place):
-            return args[place[1]] if place[0] == "arg" else self.buffers[place[1]]
-        for ufunc, operands, place in self.calls:
-            ufunc(*(value(p) for p in operands), out=value(place))
-        for place, target in self.copies:
-            numpy.copyto(args[target], value(place))
+        values = [*args, *self.buffers]
+        for ufunc, operands, out in self.indexed:
+            ufunc(*[values[i] for i in operands], out=values[out])
+        for source, target in self.indexed_copies:
+            numpy.copyto(args[target], values[source])
 
 
 def elementwise(updates):

@@ -123,3 +123,16 @@ def test_a_large_model_trains_to_the_same_bits_with_either_engine(monkeypatch, o
         assert formula._loops, "the numba engine ran"
     for a, b in zip(*weights):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_step_on_numbers_alone_computes_in_the_arrays_precision():
+    @elementwise.elementwise(updates=("x",))
+    def scaled(x, a, b):
+        return x * (a * b)  # a * b: two numbers
+
+    x32, x64 = np.ones(3, np.float32), np.ones(3, np.float32)
+    scaled.run_numpy(x32, 0.1, 0.3)
+    np.testing.assert_array_equal(x32, np.float32(0.1) * np.float32(0.3))  # not float64's product, rounded
+    if elementwise.numba_module() is not None:
+        scaled.run_numba(x64, 0.1, 0.3)
+        np.testing.assert_array_equal(x64, x32)
