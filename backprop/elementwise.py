@@ -94,7 +94,7 @@ class Elementwise:
             args = self._typed(args)
             self._write(args, self.formula(*args))
             return
-        key = (first.shape, first.dtype, tuple(type(a) is numpy.ndarray for a in args))
+        key = (first.shape, first.dtype, *map(type, args))
         plans = self._plans.__dict__
         plan = plans.get(key)
         if plan is None or not plan.fits(args):
@@ -264,24 +264,30 @@ class _Plan:
         return ("buffer", len(self.buffers) - 1)
 
     def _compile(self, count):
-        """The calls as indices into one list: the arguments, then the buffers."""
-        def index(place):
-            return place[1] if place[0] == "arg" else count + place[1]
-        self.indexed = [(ufunc, tuple(index(p) for p in operands), index(place))
-                        for ufunc, operands, place in self.calls]
-        self.indexed_copies = [(index(place), target) for place, target in self.copies]
+        """The plan as a Python function of the arguments and the buffers, one line per ufunc call (no loop to
+        interpret at each run), and ``fits`` as one expression."""
+        def name(place):
+            return f"a{place[1]}" if place[0] == "arg" else f"b{place[1]}"
+        arguments = [f"a{i}" for i in range(count)]
+        buffers = [f"b{i}" for i in range(len(self.buffers))]
+        ufuncs = {f"u{i}": ufunc for i, (ufunc, _, _) in enumerate(self.calls)}
+        lines = [f"    u{i}({', '.join(map(name, operands))}, out={name(place)})"
+                 for i, (_, operands, place) in enumerate(self.calls)]
+        lines += [f"    copyto(a{target}, {name(place)})" for place, target in self.copies]
+        specs = {f"s{i}": spec for i, spec in enumerate(self.arrays) if spec[0] is not None}
+        checks = [f"a{i[1:]}.shape == {i}[0] and a{i[1:]}.dtype == {i}[1]" for i in specs] or ["True"]
+        source = (f"def run({', '.join(arguments + buffers)}):\n" + "\n".join(lines or ["    pass"]) + "\n"
+                  f"def fits({', '.join(arguments)}):\n    return {' and '.join(checks)}\n")
+        namespace = {**ufuncs, **specs, "copyto": numpy.copyto}
+        exec(compile(source, "<elementwise plan>", "exec"), namespace)
+        self._run, self._fits = namespace["run"], namespace["fits"]
 
     def fits(self, args):
         """Every array argument has the shape and dtype this plan was traced for (a broadcast formula may mix)."""
-        return all(numpy.shape(a) == shape and a.dtype == dtype for a, (shape, dtype) in zip(args, self.arrays)
-                   if shape is not None)
+        return self._fits(*args)
 
     def run(self, args):
-        values = [*args, *self.buffers]
-        for ufunc, operands, out in self.indexed:
-            ufunc(*[values[i] for i in operands], out=values[out])
-        for source, target in self.indexed_copies:
-            numpy.copyto(args[target], values[source])
+        self._run(*args, *self.buffers)
 
 
 def elementwise(updates):
