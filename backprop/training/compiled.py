@@ -27,10 +27,11 @@ from backprop.user_warnings import warn
 class _Signature:
     """What one input signature has learnt: its recordings, then its plan."""
 
-    __slots__ = ("graph", "plan", "prediction")
+    __slots__ = ("graph", "plan", "prediction", "state")
 
     def __init__(self):
         self.graph = self.plan = self.prediction = None
+        self.state = None  # (parameters, optimizer): the model's, which stay while its version does (a key part)
 
 
 class CompiledTrainStep(TrainStep):
@@ -77,7 +78,7 @@ class CompiledTrainStep(TrainStep):
         labels = self.model.loss.prepared_labels(y, signature.prediction)  # checks of predictions: not on a stand-in
         inputs = [x, labels] if sample_weight is None else [x, labels, sample_weight]
         loss, y_pred, grads = signature.plan.run(inputs)
-        return self.update(grads, loss, y_pred)
+        return self.update(grads, loss, y_pred, signature.state)
 
     def _traced(self, signature, x, y, sample_weight):
         """One eager step, recorded; the second recording of a signature becomes its plan."""
@@ -117,6 +118,7 @@ class CompiledTrainStep(TrainStep):
         same_computation(signature.graph, graph)
         signature.plan = Plan(graph)
         signature.prediction = losses.stand_in(y_pred)
+        signature.state = (self.model.parameters, self.model.optimizer)
         signature.graph = None
 
     def _fall_back(self, reason):

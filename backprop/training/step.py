@@ -40,10 +40,10 @@ class TrainStep:
         params = model.parameters  # after the call: layers built lazily on it exist now
         return self.update(tape.gradient(loss, params.variables), loss.data, y_pred.data)
 
-    def update(self, grads, loss, y_pred):
-        """Gradients (in the order of ``model.parameters``) into the gradient buffer, reduced, then applied."""
-        params = self.model.parameters
-        optimizer = self.model.optimizer
+    def update(self, grads, loss, y_pred, state=None):
+        """Gradients (in the order of the parameters) into the gradient buffer, reduced, then applied. ``state`` is
+        the (parameters, optimizer) pair a replay kept from its trace; without it they are read from the model."""
+        params, optimizer = state or (self.model.parameters, self.model.optimizer)
         optimizer.load_gradients(params, grads)
         if self.reduce_gradients is not None:  # e.g. an allreduce across ranks; it returns the reduced loss
             loss = self.reduce_gradients(params, loss)
