@@ -6,7 +6,9 @@ sums the shards' gradients (each weighted by its share of the batch, so a ragged
 with one allreduce of the flat gradient buffer per dtype, and gathers the predictions and losses so
 that every rank keeps the same logs and History (backprop.training.parallel). Rank 0's initial
 weights and shuffled order are broadcast; only rank 0 prints and writes files. An exception on any
-rank aborts the whole job (MPI_Abort) instead of leaving the others waiting in a collective.
+rank aborts the whole job (MPI_Abort) instead of leaving the others waiting in a collective, and so does
+a rank that waits in a collective for longer than BACKPROP_MPI_TIMEOUT seconds (300 by default): a stalled
+rank ends the job with a message instead of a hang.
 """
 import os
 import sys
@@ -26,10 +28,31 @@ class WorkersError(ValueError):
 class Workers:
     """The ranks of one job and the collectives training needs, on an mpi4py communicator."""
 
-    def __init__(self, comm):
+    def __init__(self, comm, timeout=None):
         self.comm, self.rank, self.size = comm, comm.Get_rank(), comm.Get_size()
+        self.timeout = stall_timeout() if timeout is None else timeout
         from mpi4py import MPI
         self._mpi = MPI
+
+    def _wait(self, request, what):
+        """Wait for a started collective; a rank that stays silent for ``timeout`` seconds (stalled, or stopped
+        without an error) ends the job with a message, where a blocking call would wait for ever."""
+        if request.Test():
+            return
+        started = time.monotonic()
+        pause = 0.0
+        while not request.Test():
+            waited = time.monotonic() - started
+            if waited > self.timeout:
+                sys.stderr.write(f"backprop rank {self.rank}: no answer from the other ranks in {what} for "
+                                 f"{waited:.0f} s (BACKPROP_MPI_TIMEOUT={self.timeout:g}): a rank stalled; "
+                                 "ending the job\n")
+                sys.stderr.flush()
+                time.sleep(0.5)  # let the launcher forward this rank's output before MPI_Abort tears the job down
+                self.abort(1)
+            if waited > 0.002:  # spin for the usual microseconds, then let the core go
+                pause = min(0.01, pause + 0.0001)
+                time.sleep(pause)
 
     def counts(self, n):
         """How many of n examples each rank takes: contiguous parts, the first n % size ranks one more."""
@@ -44,12 +67,12 @@ class Workers:
 
     def broadcast_(self, array):
         """Overwrite ``array`` in place with rank 0's values."""
-        self.comm.Bcast(array, root=0)
+        self._wait(self.comm.Ibcast(array, root=0), "a broadcast")
         return array
 
     def sum_(self, array):
         """Overwrite ``array`` in place with its sum over the ranks."""
-        self.comm.Allreduce(self._mpi.IN_PLACE, array, op=self._mpi.SUM)
+        self._wait(self.comm.Iallreduce(self._mpi.IN_PLACE, array, op=self._mpi.SUM), "the gradients' allreduce")
         return array
 
     def gather_rows(self, rows, counts, row_shape, dtype):
@@ -59,11 +82,23 @@ class Workers:
         sizes = [c * width for c in counts]
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist()
         send = np.ascontiguousarray(rows, dtype=dtype).ravel()
-        self.comm.Allgatherv(send, [out.reshape(-1), (sizes, offsets)])
+        self._wait(self.comm.Iallgatherv(send, [out.reshape(-1), (sizes, offsets)]), "gathering the predictions")
         return out
 
     def abort(self, code=1):
         self.comm.Abort(code)
+
+
+def stall_timeout():
+    """Seconds a rank waits in a collective before it ends the job: BACKPROP_MPI_TIMEOUT, 300 by default."""
+    text = os.environ.get("BACKPROP_MPI_TIMEOUT", "300")
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ValueError(f"BACKPROP_MPI_TIMEOUT must be a number of seconds, got {text!r}") from None
+    if not seconds > 0:
+        raise ValueError(f"BACKPROP_MPI_TIMEOUT must be a positive number of seconds, got {text!r}")
+    return seconds
 
 
 def _launched_by_mpi():

@@ -92,6 +92,22 @@ def test_a_killed_rank_ends_the_job_and_the_backup_resumes_exactly(tmp_path, sin
     assert not (tmp_path / "backup" / "backup.bp").exists()  # rank 0 cleans up after a finished run
 
 
+def test_a_stalled_rank_ends_the_job_after_the_timeout(tmp_path, monkeypatch):
+    """Issue #30: a rank that stops answering (here: asleep for a minute) left the others in a collective for
+    ever; after BACKPROP_MPI_TIMEOUT seconds a waiting rank ends the job, saying why."""
+    monkeypatch.setenv("BACKPROP_MPI_TIMEOUT", "3")
+    result, out, seconds = run(tmp_path, "stalled", 2, {"stall_at": 5}, timeout=50)
+    assert result.returncode != 0 and not out.exists() and seconds < 30
+    assert "rank 0: no answer from the other ranks in" in result.stderr and "a rank stalled" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-5"])
+def test_a_bad_stall_timeout_is_refused(monkeypatch, value):
+    monkeypatch.setenv("BACKPROP_MPI_TIMEOUT", value)
+    with pytest.raises(ValueError, match="BACKPROP_MPI_TIMEOUT must be a"):
+        bp.distribute.stall_timeout()
+
+
 def test_in_one_process_distribute_is_a_no_op():
     assert bp.distribute.init() == 0 and bp.distribute.size() == 1 and bp.distribute.is_main()
     assert bp.distribute.current() is None

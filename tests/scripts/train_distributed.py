@@ -3,7 +3,8 @@
 Float64, shuffling, a validation split, a ragged last batch (101 training examples, batch 20), L2,
 Adam with a schedule, EarlyStopping and ReduceLROnPlateau; rank 0 writes OUT (.npz): weights and
 history (after one more train_on_batch, on rank 0 alone). Options: {"fail_on_rank": r} raises on that rank after the first epoch; {"backup": dir,
-"kill_at": n} backs up and SIGKILLs rank 1 after n batches; "shuffle" and "validation_split" change the fit;
+"kill_at": n} backs up and SIGKILLs rank 1 after n batches; {"stall_at": n} makes rank 1 sleep for a minute
+after n batches; "shuffle" and "validation_split" change the fit;
 "built_by_fit" leaves the input shape out, so fit builds the model.
 """
 import json
@@ -48,6 +49,15 @@ def main():
             if seen["batches"] == options["kill_at"]:
                 os.kill(os.getpid(), signal.SIGKILL)
         callbacks.append(bp.callbacks.LambdaCallback(on_train_batch_end=die))
+    if "stall_at" in options and bp.distribute.rank() == 1:
+        stalled = {"batches": 0}
+
+        def stall(batch, logs):
+            stalled["batches"] += 1
+            if stalled["batches"] == options["stall_at"]:
+                import time
+                time.sleep(60)
+        callbacks.append(bp.callbacks.LambdaCallback(on_train_batch_end=stall))
     history = model.fit(x, y, batch_size=20, epochs=12, validation_split=options.get("validation_split", 0.22),
                         shuffle=options.get("shuffle", True), verbose=0, callbacks=callbacks)
     if bp.distribute.is_main():
