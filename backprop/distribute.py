@@ -40,7 +40,6 @@ class Workers:
         if request.Test():
             return
         started = time.monotonic()
-        pause = 0.0
         while not request.Test():
             waited = time.monotonic() - started
             if waited > self.timeout:
@@ -50,9 +49,8 @@ class Workers:
                 sys.stderr.flush()
                 time.sleep(0.5)  # let the launcher forward this rank's output before MPI_Abort tears the job down
                 self.abort(1)
-            if waited > 0.002:  # spin for the usual microseconds, then let the core go
-                pause = min(0.01, pause + 0.0001)
-                time.sleep(pause)
+            if waited > 1.0:  # spin as a blocking MPI call would (no added latency), then let the core go
+                time.sleep(0.01)
 
     def counts(self, n):
         """How many of n examples each rank takes: contiguous parts, the first n % size ranks one more."""
