@@ -13,19 +13,17 @@ class Accumulators:
         self.metrics = model.new_metrics()
         self._handed_out = None  # the last batch's logs, weakly: a callback may keep them
 
-    def batch_logs(self):
-        """The logs after this batch, computed when first read (a batch nobody reads costs nothing)."""
-        logs = LazyLogs(self.results)
-        self._handed_out = weakref.ref(logs)
-        return logs
-
     def update(self, loss, y, y_pred, sample_weight):
+        """Add a batch; returns the logs after it, computed when first read (a batch nobody reads costs nothing)."""
         kept = self._handed_out and self._handed_out()
         if kept is not None:  # a callback kept the last batch's logs: they must show that batch, not this one
             kept.materialize()
         self.loss.update_state(loss, len(y_pred))
         for metric in self.metrics:
             metric.update_state(y, y_pred, sample_weight)
+        logs = LazyLogs(self.results)
+        self._handed_out = weakref.ref(logs)
+        return logs
 
     def all(self):
         """The loss tracker first, then the metrics (the order resume files use)."""

@@ -167,8 +167,7 @@ class Trainer:
             hooks.on_train_batch_begin(self.batch)
             yb, wb = y[index], data.take(sample_weight, index)
             result = self.step(x[index], yb, wb)  # the step moves the batch to the model's device
-            accumulators.update(result.loss, yb, result.y_pred, wb)
-            hooks.on_train_batch_end(self.batch, accumulators.batch_logs())
+            hooks.on_train_batch_end(self.batch, accumulators.update(result.loss, yb, result.y_pred, wb))
             self.batch += 1
             if not result.applied:
                 return False
