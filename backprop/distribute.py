@@ -68,6 +68,15 @@ class Workers:
         self._wait(self.comm.Ibcast(array, root=0), "a broadcast")
         return array
 
+    def share_bytes(self, data):
+        """Rank 0's ``data`` (bytes, or None) on every rank: what one node's disk holds, the others need not."""
+        size = np.array([-1 if data is None else len(data)], dtype=np.int64)
+        self.broadcast_(size)
+        if size[0] < 0:
+            return None
+        buffer = np.frombuffer(data, dtype=np.uint8).copy() if self.rank == 0 else np.empty(int(size[0]), np.uint8)
+        return self.broadcast_(buffer).tobytes()
+
     def sum_(self, array):
         """Overwrite ``array`` in place with its sum over the ranks."""
         self._wait(self.comm.Iallreduce(self._mpi.IN_PLACE, array, op=self._mpi.SUM), "the gradients' allreduce")

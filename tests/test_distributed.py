@@ -108,6 +108,19 @@ def test_a_bad_stall_timeout_is_refused(monkeypatch, value):
         bp.distribute.stall_timeout()
 
 
+@pytest.mark.slow
+def test_a_backup_on_rank_0_s_disk_alone_resumes_every_rank(tmp_path, single):
+    """Issue #30: on nodes without a shared disk only rank 0's folder holds the backup (rank 0 writes it);
+    every rank must resume from it, not rank 1 from nothing."""
+    options = {"backup": str(tmp_path / "backup"), "node_local": True}
+    result, out, _ = run(tmp_path, "killed", 2, {**options, "kill_at": 10}, timeout=60)
+    assert result.returncode != 0 and (tmp_path / "backup" / "node0" / "backup.bp").exists()
+    assert not (tmp_path / "backup" / "node1" / "backup.bp").exists()
+    result, out, _ = run(tmp_path, "resumed", 2, options)
+    assert result.returncode == 0, result.stderr
+    assert_same_training(single, load(out))
+
+
 def test_in_one_process_distribute_is_a_no_op():
     assert bp.distribute.init() == 0 and bp.distribute.size() == 1 and bp.distribute.is_main()
     assert bp.distribute.current() is None

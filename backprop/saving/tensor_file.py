@@ -123,8 +123,12 @@ def _open_stream(path):
 def read(path, allow_nonfinite=False):
     """Return ``(tensors, metadata)``; raise FileFormatError for anything malformed."""
     path = os.fspath(path)
-    data = _read_bytes(path)
-    fail = lambda problem: FileFormatError(f"{path}: {problem}")  # noqa: E731
+    return decode(_read_bytes(path), path, allow_nonfinite)
+
+
+def decode(data, name, allow_nonfinite=False):
+    """``(tensors, metadata)`` from a file's bytes (``encode``'s, joined); errors name ``name``."""
+    fail = lambda problem: FileFormatError(f"{name}: {problem}")  # noqa: E731
     if len(data) < 8:
         raise fail(f"truncated file ({len(data)} bytes): not a backprop model file")
     (size,) = struct.unpack("<Q", data[:8])

@@ -127,3 +127,11 @@ def join_arrays(state, key):
     """The list of arrays _split stored under ``key``."""
     count = state[key]["__arrays__"]
     return [state[f"{key}#{i}"] for i in range(count)]
+
+
+def shared(workers, saved):
+    """Rank 0's backup ``(tensors, metadata)`` (or None) on every rank, sent in the backup file's own format:
+    ranks on other nodes need not see rank 0's disk."""
+    from backprop.saving import tensor_file
+    data = workers.share_bytes(None if saved is None else b"".join(tensor_file.encode(*saved)))
+    return None if data is None else tensor_file.decode(data, "the backup rank 0 sent", allow_nonfinite=True)

@@ -132,7 +132,10 @@ class Trainer:
         if not model.built:
             model.predict(x[:1])
         self.fingerprint = resume.fingerprint(model, x, y, batch_size)
-        saved = backup.load()
+        if self.workers is None:
+            saved = backup.load()
+        else:  # rank 0 reads the backup it wrote (on its own disk) and sends it to every rank
+            saved = resume.shared(self.workers, backup.load() if distribute.is_main() else None)
         if saved is not None:
             resume.restore(self, *saved)
 

@@ -5,7 +5,8 @@ Adam with a schedule, EarlyStopping and ReduceLROnPlateau; rank 0 writes OUT (.n
 history (after one more train_on_batch, on rank 0 alone). Options: {"fail_on_rank": r} raises on that rank after the first epoch; {"backup": dir,
 "kill_at": n} backs up and SIGKILLs rank 1 after n batches; {"stall_at": n} makes rank 1 sleep for a minute
 after n batches; "shuffle" and "validation_split" change the fit;
-"built_by_fit" leaves the input shape out, so fit builds the model.
+"built_by_fit" leaves the input shape out, so fit builds the model; "node_local" gives each rank its own
+backup folder.
 """
 import json
 import os
@@ -35,8 +36,10 @@ def main():
     monitor = "val_loss" if options.get("validation_split", 0.22) else "loss"
     callbacks = [bp.callbacks.EarlyStopping(monitor=monitor, patience=4, restore_best_weights=True),
                  bp.callbacks.ReduceLROnPlateau(monitor="loss", patience=1, factor=0.5)]
-    if "backup" in options:
-        callbacks.append(bp.callbacks.BackupAndRestore(options["backup"], save_freq=3))
+    if "backup" in options:  # "node_local": each rank its own folder, as on nodes that share no disk
+        folder = os.path.join(options["backup"], f"node{bp.distribute.rank()}") if options.get("node_local") \
+            else options["backup"]
+        callbacks.append(bp.callbacks.BackupAndRestore(folder, save_freq=3))
     if "fail_on_rank" in options and bp.distribute.rank() == options["fail_on_rank"]:
         def fail(epoch, logs):
             raise RuntimeError(f"rank {bp.distribute.rank()} failed on purpose")
