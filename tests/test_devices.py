@@ -338,3 +338,22 @@ def test_model_to_that_runs_out_of_memory_part_way_leaves_everything_where_it_wa
     model.fit(X, CLASSES, epochs=4, initial_epoch=2, batch_size=16, verbose=0, validation_split=0.25)
     for a, b in zip(model.get_weights(), straight.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_gradient_of_fancy_indexing_with_repeated_pairs_adds_up_on_a_device():
+    """Issue #30: the gradient of t[rows, cols] used np.add.at with a tuple key, which CuPy refuses (the strict
+    device refuses it as CuPy does); each device's add_at (cupyx.scatter_add on a GPU) does it."""
+    rows, cols = np.array([0, 0, 2, 1]), np.array([1, 1, 3, 0])
+    gradients = []
+    for device in ("cpu", "strict"):
+        with bp.device(device):
+            t = bp.Variable(np.arange(12.0).reshape(3, 4))
+            with bp.GradientTape() as tape:
+                y = bp.reduce_sum(t[rows, cols] * bp.tensor([1.0, 2.0, 3.0, 4.0], dtype="float64"))
+            gradients.append(tape.gradient(y, t).numpy())
+    expected = np.zeros((3, 4))
+    np.add.at(expected, (rows, cols), [1.0, 2.0, 3.0, 4.0])
+    np.testing.assert_array_equal(gradients[0], expected)
+    np.testing.assert_array_equal(gradients[1], expected)
+    with pytest.raises(TypeError, match="tuple of indices is not supported"):
+        np.add.at(strict.module.zeros((3, 4)), (rows, cols), 1.0)

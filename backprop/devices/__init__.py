@@ -21,8 +21,9 @@ class DeviceError(RuntimeError):
 class Device:
     """A place for arrays: its name, its array module (``xp``) and its array type."""
 
-    def __init__(self, name, xp, array_type, to_host):
+    def __init__(self, name, xp, array_type, to_host, add_at=numpy.add.at):
         self.name, self.xp, self.array_type, self._to_host = name, xp, array_type, to_host
+        self.add_at = add_at  # target[key] += values, repeated indices adding up (np.add.at; CuPy's scatter_add)
 
     def to_device(self, array):
         """``array`` (host or another device's) as an array of this device; this device's arrays unchanged."""
@@ -47,7 +48,7 @@ only_cpu = os.environ.get("BACKPROP_DEVICE", "cpu").lower() == "cpu"
 
 def _load_strict():
     from backprop.devices import strict
-    return Device("strict", strict.module, strict.StrictArray, strict.StrictArray.get)
+    return Device("strict", strict.module, strict.StrictArray, strict.StrictArray.get, strict.scatter_add)
 
 
 def _load_gpu():
@@ -65,7 +66,8 @@ def _load_gpu():
     if not count:
         raise DeviceError(f"device 'gpu': CuPy is installed but no NVIDIA GPU is visible{reason}; "
                           "check nvidia-smi and CUDA_VISIBLE_DEVICES, or use --device cpu")
-    return Device("gpu", cupy, cupy.ndarray, cupy.asnumpy)
+    import cupyx  # np.add.at with a tuple of index arrays is refused by CuPy; its scatter_add does it
+    return Device("gpu", cupy, cupy.ndarray, cupy.asnumpy, cupyx.scatter_add)
 
 
 _LOADERS = {"gpu": _load_gpu, "strict": _load_strict}

@@ -30,6 +30,9 @@ class StrictArray:
                         "use .get() to copy it to the host")
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if method == "at" and isinstance(inputs[1], tuple):
+            raise TypeError(f"{ufunc.__name__}.at with a tuple of indices is not supported (strict device, as on "
+                            "CuPy): use the device's add_at (cupyx.scatter_add)")
         outs = kwargs.get("out")
         if outs:
             kwargs["out"] = tuple(_unwrap(o) for o in outs)
@@ -170,6 +173,11 @@ def _wrap(value):
     if isinstance(value, numpy.generic):  # reductions give 0-d device arrays, as CuPy does
         return StrictArray(numpy.asarray(value))
     return value
+
+
+def scatter_add(target, key, values):
+    """``target[key] += values`` with repeated indices adding up: cupyx.scatter_add's contract."""
+    numpy.add.at(target.raw, _unwrap_all(key), _unwrap(values))
 
 
 class StrictModule:

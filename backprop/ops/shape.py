@@ -87,7 +87,7 @@ def _getitem(a, key):
         if _is_basic(key):
             grad[key] = g
         else:
-            np.add.at(grad, key, g)
+            devices.of(grad).add_at(grad, key, g)  # on a GPU: CuPy's scatter_add (np.add.at refuses tuple keys)
         return (grad,)
 
     return a[key], backward
