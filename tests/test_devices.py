@@ -1,6 +1,7 @@
 """Devices: the same models on every device. The strict device computes with NumPy behind CuPy's boundary
 rules (no implicit conversion to NumPy, no mixing with host arrays), so here it must give the CPU's numbers
 bit for bit; on a GPU (when CuPy sees one) the results agree to float32 precision."""
+import math
 import subprocess
 import sys
 
@@ -357,3 +358,31 @@ def test_the_gradient_of_fancy_indexing_with_repeated_pairs_adds_up_on_a_device(
     np.testing.assert_array_equal(gradients[1], expected)
     with pytest.raises(TypeError, match="tuple of indices is not supported"):
         np.add.at(strict.module.zeros((3, 4)), (rows, cols), 1.0)
+
+
+def _fit_on(device, data_on_device, dropout=0.2, epochs=3):
+    with bp.device(device):
+        bp.random.set_seed(0)
+        model = bp.Sequential([bp.layers.Input(shape=(5,)), bp.layers.Dense(16, activation="relu"),
+                               *([bp.layers.Dropout(dropout)] if dropout else []), bp.layers.Dense(3)])
+        model.compile(optimizer="adam", loss=bp.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])
+        x, y = (strict.module.asarray(X), strict.module.asarray(CLASSES)) if data_on_device else (X, CLASSES)
+        uploads = strict.input_uploads[0]
+        history = model.fit(x, y, epochs=epochs, batch_size=16, verbose=0, validation_split=0.25,
+                            class_weight={0: 1.0, 1: 2.0, 2: 1.0})
+        return model.get_weights(), history.history, strict.input_uploads[0] - uploads
+
+
+def test_fit_takes_data_already_on_the_device_and_keeps_host_data_resident():
+    """Issue #30: fit refused a device's arrays, and copied every batch of host data to the device. Now device
+    data stays where it is and a dataset that fits moves over once: the same training as on the CPU."""
+    on_cpu = _fit_on("cpu", False)
+    from_host, from_device = _fit_on("strict", False), _fit_on("strict", True)
+    for weights, history, _ in (from_host, from_device):
+        for a, b in zip(weights, on_cpu[0]):
+            np.testing.assert_array_equal(a, b)
+        assert history == on_cpu[1]
+    steps = 3 * math.ceil(len(X) * 0.75 / 16)
+    without_dropout = [_fit_on("strict", on_device, dropout=0)[2] for on_device in (False, True)]
+    assert max(without_dropout) <= 2  # the inputs moved once (training and validation parts), not every batch

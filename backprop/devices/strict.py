@@ -10,6 +10,8 @@ would hit, with the same numbers as the CPU. ``transfers`` counts host reads (``
 import numpy
 
 transfers = [0]  # host reads since import; tests read the difference
+uploads = [0]  # host arrays copied onto the device since import
+input_uploads = [0]  # of them, arrays of two or more dimensions (a batch of inputs, not labels or a mask row)
 memory_limit = [None]  # bytes one array may take, to test running out of memory as on a GPU
 
 
@@ -194,6 +196,9 @@ class StrictModule:
         """A strict array; host data is copied over, as a transfer to a GPU copies it."""
         if isinstance(value, StrictArray):
             return value if dtype is None else value.astype(dtype, copy=False)
+        if isinstance(value, numpy.ndarray) and value.ndim:
+            uploads[0] += 1
+            input_uploads[0] += value.ndim >= 2
         return StrictArray(numpy.array(value, dtype=dtype, copy=True))
 
     array = asarray

@@ -14,7 +14,7 @@ def features(x, dtype, what="x", example_shape=None):
     """Inputs as an array of the model's float dtype. Ints and bools are cast (documented); strings,
     objects and complex numbers are refused. The user's array is never modified. ``example_shape``
     (the model's, when known) turns one example passed without its batch axis into a clear error."""
-    array = x.data if isinstance(x, Tensor) else numpy.asarray(x)
+    array = x.data if isinstance(x, Tensor) else devices.asarray(x)  # a device's array stays there
     if array.dtype.kind in _BAD:
         raise TypeError(f"{what}: unsupported dtype {array.dtype} ({_BAD[array.dtype.kind]}); expected numbers")
     if array.ndim == 0:
@@ -26,7 +26,8 @@ def features(x, dtype, what="x", example_shape=None):
 
 
 def labels(y, what="y"):
-    array = y.data if isinstance(y, Tensor) else numpy.asarray(y)
+    """Labels on the host: the losses check them there (a device's labels are read once, here)."""
+    array = devices.to_host(y.data) if isinstance(y, Tensor) else devices.to_host(devices.asarray(y))
     if array.dtype.kind in _BAD:
         raise TypeError(f"{what}: unsupported dtype {array.dtype} ({_BAD[array.dtype.kind]}); expected numbers")
     return array
@@ -38,7 +39,7 @@ def prepare(model, x, y, sample_weight=None, what=""):
     prefix = f"{what} " if what else ""
     x = features(x, model.dtype, f"{prefix}x", model.example_shape)
     y = labels(y, f"{prefix}y")
-    sample_weight = None if sample_weight is None else numpy.asarray(sample_weight, dtype=model.dtype)
+    sample_weight = None if sample_weight is None else devices.asarray(sample_weight, dtype=model.dtype)
     check_lengths(x, y, sample_weight)
     check_sample_weight(sample_weight)
     return x, y, sample_weight
@@ -100,6 +101,7 @@ def check_steps(steps_per_epoch, batches):
 def class_weights(y, class_weight, sample_weight, dtype):
     """Per-example weights from a {class: weight} dict (class indices, or the argmax of one-hot rows),
     multiplied into ``sample_weight`` as Keras does."""
+    y = devices.to_host(y)  # one read of a device's labels, not one per example
     classes = numpy.argmax(y, axis=-1) if y.ndim > 1 and y.shape[-1] > 1 else y.reshape(len(y))
     if classes.dtype.kind == "f" and not numpy.all(classes == numpy.round(classes)):
         raise ValueError("class_weight needs class labels (integers or one-hot rows), got fractional labels")
@@ -111,6 +113,8 @@ def class_weights(y, class_weight, sample_weight, dtype):
     if bad:
         raise ValueError(f"class_weight: weights must be finite numbers >= 0, got {bad}")
     weights = numpy.array([class_weight[int(c)] for c in classes], dtype=dtype)
+    if sample_weight is not None and type(sample_weight) is not numpy.ndarray:
+        weights = devices.of(sample_weight).to_device(weights)
     return weights if sample_weight is None else weights * sample_weight
 
 
@@ -136,6 +140,18 @@ def batches(n, batch_size, order=None):
 
 def take(array, index):
     return None if array is None else array[index]
+
+
+RESIDENT_BYTES = 1 << 30  # inputs up to this size move to the model's device once, not a batch at a time
+
+
+def resident(model, x):
+    """``x`` on the model's device when that is not the CPU and it fits in RESIDENT_BYTES: fit then copies the
+    inputs over once instead of every batch. Labels and weights stay on the host, where the losses check them."""
+    device = model.device
+    if device is devices.CPU or not hasattr(x, "nbytes") or x.nbytes > RESIDENT_BYTES:
+        return x
+    return device.to_device(x)
 
 
 def to_model_device(model, *arrays):

@@ -11,6 +11,7 @@ import json
 
 import numpy
 
+from backprop.devices import to_host
 from backprop.layers.layer import weight_paths
 
 
@@ -24,7 +25,7 @@ def fingerprint(model, x, y, batch_size):
         digest.update(f"{variable.shape}:{variable.dtype};".encode())  # gets new automatic layer names
     for array in (x, y):
         digest.update(f"{array.shape}:{array.dtype};".encode())
-        digest.update(numpy.ascontiguousarray(array).tobytes())
+        digest.update(numpy.ascontiguousarray(to_host(array)).tobytes())  # inputs resident on a device: read once
     digest.update(f"batch_size={batch_size}".encode())
     return digest.hexdigest()
 

@@ -10,7 +10,7 @@ import math
 
 import numpy
 
-from backprop import callbacks as callbacks_module, distribute, random
+from backprop import callbacks as callbacks_module, devices, distribute, random
 from backprop.devices import memory_errors
 from backprop.tensor import to_host
 from backprop.training import data
@@ -59,6 +59,9 @@ class Trainer:
         self.callbacks = list(callbacks or [])
         if not model.built:  # the weights are drawn before any shuffled order, in one process as on MPI ranks
             model.predict(x[:1])
+        x = data.resident(model, x)
+        if validation_data is not None:
+            validation_data = (data.resident(model, validation_data[0]),) + tuple(validation_data[1:])
         self.workers = distribute.current()
         if self.workers is not None:
             verbose = self._join_workers(x, batch_size, verbose)
@@ -165,11 +168,14 @@ class Trainer:
         """Batches from ``self.batch`` on; False when a non-finite update was refused."""
         model, accumulators = self.model, self.accumulators
         batches = list(data.batches(len(x), batch_size, self.order))[:self.steps_per_epoch]
+        x_batches = batches  # inputs resident on a device take their batches there, with the order sent once
+        if self.order is not None and type(x) is not numpy.ndarray:
+            x_batches = list(data.batches(len(x), batch_size, devices.of(x).to_device(self.order)))
         while self.batch < len(batches):
             index = batches[self.batch]
             hooks.on_train_batch_begin(self.batch)
             yb, wb = y[index], data.take(sample_weight, index)
-            result = self.step(x[index], yb, wb)  # the step moves the batch to the model's device
+            result = self.step(x[x_batches[self.batch]], yb, wb)  # the step moves a host batch to the model's device
             hooks.on_train_batch_end(self.batch, accumulators.update(result.loss, yb, result.y_pred, wb))
             self.batch += 1
             if not result.applied:
