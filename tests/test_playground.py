@@ -1,4 +1,5 @@
 """The playground server through Starlette's test client: token, Origin, bounds, messages, training."""
+import contextlib
 import json
 import signal
 import subprocess
@@ -173,9 +174,10 @@ def chromium():
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(chromium() is None, reason="no system Chromium (.ci/run installs Debian's)")
-def test_in_a_real_browser_xor_is_learnt_while_you_watch(tmp_path):
+@contextlib.contextmanager
+def served_page(tmp_path, height=800):
+    """(browser, page): `backprop playground` started as a user starts it, its page open in Chromium at Epoch 0;
+    the server gets Ctrl-C at the end."""
     sync_api = pytest.importorskip("playwright.sync_api")
     process = subprocess.Popen([sys.executable, "-m", "backprop", "playground", "--no-browser"], cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -183,40 +185,11 @@ def test_in_a_real_browser_xor_is_learnt_while_you_watch(tmp_path):
         url = process.stdout.readline().split("backprop playground: ")[1].split()[0]
         with sync_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page = browser.new_page(viewport={"width": 1280, "height": height})
             page.goto(url)
             page.wait_for_selector("text=Epoch 0", timeout=30_000)
-            page.select_option("#dataset", "xor")
-            page.wait_for_timeout(500)
-            before = page.evaluate("document.getElementById('boundary').toDataURL()")
-            page.get_by_role("button", name="Play", exact=True).click()
-            page.wait_for_function("parseFloat(document.getElementById('test-loss').textContent.split(' ').pop()) < 0.1",
-                                   timeout=60_000)
-            page.get_by_role("button", name="Pause", exact=True).click()
-            assert page.evaluate("document.getElementById('boundary').toDataURL()") != before
-            assert page.inner_text("#error") == ""
-            blank = page.evaluate("(() => { const c = document.createElement('canvas'); c.width = 560; c.height = 600;"
-                                  " return c.toDataURL(); })()")
-            assert page.evaluate("document.getElementById('network').toDataURL()") != blank  # units and links drawn
-            with page.expect_download() as download:
-                page.get_by_role("button", name="Download model", exact=True).click()
-            download.value.save_as(tmp_path / "downloaded.bp")
-            page.screenshot(path=str(tmp_path / "playground.png"))
-            assert "dataset=xor" in page.url  # the setup travels in the link
-            shared = browser.new_page()
-            shared.goto(page.url)
-            shared.wait_for_selector("text=Epoch 0", timeout=30_000)
-            assert shared.input_value("#dataset") == "xor"
+            yield browser, page
             browser.close()
-        assert (tmp_path / "playground.png").stat().st_size > 20_000
-        import numpy as np
-
-        import backprop as bp
-        from backprop.playground.session import Session, checked
-        session = Session(checked({"dataset": "xor"}))  # the page's defaults: the same data and features
-        model = bp.models.load_model(tmp_path / "downloaded.bp")
-        loss = model.evaluate(session.x[session.test_rows], session.y[session.test_rows], verbose=0)
-        assert loss < 0.1 and np.isfinite(model.predict(session.x)).all()
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -224,6 +197,41 @@ def test_in_a_real_browser_xor_is_learnt_while_you_watch(tmp_path):
         except subprocess.TimeoutExpired:
             process.kill()
 
+
+@pytest.mark.slow
+@pytest.mark.skipif(chromium() is None, reason="no system Chromium (.ci/run installs Debian's)")
+def test_in_a_real_browser_xor_is_learnt_while_you_watch(tmp_path):
+    with served_page(tmp_path) as (browser, page):
+        page.select_option("#dataset", "xor")
+        page.wait_for_timeout(500)
+        before = page.evaluate("document.getElementById('boundary').toDataURL()")
+        page.get_by_role("button", name="Play", exact=True).click()
+        page.wait_for_function("parseFloat(document.getElementById('test-loss').textContent.split(' ').pop()) < 0.1",
+                               timeout=60_000)
+        page.get_by_role("button", name="Pause", exact=True).click()
+        assert page.evaluate("document.getElementById('boundary').toDataURL()") != before
+        assert page.inner_text("#error") == ""
+        blank = page.evaluate("(() => { const c = document.createElement('canvas'); c.width = 560; c.height = 600;"
+                              " return c.toDataURL(); })()")
+        assert page.evaluate("document.getElementById('network').toDataURL()") != blank  # units and links drawn
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download model", exact=True).click()
+        download.value.save_as(tmp_path / "downloaded.bp")
+        page.screenshot(path=str(tmp_path / "playground.png"))
+        assert "dataset=xor" in page.url  # the setup travels in the link
+        shared = browser.new_page()
+        shared.goto(page.url)
+        shared.wait_for_selector("text=Epoch 0", timeout=30_000)
+        assert shared.input_value("#dataset") == "xor"
+    assert (tmp_path / "playground.png").stat().st_size > 20_000
+    import numpy as np
+
+    import backprop as bp
+    from backprop.playground.session import Session, checked
+    session = Session(checked({"dataset": "xor"}))  # the page's defaults: the same data and features
+    model = bp.models.load_model(tmp_path / "downloaded.bp")
+    loss = model.evaluate(session.x[session.test_rows], session.y[session.test_rows], verbose=0)
+    assert loss < 0.1 and np.isfinite(model.predict(session.x)).all()
 
 @pytest.mark.slow
 def test_closing_the_tab_stops_its_training_and_leaves_nothing_behind(client):
@@ -619,72 +627,56 @@ def test_in_a_real_browser_the_controls_a_learner_reaches_for(tmp_path):
     """Issue #31: the loss follows the problem, an invalid field and a failed upload are shown, early stopping
     watches a validation curve, and the TensorFlow Playground's show-test-data, discretize, regenerate and
     hover-to-enlarge controls work."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    process = subprocess.Popen([sys.executable, "-m", "backprop", "playground", "--no-browser"], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        url = process.stdout.readline().split("backprop playground: ")[1].split()[0]
-        with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1280, "height": 820})
-            page.goto(url)
-            page.wait_for_selector("text=Epoch 0", timeout=30_000)
-            boundary = "document.getElementById('boundary').toDataURL()"
+    with served_page(tmp_path, height=820) as (browser, page):
+        boundary = "document.getElementById('boundary').toDataURL()"
 
-            page.select_option("#problem", "regression")
-            assert page.input_value("#loss") == "mse"
-            page.select_option("#problem", "classification")
-            assert page.input_value("#loss") == "bce"  # not the regression's mean squared error kept
+        page.select_option("#problem", "regression")
+        assert page.input_value("#loss") == "mse"
+        page.select_option("#problem", "classification")
+        assert page.input_value("#loss") == "bce"  # not the regression's mean squared error kept
 
-            page.check("#early_stopping")
-            page.get_by_role("button", name="Step", exact=True).click()
-            page.wait_for_function("losses.validation.length > 0 && losses.validation[0] !== null", timeout=30_000)
+        page.check("#early_stopping")
+        page.get_by_role("button", name="Step", exact=True).click()
+        page.wait_for_function("losses.validation.length > 0 && losses.validation[0] !== null", timeout=30_000)
 
-            page.fill("#points", "5")
-            page.dispatch_event("#points", "change")
-            assert page.get_attribute("#points", "aria-invalid") == "true"
-            assert 'Points must be 20 to 10000 (got "5")' in page.inner_text("#error")
-            page.get_by_role("button", name="Play", exact=True).click()
-            assert "last valid settings" in page.inner_text("#error")  # Play trains on, and says with what
-            page.get_by_role("button", name="Pause", exact=True).click()
-            page.fill("#points", "200")
-            page.dispatch_event("#points", "change")
-            page.wait_for_function("document.getElementById('error').textContent === ''")
-            assert page.get_attribute("#points", "aria-invalid") == "false"
+        page.fill("#points", "5")
+        page.dispatch_event("#points", "change")
+        assert page.get_attribute("#points", "aria-invalid") == "true"
+        assert 'Points must be 20 to 10000 (got "5")' in page.inner_text("#error")
+        page.get_by_role("button", name="Play", exact=True).click()
+        assert "last valid settings" in page.inner_text("#error")  # Play trains on, and says with what
+        page.get_by_role("button", name="Pause", exact=True).click()
+        page.fill("#points", "200")
+        page.dispatch_event("#points", "change")
+        page.wait_for_function("document.getElementById('error').textContent === ''")
+        assert page.get_attribute("#points", "aria-invalid") == "false"
 
-            page.wait_for_function("points && points.x.length === 200", timeout=30_000)
-            first_points = page.evaluate("points.x[0]")
-            page.get_by_role("button", name="Regenerate data", exact=True).click()
-            page.wait_for_function(f"points.x[0][0] !== {first_points[0]}", timeout=30_000)
-            assert page.input_value("#seed") == "1" and "seed=1" in page.url
+        page.wait_for_function("points && points.x.length === 200", timeout=30_000)
+        first_points = page.evaluate("points.x[0]")
+        page.get_by_role("button", name="Regenerate data", exact=True).click()
+        page.wait_for_function(f"points.x[0][0] !== {first_points[0]}", timeout=30_000)
+        assert page.input_value("#seed") == "1" and "seed=1" in page.url
 
-            page.wait_for_function("lastFrame !== null")
-            shown = page.evaluate(boundary)
-            page.uncheck("#show-test")
-            without_test = page.evaluate(boundary)
-            page.check("#discretize")
-            discretized = page.evaluate(boundary)
-            assert len({shown, without_test, discretized}) == 3
-            page.screenshot(path=str(tmp_path / "options.png"))
+        page.wait_for_function("lastFrame !== null")
+        shown = page.evaluate(boundary)
+        page.uncheck("#show-test")
+        without_test = page.evaluate(boundary)
+        page.check("#discretize")
+        discretized = page.evaluate(boundary)
+        assert len({shown, without_test, discretized}) == 3
+        page.screenshot(path=str(tmp_path / "options.png"))
 
-            unit = page.evaluate("unitsDrawn[1][0]")
-            box = page.locator("#network").bounding_box()
-            page.mouse.move(box["x"] + unit["x"] * box["width"] / 560, box["y"] + unit["y"] * box["height"] / 600)
-            page.wait_for_function("hovered !== null")
-            assert page.inner_text("#boundary-note").startswith("Showing unit 1 of layer 1")
-            assert page.evaluate(boundary) != discretized
-            page.mouse.move(2, 2)
-            page.wait_for_function("hovered === null")
-            assert page.inner_text("#boundary-note").startswith("Output probability of class 1")
+        unit = page.evaluate("unitsDrawn[1][0]")
+        box = page.locator("#network").bounding_box()
+        page.mouse.move(box["x"] + unit["x"] * box["width"] / 560, box["y"] + unit["y"] * box["height"] / 600)
+        page.wait_for_function("hovered !== null")
+        assert page.inner_text("#boundary-note").startswith("Showing unit 1 of layer 1")
+        assert page.evaluate(boundary) != discretized
+        page.mouse.move(2, 2)
+        page.wait_for_function("hovered === null")
+        assert page.inner_text("#boundary-note").startswith("Output probability of class 1")
 
-            page.set_input_files("#csv", files=[{"name": "bad.csv", "mimeType": "text/csv", "buffer": b"a,b\n1,2\n"}])
-            page.wait_for_function("document.getElementById('error').textContent.includes('still shows')")
-            assert "bad.csv" in page.inner_text("#error") and page.input_value("#csv") == ""
-            browser.close()
-        assert (tmp_path / "options.png").stat().st_size > 20_000
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        page.set_input_files("#csv", files=[{"name": "bad.csv", "mimeType": "text/csv", "buffer": b"a,b\n1,2\n"}])
+        page.wait_for_function("document.getElementById('error').textContent.includes('still shows')")
+        assert "bad.csv" in page.inner_text("#error") and page.input_value("#csv") == ""
+    assert (tmp_path / "options.png").stat().st_size > 20_000
