@@ -70,6 +70,10 @@ class Elementwise:
         first = args[self.updated[0]]
         if first.size >= NUMBA_FROM and self._numba_can_run(args):
             self.run_numba(*args)
+            return
+        plan = self._plans.__dict__.get((first.shape, first.dtype, *map(type, args)))
+        if plan is not None and not plan.types_numbers and plan._fits(*args):  # the usual step: straight in
+            plan._run(*args, *plan.buffers)
         else:
             self.run_numpy(*args)
 
