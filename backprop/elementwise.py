@@ -103,6 +103,8 @@ class Elementwise:
         plan = plans.get(key)
         if plan is None or not plan.fits(args):
             plan = plans[key] = _Plan(self.formula, self._typed(args), self.updated)
+            # a NumPy number of another precision (np.float64 with float32 arrays) is not weak: type it each run
+            plan.types_numbers |= any(isinstance(a, numpy.generic) and a.dtype != first.dtype for a in args)
         plan.run(self._typed(args) if plan.types_numbers else args)
 
     def _write(self, args, results):
@@ -170,7 +172,7 @@ def _cached_module(formula, loop_source):
     digest = hashlib.sha256((text + formula_source + numba_module().__version__).encode()).hexdigest()[:16]
     path = cache_folder() / f"{name}_{digest}.py"
     try:
-        if not path.is_file() or path.is_symlink() or path.read_text() != text:  # only ever our own text
+        if not path.is_file() or path.is_symlink() or path.read_bytes() != text.encode():  # only ever our own text
             path.parent.mkdir(parents=True, exist_ok=True)
             temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             temporary.write_text(text)

@@ -136,3 +136,19 @@ def test_a_step_on_numbers_alone_computes_in_the_arrays_precision():
     if elementwise.numba_module() is not None:
         scaled.run_numba(x64, 0.1, 0.3)
         np.testing.assert_array_equal(x64, x32)
+
+
+def test_numpy_numbers_of_another_precision_compute_in_the_arrays_precision():
+    """np.float64(0.1) beside float32 arrays is not a weak scalar: the NumPy engine types it as numba does."""
+    if elementwise.numba_module() is None:
+        pytest.skip("numba is not installed (the fast extra)")
+    rng = np.random.default_rng(3)
+    by_numpy = [rng.normal(size=50).astype(np.float32) for _ in range(2)]
+    by_numba = [a.copy() for a in by_numpy]
+    step = (np.float64(0.1), np.float64(0.3))
+    for _ in range(2):
+        rules.sgd_momentum.run_numpy(by_numpy[0], by_numpy[1], by_numpy[1].copy(), *step)
+        rules.sgd_momentum.run_numba(by_numba[0], by_numba[1], by_numba[1].copy(), *step)
+        rules.sgd_momentum(by_numpy[0], by_numpy[1], by_numpy[1].copy(), *step)  # the call path too
+        rules.sgd_momentum.run_numba(by_numba[0], by_numba[1], by_numba[1].copy(), *step)
+    np.testing.assert_array_equal(by_numpy[0], by_numba[0])
