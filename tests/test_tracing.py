@@ -287,8 +287,8 @@ LOSS_CLASSES = {"mse": bp.losses.MeanSquaredError, "mae": bp.losses.MeanAbsolute
 
 @st.composite
 def small_models(draw):
-    hidden = draw(st.lists(st.tuples(st.integers(1, 6), st.sampled_from(ACTIVATIONS), st.sampled_from([0.0, 0.3])),
-                           min_size=0, max_size=3))
+    hidden = draw(st.lists(st.tuples(st.integers(1, 6), st.sampled_from(ACTIVATIONS + sorted(HAND_WRITTEN)),
+                                     st.sampled_from([0.0, 0.3])), min_size=0, max_size=3))
     loss = draw(st.sampled_from(sorted(LOSSES)))
     return {"hidden": hidden, "loss": loss, "from_logits": draw(st.booleans()),
             "optimizer": draw(st.sampled_from(["sgd", "adam", "rmsprop", "adagrad", "nadam", "adamw"])),
@@ -297,11 +297,30 @@ def small_models(draw):
             "l2": draw(st.sampled_from([None, 0.01]))}
 
 
+# Activations written as ops in a layer of the user's: elementwise groups that a compiled step joins into one op
+# (backprop.compiled.fusion), which must still give the eager bits.
+HAND_WRITTEN = {"hand: swish": lambda z: z * bp.sigmoid(z) - 0.5 * z,
+                "hand: tanh and a square": lambda z: bp.tanh(z) * 1.5 + z * z * 0.1,
+                "hand: a ratio and exp": lambda z: z / (1.0 + z * z) + bp.exp(-z * z)}
+
+
+class HandWritten(bp.layers.Layer):
+    def __init__(self, formula, **kwargs):
+        super().__init__(**kwargs)
+        self.formula = formula
+
+    def call(self, x):
+        return HAND_WRITTEN[self.formula](x)
+
+
 def build_small(spec):
     layers = [bp.Input(shape=(3,))]
     for units, activation, rate in spec["hidden"]:
-        layers.append(bp.layers.Dense(units, activation=activation, dtype=spec["dtype"],
+        hand = activation in HAND_WRITTEN
+        layers.append(bp.layers.Dense(units, activation=None if hand else activation, dtype=spec["dtype"],
                                       kernel_regularizer=bp.regularizers.L2(spec["l2"]) if spec["l2"] else None))
+        if hand:
+            layers.append(HandWritten(activation, dtype=spec["dtype"]))
         if rate:
             layers.append(bp.layers.Dropout(rate))
     probabilities = spec["loss"] in ("binary_crossentropy", "categorical_crossentropy",
@@ -356,6 +375,9 @@ def check_replay(spec):
         np.testing.assert_array_equal(a, b)
     info = bp.training.compiled.step_info(compiled)[False]
     assert info["fallback"] is None and info["replays"] > 0, info
+    if any(activation in HAND_WRITTEN for _, activation, _ in spec["hidden"]):
+        plans = [s.plan for s in compiled._train_steps[False].signatures.values() if s.plan is not None]
+        assert any(type(call).__name__ == "Joined" for plan in plans for _, call, *_ in plan._steps)
 
 
 def test_labels_prepared_by_a_loss_are_prepared_again_at_every_replay():

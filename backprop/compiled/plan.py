@@ -7,6 +7,7 @@ tape's own reverse loop (``tape.reverse``) and with the needs the tape decided w
 Tensor objects, no tape, no layer calls, no checks: a replay computes bit for bit what eager execution
 computes.
 """
+from backprop.compiled import fusion
 from backprop.tape import reverse
 from backprop.devices import asarray
 from backprop.xp import np
@@ -17,7 +18,9 @@ _ndarray = np.ndarray
 class Plan:
     """``run(inputs)`` -> the graph's outputs, computed again from new input arrays."""
 
-    def __init__(self, graph):
+    def __init__(self, graph, fuse=None):
+        if fuse if fuse is not None else fusion.enabled():
+            graph = fusion.fused(graph)
         self._values = [None] * len(graph.inputs)  # inputs, then constants, variables and node outputs
         self._variables = []                       # (slot, Variable): read afresh at every run
         self._slot_of = {}                         # ('variable', id) / ('node', i) / ('input', i) -> slot

@@ -1,6 +1,7 @@
 """Elementwise arithmetic and matrix multiplication, each forward next to its gradient."""
 import math
 
+from backprop.ops import formula as f
 from backprop.ops.op import constant, differentiable
 from backprop.devices import asarray
 from backprop.xp import np
@@ -12,28 +13,28 @@ def _quiet():
     return np.errstate(divide="ignore", invalid="ignore")
 
 
-@differentiable
+@differentiable(formula=(lambda a, b: a + b, lambda g, out, a, b: (g, g)))
 def add(a, b):
     return a + b, lambda g, needs: (g, g)
 
 
-@differentiable
+@differentiable(formula=(lambda a, b: a - b, lambda g, out, a, b: (g, -g)))
 def subtract(a, b):
     return a - b, lambda g, needs: (g, -g if needs[1] else None)
 
 
-@differentiable
+@differentiable(formula=(lambda a, b: a * b, lambda g, out, a, b: (g * b, g * a)))
 def multiply(a, b):
     return a * b, lambda g, needs: (g * b if needs[0] else None, g * a if needs[1] else None)
 
 
-@differentiable
+@differentiable(formula=(lambda a, b: a / b, lambda g, out, a, b: (g / b, -g * out / b)))
 def divide(a, b):
     out = a / b
     return out, lambda g, needs: (g / b if needs[0] else None, -g * out / b if needs[1] else None)
 
 
-@differentiable
+@differentiable(formula=(lambda a: -a, lambda g, out, a: (-g,)))
 def negative(a):
     return -a, lambda g, needs: (-g,)
 
@@ -56,30 +57,30 @@ def power(a, b):
     return out, backward
 
 
-@differentiable
+@differentiable(formula=(lambda a: a * a, lambda g, out, a: (2 * a * g,)))
 def square(a):
     return a * a, lambda g, needs: (2 * a * g,)
 
 
-@differentiable
+@differentiable(formula=(f.sqrt, lambda g, out, a: (g / (2 * out),)))
 def sqrt(a):
     with _quiet():
         out = np.sqrt(a)
     return out, lambda g, needs: (g / (2 * out),)
 
 
-@differentiable
+@differentiable(formula=(f.exp, lambda g, out, a: (g * out,)))
 def exp(a):
     out = np.exp(a)
     return out, lambda g, needs: (g * out,)
 
 
-@differentiable
+@differentiable(formula=(f.sin, lambda g, out, a: (g * f.cos(a),)))
 def sin(a):
     return np.sin(a), lambda g, needs: (g * np.cos(a),)
 
 
-@differentiable
+@differentiable(formula=(f.log, lambda g, out, a: (g / a,)))
 def log(a):
     with _quiet():
         out = np.log(a)

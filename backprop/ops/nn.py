@@ -6,6 +6,7 @@ large positive number is ever evaluated.
 import math
 
 from backprop import devices, random
+from backprop.ops import formula as f
 from backprop.ops.op import differentiable
 from backprop.devices import asarray
 from backprop.xp import FLOATX, np
@@ -27,13 +28,13 @@ def _log1p_exp_neg_abs(a):
     return np.log1p(np.exp(-np.abs(a)))
 
 
-@differentiable
+@differentiable(formula=(f.sigmoid, lambda g, out, a: (g * out * (1 - out),)))
 def sigmoid(a):
     out = _sigmoid(a)
     return out, lambda g, needs: (g * out * (1 - out),)
 
 
-@differentiable
+@differentiable(formula=(f.tanh, lambda g, out, a: (g * (1 - out * out),)))
 def tanh(a):
     out = np.tanh(a)
     return out, lambda g, needs: (g * (1 - out * out),)

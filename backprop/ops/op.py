@@ -45,14 +45,17 @@ def _explain(op_name, error, arrays):
         devices.check_same_device(op_name, arrays)
 
 
-def differentiable(forward=None, *, arrays=None):
+def differentiable(forward=None, *, arrays=None, formula=None):
     """Decorator: ``forward(*arrays, *params) -> (out, backward)`` becomes ``op(*inputs) -> Tensor``.
 
     ``arrays`` says how many leading positional arguments are array inputs (all of them
     by default); later positional arguments are parameters such as an axis or a shape.
+    An elementwise op may give its ``formula`` (backprop.ops.formula): a compiled step can then join it
+    with its neighbours into one loop.
     """
     if forward is None:
-        return functools.partial(differentiable, arrays=arrays)
+        return functools.partial(differentiable, arrays=arrays, formula=formula)
+    forward.formula = formula
     name = forward.__name__.lstrip("_")
     parameter_names = list(inspect.signature(forward).parameters)
 

@@ -1,0 +1,219 @@
+"""Joined elementwise groups in a replay (backprop.compiled.fusion): the same bits as the ops one by one on the
+NumPy engine, within 1e-6 on numba's, and groups formed only where that holds."""
+import numpy as np
+import pytest
+
+import backprop as bp
+from backprop import elementwise
+from backprop.compiled import fusion
+from backprop.compiled.plan import Plan
+from backprop.tracing import trace
+
+
+def joined_nodes(function):
+    plan = next(iter(function._plans.values()))[0]
+    return [call for _, call, *_ in plan._steps if isinstance(call, fusion.Joined)]
+
+
+def compare(step, make_inputs, steps=4, exact=True):
+    """Replayed and eager results of ``step`` on fresh inputs at every call."""
+    compiled = bp.function(step)
+    for _ in range(steps):
+        inputs = make_inputs()
+        eager = [t.numpy() for t in step(*inputs)]
+        replayed = [t.numpy() for t in compiled(*inputs)]
+        for e, r in zip(eager, replayed):
+            if exact:
+                np.testing.assert_array_equal(r, e)
+            else:
+                np.testing.assert_allclose(r, e, rtol=1e-6, atol=1e-7 * np.abs(e).max())
+    return compiled
+
+
+def dense_step(activation, rows=8, width=5, dtype=np.float32, seed=0):
+    rng = np.random.default_rng(seed)
+    w = bp.Variable(rng.normal(size=(4, width)).astype(dtype))
+    b = bp.Variable(rng.normal(size=width).astype(dtype))
+
+    def step(x):
+        with bp.GradientTape() as tape:
+            tape.watch(x)
+            h = activation(bp.matmul(x, w) + b)
+            loss = bp.reduce_mean(h * h)
+        return [loss, h] + tape.gradient(loss, [w, b, x])
+
+    def inputs():
+        return [bp.Tensor(rng.normal(size=(rows, 4)).astype(dtype))]
+    return step, inputs
+
+
+ACTIVATIONS = {
+    "sigmoid, times, minus tanh": lambda z: bp.sigmoid(z) * 2.0 - bp.tanh(z),
+    "exp and log": lambda z: bp.log(bp.exp(z) + 1.5),
+    "swish by hand": lambda z: z * bp.sigmoid(z),
+    "square, sqrt, divide": lambda z: bp.sqrt(bp.square(z) + 1.0) / (z * z + 2.0),
+    "sin and negative": lambda z: -bp.sin(z) * 3,
+    "subtract from a number": lambda z: 1.0 - z * z,
+}
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_joined_group_replays_the_same_bits_as_its_ops(name, dtype):
+    step, inputs = dense_step(lambda z: ACTIVATIONS[name](z) * 1.0 + 0.0, dtype=dtype)
+    compiled = compare(step, inputs)
+    assert len(joined_nodes(compiled)) == 1  # bias add, the activation's ops and the last ones: one node
+
+
+def test_log_and_sqrt_of_bad_values_give_what_the_ops_give_quietly():
+    def step(x):
+        with bp.GradientTape() as tape:
+            tape.watch(x)
+            y = bp.log(x * 1.0) + bp.sqrt(x - 1.0)
+        return [y, tape.gradient(y, x)]
+    values = np.array([-1.0, 0.0, 0.5, 1.0, 4.0, np.inf, np.nan], np.float32)
+    with np.errstate(all="ignore"):  # (the gradient's divisions by zero warn, eagerly as replayed)
+        compare(step, lambda: [bp.Tensor(values)])
+    with np.errstate(all="raise"):  # the forward ops compute these quietly: so must the joined ones
+        compare(lambda x: [bp.log(x * 1.0) + bp.sqrt(x - 1.0)], lambda: [bp.Tensor(values)])
+
+
+def test_values_read_outside_a_group_stay_its_own_nodes():
+    rng = np.random.default_rng(1)
+
+    def step(x):
+        with bp.GradientTape() as tape:
+            tape.watch(x)
+            z = x * 2.0
+            h = bp.exp(z) + 1.0   # z is returned as well: it cannot disappear into the group
+            loss = bp.reduce_sum(h)
+        return [loss, z] + tape.gradient(loss, [x])
+    compiled = compare(step, lambda: [bp.Tensor(rng.normal(size=(6,)))])
+    (joined,) = joined_nodes(compiled)
+    assert [node.op for node in joined.members] == ["exp", "add"]
+
+
+def test_a_gradient_the_tape_would_add_in_another_order_is_not_joined():
+    """x feeds the group's first member and two ops between that member and the group's end: the tape adds the
+    three shares of x's gradient in an order a joined node cannot keep, so the group is not joined."""
+    rng = np.random.default_rng(2)
+
+    def step(x):
+        with bp.GradientTape() as tape:
+            tape.watch(x)
+            a = x * 3.0
+            outside = bp.reduce_sum(x) + bp.reduce_mean(x)
+            h = a * a + 1.0
+            loss = bp.reduce_sum(h) + outside
+        return [loss] + tape.gradient(loss, [x])
+    graph = trace(lambda x: step(x)[1], [np.ones(5)])
+    ops = [n.op for n in fusion.fused(graph).nodes]
+    assert not any(op.startswith("multiply+") for op in ops)  # x * 3, a * a, + 1: not joined
+    compare(step, lambda: [bp.Tensor(rng.normal(size=(1000,)))])
+
+
+def test_the_groups_are_the_ones_a_reader_expects():
+    def f(x, y):
+        a = bp.exp(x) * y          # a group: exp, multiply, add
+        b = bp.matmul(a + 1.0, y)  # a matmul ends it
+        return bp.tanh(b) - 1.0    # another: tanh, subtract
+    x, y = np.ones((3, 3)), np.ones((3, 3))
+    nodes = fusion.fused(trace(f, [x, y])).nodes
+    assert [n.op for n in nodes] == ["exp+multiply+add", "matmul", "tanh+subtract"]
+    assert Plan(trace(f, [x, y])).run([x, y])[0].tolist() == f(bp.Tensor(x), bp.Tensor(y)).numpy().tolist()
+
+
+def test_mixed_precision_and_integer_steps_are_left_alone():
+    def f(x, i):
+        mixed = bp.cast(x, "float64") * 2.0 + 1.0  # the cast is not joined; the float64 math after it is
+        counted = i * 2 + 1                        # integers: not joined
+        return mixed + bp.cast(counted, "float64")
+    x, i = np.ones(4, np.float32), np.arange(4)
+    ops = [n.op for n in fusion.fused(trace(f, [x, i])).nodes]
+    assert ops == ["cast", "multiply", "add", "cast", "multiply+add+add"]  # integers and casts: their own nodes
+
+
+def test_turning_fusion_off_leaves_the_ops_one_by_one(monkeypatch):
+    step, inputs = dense_step(bp.sigmoid)
+    monkeypatch.setenv("BACKPROP_FUSE", "0")
+    assert joined_nodes(compare(step, inputs)) == []
+    monkeypatch.setenv("BACKPROP_FUSE", "1")
+    assert len(joined_nodes(compare(step, inputs))) == 1
+
+
+def test_on_the_strict_device_the_members_run_one_by_one():
+    with bp.device("strict"):
+        step, inputs = dense_step(lambda z: bp.sigmoid(z) * 2.0 - bp.tanh(z))
+        compiled = compare(step, inputs)
+    assert len(joined_nodes(compiled)) == 1
+
+
+def test_fit_with_a_hand_written_layer_joins_its_math_and_trains_as_eagerly():
+    class MyDense(bp.layers.Layer):  # the lecture's own layer: matmul, + bias, sigmoid
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[-1], 3), initializer="glorot_uniform")
+            self.b = self.add_weight(shape=(3,), initializer="zeros")
+
+        def call(self, x):
+            return bp.sigmoid(bp.matmul(x, self.w) + self.b)
+
+    def model(jit):
+        bp.random.set_seed(3)
+        m = bp.Sequential([bp.layers.Input(shape=(2,)), MyDense(), bp.layers.Dense(1, activation="sigmoid")])
+        m.compile(optimizer=bp.optimizers.SGD(0.5), loss="binary_crossentropy", jit_compile=jit)
+        return m
+    x, y = bp.datasets.pass_fail(64)
+    compiled, eager = model(True), model(False)
+    a = compiled.fit(x, y, epochs=3, batch_size=16, verbose=0).history["loss"]
+    b = eager.fit(x, y, epochs=3, batch_size=16, verbose=0).history["loss"]
+    assert a == b
+    for w1, w2 in zip(compiled.get_weights(), eager.get_weights()):
+        np.testing.assert_array_equal(w1, w2)
+    plan = next(iter(compiled._train_steps[False].signatures.values())).plan
+    assert any(isinstance(call, fusion.Joined) for _, call, *_ in plan._steps)
+
+
+needs_numba = pytest.mark.skipif(elementwise.numba_module() is None, reason="numba is not installed (the fast extra)")
+
+
+@needs_numba
+@pytest.mark.parametrize("bias", [False, True])
+def test_large_arithmetic_groups_run_as_one_numba_loop_within_a_millionth(bias):
+    rng = np.random.default_rng(4)
+    rows, width = 512, 256  # 131,072 values: over NUMBA_FROM
+    w = bp.Variable(rng.normal(size=(8, width)).astype(np.float32))
+    b = bp.Variable(rng.normal(size=width).astype(np.float32))
+
+    def step(x):
+        with bp.GradientTape() as tape:
+            z = bp.matmul(x, w)
+            z = z + b if bias else z * 1.0
+            h = (z * 2.0 - 1.0) * (z * 0.5 + 3.0) / (z * z + 1.0)
+            loss = bp.reduce_mean(h)
+        return [loss] + tape.gradient(loss, [w, b] if bias else [w])
+    compiled = compare(step, lambda: [bp.Tensor(rng.normal(size=(rows, 8)).astype(np.float32))], exact=False)
+    (joined,) = joined_nodes(compiled)
+    assert joined.forward_formula._loops and all(f._loops for f, _ in joined._backwards.values())
+
+
+@needs_numba
+def test_groups_of_numpy_s_vectorised_functions_stay_on_numpy():
+    step, inputs = dense_step(bp.tanh, rows=512, width=256)
+    (joined,) = joined_nodes(compare(step, inputs))
+    assert not joined.forward_formula._loops  # NumPy's SIMD tanh: numba's per-element calls measured 6x slower
+
+
+@needs_numba
+def test_a_generated_formula_s_loop_is_cached_on_disk_by_its_text(tmp_path, monkeypatch):
+    monkeypatch.setenv("BACKPROP_CACHE", str(tmp_path))
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(300, 300)).astype(np.float32)
+
+    def f(a):
+        return (a * 2.0 + 1.0) * a
+    for _ in range(2):
+        compiled = bp.function(f)
+        compiled(x)
+        np.testing.assert_allclose(compiled(x).numpy(), f(bp.Tensor(x)).numpy(), rtol=1e-6)
+    files = list((tmp_path / "elementwise").glob("joined_*.py"))
+    assert len(files) == 1 and "def joined(" in files[0].read_text()
