@@ -10,6 +10,12 @@ from backprop.compiled.plan import Plan
 from backprop.tracing import trace
 
 
+@pytest.fixture(autouse=True)
+def join_any_size(monkeypatch):
+    """Join groups of every size (a step joins only groups of JOIN_FROM values or more, where it pays)."""
+    monkeypatch.setattr(fusion, "JOIN_FROM", 1)
+
+
 def joined_nodes(function):
     plan = next(iter(function._plans.values()))[0]
     return [call for _, call, *_ in plan._steps if isinstance(call, fusion.Joined)]
@@ -139,6 +145,12 @@ def test_turning_fusion_off_leaves_the_ops_one_by_one(monkeypatch):
     assert joined_nodes(compare(step, inputs)) == []
     monkeypatch.setenv("BACKPROP_FUSE", "1")
     assert len(joined_nodes(compare(step, inputs))) == 1
+
+
+def test_small_groups_are_left_as_their_ops_by_default(monkeypatch):
+    monkeypatch.setattr(fusion, "JOIN_FROM", 65_536)
+    assert joined_nodes(compare(*dense_step(bp.sigmoid, rows=8, width=5))) == []
+    assert len(joined_nodes(compare(*dense_step(bp.sigmoid, rows=256, width=256)))) == 1
 
 
 def test_on_the_strict_device_the_members_run_one_by_one():

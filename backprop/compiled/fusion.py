@@ -9,6 +9,7 @@ only where its replay computes the bits the ops compute one by one on the NumPy 
 one shape, every gradient added up in the order the tape adds it. On any other device the members run one by
 one, as recorded.
 """
+import math
 import os
 
 from backprop import elementwise
@@ -24,6 +25,12 @@ _QUIET = {"log", "sqrt"}
 # NumPy runs these with SIMD routines; numba calls the C library once per element, which measured slower (a tanh
 # group 6x, a sigmoid group 1.2x on 512k floats), so groups that use them stay on the NumPy engine.
 _VECTORIZED_BY_NUMPY = {"exp", "log", "logaddexp", "tanh", "sin", "cos"}  # ops that compute under np.errstate(divide/invalid ignored), as their eager forms do
+
+
+# Groups of fewer values are left as their ops: below this, NumPy's ufuncs on fresh arrays cost no more than a
+# joined group's bookkeeping (measured on a step with a hand-written activation after a matmul: 0.9-1.1x up to
+# 65,536 values, 1.1-2.4x at 262,144, where fresh temporaries start to cost page faults).
+JOIN_FROM = 65_536
 
 
 def enabled():
@@ -99,7 +106,7 @@ def _groups(graph):
     joinable = [_joinable(graph, node) for node in graph.nodes]
     taken, groups = set(), []
     for root in range(len(graph.nodes) - 1, -1, -1):
-        if not joinable[root] or root in taken:
+        if not joinable[root] or root in taken or math.prod(graph.nodes[root].shape) < JOIN_FROM:
             continue
         members = _grow(graph, root, joinable, readers, taken)
         if len(members) > 1 and _exact(graph, members, readers):
@@ -259,9 +266,11 @@ class Joined:
         return [None if r is None else results[r] for r in result_of]
 
     def _run(self, formula, results, outside, more=()):
-        arguments = [*results, *(outside[i] for i in self.arrays), *more]
-        arguments += [self.dtype.type(c) for c in formula.constants]  # NumPy's weak numbers: the arrays' precision
-        arguments = _for_numba(arguments, self.shape)
+        arguments = [*results, *[outside[i] for i in self.arrays], *more, *formula.constants]
+        if not self.shape:  # the engines take 0-d arrays for numbers: a group of scalars runs on arrays of one
+            arguments = [a.reshape(1) if type(a) is np.ndarray else a for a in arguments]
+        elif formula.numba and results[0].size >= elementwise.NUMBA_FROM:
+            arguments = _for_numba(arguments, self.shape)
         if self.quiet:
             with np.errstate(divide="ignore", invalid="ignore"):
                 formula(*arguments)
@@ -307,7 +316,8 @@ class Joined:
         function = namespace["joined"]
         function.source = source  # the disk cache keeps numba's loop by this text (backprop.elementwise)
         compiled = elementwise.Elementwise(function, [f"r{i}" for i in range(len(results))])
-        compiled.constants, compiled.results = constants, len(results)
+        compiled.constants = [self.dtype.type(c) for c in constants]  # NumPy's weak numbers: the arrays' precision
+        compiled.results = len(results)
         compiled.numba = not _uses(results, _VECTORIZED_BY_NUMPY)
         return compiled
 
@@ -341,7 +351,7 @@ def _for_numba(arguments, shape):
     arrays = [a for a in arguments if type(a) is np.ndarray]
     if not all(a.flags.c_contiguous for a in arrays):
         return arguments
-    if all(a.shape == shape for a in arrays):  # (0-d arrays too: the engines write into arrays of one dimension)
+    if all(a.shape == shape for a in arrays):
         return [a.reshape(-1) if type(a) is np.ndarray else a for a in arguments]
     if len(shape) >= 2 and all(a.shape == shape or a.shape == shape[-1:] for a in arrays):
         return [a.reshape(-1, shape[-1]) if type(a) is np.ndarray and a.shape == shape else a for a in arguments]
