@@ -5,7 +5,7 @@ function on arrays, each effect (a variable write, an optimizer update) called a
 ``tape.gradient`` answered by the backward functions of the ops that tape kept, in reverse, through the
 tape's own reverse loop (``tape.reverse``) and with the needs the tape decided when each op ran. No
 Tensor objects, no tape, no layer calls, no checks: a replay computes bit for bit what eager execution
-computes.
+computes. Large chains of elementwise ops are first joined into one op each (backprop.compiled.fusion).
 """
 from backprop.compiled import fusion
 from backprop.tape import reverse
