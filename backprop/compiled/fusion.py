@@ -21,10 +21,10 @@ from backprop.xp import np
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _GRAD = symbols.Symbol("grad")
 _LEAVES = ("outside", "constant", "grad")
-_QUIET = {"log", "sqrt"}
+_QUIET = {"log", "sqrt"}  # ops that compute under np.errstate(divide/invalid ignored), as their eager forms do
 # NumPy runs these with SIMD routines; numba calls the C library once per element, which measured slower (a tanh
 # group 6x, a sigmoid group 1.2x on 512k floats), so groups that use them stay on the NumPy engine.
-_VECTORIZED_BY_NUMPY = {"exp", "log", "logaddexp", "tanh", "sin", "cos"}  # ops that compute under np.errstate(divide/invalid ignored), as their eager forms do
+_VECTORIZED_BY_NUMPY = {"exp", "log", "logaddexp", "tanh", "sin", "cos"}
 
 
 # Groups of fewer values are left as their ops: below this, NumPy's ufuncs on fresh arrays cost no more than a

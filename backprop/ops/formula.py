@@ -55,7 +55,7 @@ def apply(op, *args):
 
 # Each is NumPy's ufunc of the same name; the code generator writes np.<name>(...).
 UFUNCS = ("add", "subtract", "multiply", "divide", "negative", "exp", "log", "sin", "cos", "tanh", "sqrt",
-          "logaddexp")
+          "logaddexp", "minimum", "absolute")
 
 
 def exp(a):
@@ -86,6 +86,14 @@ def logaddexp(a, b):
     return apply("logaddexp", a, b)
 
 
+def minimum(a, b):
+    return apply("minimum", a, b)
+
+
+def absolute(a):
+    return apply("absolute", a)
+
+
 def sigmoid(a):
-    """backprop's stable sigmoid, step for step: exp(-logaddexp(0, -a))."""
-    return exp(-logaddexp(0, -a))
+    """backprop's sigmoid, step for step (backprop.ops.nn._sigmoid): exp(min(a, 0)) / (1 + exp(-|a|))."""
+    return exp(minimum(a, 0)) / (1 + exp(-absolute(a)))

