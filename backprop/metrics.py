@@ -94,6 +94,17 @@ class Metric:
         for key, value in state.items():  # totals as Python numbers: they add to any device's arrays
             setattr(self, key, float(value) if numpy.ndim(value) == 0 else value)
 
+    @staticmethod
+    def merge_states(state, workers):
+        """This rank's state (get_state) joined with the other ranks' (a collective every rank calls): counts and
+        totals add up, number by number. A metric whose state does not add up overrides this (AUC)."""
+        keys = sorted(state)
+        parts = [numpy.asarray(state[k], dtype=numpy.float64) for k in keys]
+        summed = workers.sum_(numpy.concatenate([p.ravel() for p in parts]) if parts else numpy.zeros(0))
+        ends = numpy.cumsum([p.size for p in parts])
+        return {k: (float(v[0]) if p.ndim == 0 else v.reshape(p.shape))
+                for k, p, v in zip(keys, parts, numpy.split(summed, ends[:-1]))}
+
 
 class Mean(Metric):
     """The running (weighted) mean of the values given to update_state(values)."""
@@ -232,6 +243,14 @@ class AUC(Metric):
     def set_state(self, state):
         self.scores, self.labels = [numpy.asarray(state["scores"])], [numpy.asarray(state["labels"], bool)]
         self.weights = [numpy.asarray(state.get("weights", numpy.ones(len(self.scores[0]))))]
+
+    @staticmethod
+    def merge_states(state, workers):
+        """Every rank's scores, labels and weights, in rank order (the area needs them all, not their sums)."""
+        counts = workers.gather_rows(numpy.array([len(state["scores"])]), [1] * workers.size, (), numpy.int64)
+        counts = [int(c) for c in counts]
+        return {key: workers.gather_rows(state[key], counts, (), dtype)
+                for key, dtype in (("scores", numpy.float64), ("labels", numpy.bool_), ("weights", numpy.float64))}
 
     def result(self):
         state = self.get_state()

@@ -77,36 +77,26 @@ CLASSES = 10
 FIXED_MS = 0.05  # per step, whatever the network: three MPI calls and their Python (an assumption, stated)
 
 
-def step_communication_ms(ranks, gbit_per_s, latency_us, batch):
-    """Everything a step sends, as fit does it: the gradients' ring allreduce, the ring allgather of the batch's
-    predictions (every rank gets the others' rows: (N - 1) / N of batch x classes float32 values, N - 1
-    latencies), the loss's allreduce (latencies only) and a fixed cost."""
+def step_communication_ms(ranks, gbit_per_s, latency_us, batch, gather_predictions=False):
+    """Everything a step sends, as fit does it: the gradients' ring allreduce, the loss's allreduce (latencies
+    only) and a fixed cost. Metrics are added up across ranks once an epoch, not per step; with
+    ``gather_predictions`` the ring allgather of the batch's predictions that every step made before ((N - 1) / N
+    of batch x classes float32 values, N - 1 latencies)."""
     bandwidth, latency = gbit_per_s * 1e9 / 8, latency_us * 1e-6
     gather = ((ranks - 1) / ranks * batch * CLASSES * 4 / bandwidth + (ranks - 1) * latency) * 1e3
     loss = 2 * (ranks - 1) * latency * 1e3
-    return ring_allreduce_ms(ranks, gbit_per_s, latency_us) + gather + loss + FIXED_MS
+    return ring_allreduce_ms(ranks, gbit_per_s, latency_us) + loss + FIXED_MS + (gather if gather_predictions else 0)
 
 
-def efficiency_at(batch, ranks, gbit_per_s, latency_us, samples_per_s_per_rank):
-    """compute / (compute + communication) of one step at this global batch."""
-    compute_ms = batch / ranks / samples_per_s_per_rank * 1e3
-    return compute_ms / (compute_ms + step_communication_ms(ranks, gbit_per_s, latency_us, batch))
-
-
-def smallest_efficient_batch(ranks, gbit_per_s, latency_us, samples_per_s_per_rank, efficiency=0.8):
-    """The global batch at which compute / (compute + communication) reaches ``efficiency`` (None: never, the
-    predictions' gather grows with the batch as fast as the compute)."""
+def smallest_efficient_batch(ranks, gbit_per_s, latency_us, samples_per_s_per_rank, efficiency=0.8,
+                             gather_predictions=False):
+    """The global batch at which compute / (compute + communication) reaches ``efficiency`` (None: never, a
+    predictions' gather growing with the batch as fast as the compute)."""
     k = efficiency / (1 - efficiency)
-    fixed = step_communication_ms(ranks, gbit_per_s, latency_us, 0)
-    per_example = step_communication_ms(ranks, gbit_per_s, latency_us, 1) - fixed
+    fixed = step_communication_ms(ranks, gbit_per_s, latency_us, 0, gather_predictions)
+    per_example = step_communication_ms(ranks, gbit_per_s, latency_us, 1, gather_predictions) - fixed
     room = 1e3 / (ranks * samples_per_s_per_rank) - k * per_example
     return k * fixed / room if room > 0 else None
-
-
-def allreduce_only_batch(ranks, allreduce_ms, samples_per_s_per_rank, efficiency=0.8):
-    """The earlier model's answer: the gradients' allreduce alone."""
-    compute_ms_needed = allreduce_ms * efficiency / (1 - efficiency)
-    return ranks * compute_ms_needed * 1e-3 * samples_per_s_per_rank
 
 
 def main():
@@ -134,19 +124,19 @@ def main():
     rate = single_thread_rate
     model = ["", f"Communication model for the {PARAMETERS:,} float32 parameters ({PARAMETERS * 4 / 1e6:.2f} MB), with "
              f"one rank computing {rate:,.0f} samples/s (the 1-thread rate above). Per step: the gradients' ring "
-             "allreduce (2 (N-1)/N of the buffer, 2 (N-1) latencies), the ring allgather of the predictions "
-             f"((N-1)/N of batch x {CLASSES} float32, N-1 latencies), the loss's allreduce (2 (N-1) latencies) and "
-             f"{FIXED_MS} ms fixed; links full duplex, compute and communication not overlapped. The smallest "
-             "global batch for 80 % efficiency, and what the earlier allreduce-only model's batch really gets.", "",
-             "| ranks | 10 Gbit/s, 5 µs: batch for 80 % | allreduce-only batch → efficiency | 100 Gbit/s, 2 µs: "
-             "batch for 80 % | allreduce-only batch → efficiency |", "|---|---|---|---|---|"]
+             "allreduce (2 (N-1)/N of the buffer, 2 (N-1) latencies), the loss's allreduce (2 (N-1) latencies) and "
+             f"{FIXED_MS} ms fixed; metrics are added up across ranks once an epoch. Links full duplex, compute and "
+             "communication not overlapped. The smallest global batch for 80 % efficiency, and the same with the "
+             "ring allgather of the predictions that every step made before metrics were reduced per epoch "
+             f"((N-1)/N of batch x {CLASSES} float32, N-1 latencies).", "",
+             "| ranks | 10 Gbit/s, 5 µs: batch for 80 % | with the per-step gather | 100 Gbit/s, 2 µs: batch for 80 % "
+             "| with the per-step gather |", "|---|---|---|---|---|"]
     for ranks in (2, 8, 64):
         cells = []
         for gbit, latency in ((10, 5), (100, 2)):
-            batch = smallest_efficient_batch(ranks, gbit, latency, rate)
-            old = allreduce_only_batch(ranks, ring_allreduce_ms(ranks, gbit, latency), rate)
-            cells += ["never" if batch is None else f"{batch:,.0f}",
-                      f"{old:,.0f} → {efficiency_at(old, ranks, gbit, latency, rate):.0%}"]
+            for gather in (False, True):
+                batch = smallest_efficient_batch(ranks, gbit, latency, rate, gather_predictions=gather)
+                cells.append("never" if batch is None else f"{batch:,.0f}")
         model.append(f"| {ranks} | " + " | ".join(cells) + " |")
     print("\n".join(model))
     if args.write:

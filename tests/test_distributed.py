@@ -74,6 +74,27 @@ def test_other_fits_too(tmp_path, options):
     assert_same_training(load(out), load(parallel))
 
 
+def test_each_rank_s_metrics_add_up_once_an_epoch_to_one_process_s(tmp_path):
+    """Issue #30: every step gathered all predictions to every rank for the metrics. Now each rank keeps its own
+    shards' metric states and the ranks add them up at the end of each epoch (AUC: its scores joined), and a
+    backup in the middle of an epoch holds every rank's share: the History is still one process's, and a killed
+    job resumes to it."""
+    options = {"binary": True}
+    result, out, _ = run(tmp_path, "single", 0, options)
+    assert result.returncode == 0, result.stderr
+    single = load(out)
+    assert {"auc", "precision", "recall", "mse", "binary_accuracy"} <= single[1].keys()
+    result, parallel, _ = run(tmp_path, "parallel", 2, options)
+    assert result.returncode == 0, result.stderr
+    assert_same_training(single, load(parallel))
+    backup = {**options, "backup": str(tmp_path / "backup")}
+    result, _, _ = run(tmp_path, "killed", 2, {**backup, "kill_at": 5}, timeout=60)  # backed up after 3 of 6
+    assert result.returncode != 0 and (tmp_path / "backup" / "backup.bp").exists()
+    result, resumed, _ = run(tmp_path, "resumed", 2, backup)
+    assert result.returncode == 0, result.stderr
+    assert_same_training(single, load(resumed))
+
+
 def test_an_exception_on_one_rank_stops_every_rank(tmp_path):
     result, out, seconds = run(tmp_path, "failing", 2, {"fail_on_rank": 1}, timeout=60)
     assert result.returncode != 0 and "rank 1 failed on purpose" in result.stderr

@@ -1,4 +1,5 @@
 """Running loss and metrics of an epoch, kept as arrays and turned into numbers only when read."""
+import copy as copy_module
 import weakref
 from collections.abc import MutableMapping
 
@@ -13,12 +14,13 @@ class Accumulators:
         self.metrics = model.new_metrics()
         self._handed_out = None  # the last batch's logs, weakly: a callback may keep them
 
-    def update(self, loss, y, y_pred, sample_weight):
-        """Add a batch; returns the logs after it, computed when first read (a batch nobody reads costs nothing)."""
+    def update(self, loss, y, y_pred, sample_weight, examples=None):
+        """Add a batch (``examples`` in it: the predictions may be one rank's shard of it); returns the logs after
+        it, computed when first read (a batch nobody reads costs nothing)."""
         kept = self._handed_out and self._handed_out()
         if kept is not None:  # a callback kept the last batch's logs: they must show that batch, not this one
             kept.materialize()
-        self.loss.update_state(loss, len(y_pred))
+        self.loss.update_state(loss, len(y_pred) if examples is None else examples)
         for metric in self.metrics:
             metric.update_state(y, y_pred, sample_weight)
         logs = LazyLogs(self.results)
@@ -29,8 +31,25 @@ class Accumulators:
         """The loss tracker first, then the metrics (the order resume files use)."""
         return [self.loss] + self.metrics
 
-    def results(self):
-        return {"loss": self.loss.result(), **{m.name: m.result() for m in self.metrics}}
+    def results(self, workers=None):
+        """The logs; with ``workers`` (MPI ranks, each with its own shards' metrics) those of all ranks."""
+        source = self if workers is None else self.merged(workers)
+        return {"loss": source.loss.result(), **{m.name: m.result() for m in source.metrics}}
+
+    def merged(self, workers):
+        """A copy whose metrics hold every rank's states added up (a collective: every rank calls it). The loss
+        is the same on every rank already: each step's loss is summed over the ranks."""
+        copy = Accumulators.__new__(Accumulators)
+        copy.loss, copy.metrics, copy._handed_out = self.loss, [], None
+        for metric in self.metrics:
+            twin = copy_module.copy(metric)
+            twin.set_state(metric.merge_states(metric.get_state(), workers))
+            copy.metrics.append(twin)
+        return copy
+
+    def clear_metrics(self):
+        for metric in self.metrics:
+            metric.reset_state()
 
 
 class LazyLogs(MutableMapping):

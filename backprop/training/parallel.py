@@ -2,8 +2,9 @@
 
 The gradient of the batch's mean loss is the sum over shards of (shard size / batch size) times the
 shard's own mean-loss gradient, so every rank scales its gradient buffer by its share and the
-allreduce sums them: a ragged last batch, or a rank with no example at all, stays exact. The loss and
-the predictions are gathered too, so every rank logs the whole batch and all Histories agree.
+allreduce sums them: a ragged last batch, or a rank with no example at all, stays exact. The batch's loss
+is summed the same way; the predictions stay on their rank: each rank's metrics count its own shards, and
+the trainer adds the ranks' metric states up once an epoch (training/logs.py), so all Histories agree.
 """
 from backprop.training.step import StepResult
 from backprop.xp import np
@@ -28,8 +29,7 @@ class DataParallelStep:
                                       None if sample_weight is None else sample_weight[start:stop])
         finally:
             self.step.reduce_gradients = None
-        y_pred = self.workers.gather_rows(result.y_pred, self.workers.counts(len(x)), *self._row)
-        return StepResult(result.loss, y_pred, result.applied)
+        return StepResult(result.loss, result.y_pred, result.applied, slice(start, stop))
 
     def _local_step(self, x, y, sample_weight):
         if len(x):

@@ -13,12 +13,13 @@ from backprop.xp import np
 
 
 class StepResult:
-    """What a step returns: the batch's loss and predictions (arrays) and whether the update was applied."""
+    """What a step returns: the batch's loss and predictions (arrays) and whether the update was applied.
+    ``rows`` is the slice of the batch the predictions are for (a data-parallel rank's shard), None for all."""
 
-    __slots__ = ("loss", "y_pred", "applied")
+    __slots__ = ("loss", "y_pred", "applied", "rows")
 
-    def __init__(self, loss, y_pred, applied):
-        self.loss, self.y_pred, self.applied = loss, y_pred, applied
+    def __init__(self, loss, y_pred, applied, rows=None):
+        self.loss, self.y_pred, self.applied, self.rows = loss, y_pred, applied, rows
 
 
 class TrainStep:

@@ -141,6 +141,8 @@ class Trainer:
             saved = resume.shared(self.workers, backup.load() if distribute.is_main() else None)
         if saved is not None:
             resume.restore(self, *saved)
+            if self.workers is not None and not distribute.is_main():
+                self.accumulators.clear_metrics()  # the saved metrics count every rank's shards: on rank 0 alone
 
     def _epochs(self, x, y, sample_weight, batch_size, epochs, shuffle, validation_data, hooks, backup, interrupted):
         model = self.model
@@ -152,7 +154,7 @@ class Trainer:
                     self.workers.broadcast_(self.order)  # rank 0's order everywhere
                 self.accumulators = Accumulators(model)
             all_applied = self._train_epoch(x, y, sample_weight, batch_size, hooks, backup, interrupted)
-            logs = self.accumulators.results()
+            logs = self.accumulators.results(self.workers)  # under MPI: every rank's metrics added up, once
             if validation_data is not None:
                 logs.update({f"val_{k}": v for k, v in
                              evaluate_logs(model, *validation_data, batch_size=batch_size).items()})
@@ -176,7 +178,11 @@ class Trainer:
             hooks.on_train_batch_begin(self.batch)
             yb, wb = y[index], data.take(sample_weight, index)
             result = self.step(x[x_batches[self.batch]], yb, wb)  # the step moves a host batch to the model's device
-            hooks.on_train_batch_end(self.batch, accumulators.update(result.loss, yb, result.y_pred, wb))
+            examples = len(yb)
+            if result.rows is not None:  # a rank's predictions: its shard's labels for its metrics
+                yb, wb = yb[result.rows], None if wb is None else wb[result.rows]
+            # (the logs are not kept here: a batch's logs that nobody keeps are never computed)
+            hooks.on_train_batch_end(self.batch, accumulators.update(result.loss, yb, result.y_pred, wb, examples))
             self.batch += 1
             if not result.applied:
                 return False
@@ -194,8 +200,15 @@ class Trainer:
 
     def _save(self, backup):
         from backprop.training import resume
-        if distribute.is_main():
+        if self.workers is None:
             backup.save(*resume.capture(self))
+            return
+        local, self.accumulators = self.accumulators, self.accumulators.merged(self.workers)  # (every rank joins)
+        try:
+            if distribute.is_main():  # the backup holds the metrics of every rank's shards so far
+                backup.save(*resume.capture(self))
+        finally:
+            self.accumulators = local
 
 
 def evaluate_logs(model, x, y, sample_weight=None, batch_size=32, what="validation"):

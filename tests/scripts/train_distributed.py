@@ -6,7 +6,7 @@ history (after one more train_on_batch, on rank 0 alone). Options: {"fail_on_ran
 "kill_at": n} backs up and SIGKILLs rank 1 after n batches; {"stall_at": n} makes rank 1 sleep for a minute
 after n batches; "shuffle" and "validation_split" change the fit;
 "built_by_fit" leaves the input shape out, so fit builds the model; "node_local" gives each rank its own
-backup folder.
+backup folder; "binary" trains one logit with AUC, precision, recall and MSE among the metrics.
 """
 import json
 import os
@@ -27,12 +27,18 @@ def main():
     y = (x[:, 0] - x[:, 1] + 0.5 * x[:, 2] ** 2 > 0.3).astype(np.int64)
     bp.random.set_seed(0)
     shape = {} if options.get("built_by_fit") else {"input_shape": (6,)}  # without: fit builds the model
+    binary = options.get("binary", False)  # one logit and the metrics whose states are not a sum (AUC)
     model = bp.Sequential([bp.layers.Dense(16, activation="tanh", dtype="float64",
                                            kernel_regularizer=bp.regularizers.L2(1e-3), **shape),
-                           bp.layers.Dense(3, dtype="float64")])
+                           bp.layers.Dense(1 if binary else 3, dtype="float64")])
     schedule = bp.optimizers.schedules.ExponentialDecay(0.02, decay_steps=7, decay_rate=0.9)
-    model.compile(optimizer=bp.optimizers.Adam(schedule), metrics=["accuracy"],
-                  loss=bp.losses.SparseCategoricalCrossentropy(from_logits=True))
+    if binary:
+        y = y.astype(np.float64)
+        model.compile(optimizer=bp.optimizers.Adam(schedule), loss=bp.losses.BinaryCrossentropy(from_logits=True),
+                      metrics=["binary_accuracy", "auc", "precision", "recall", "mse"])
+    else:
+        model.compile(optimizer=bp.optimizers.Adam(schedule), metrics=["accuracy"],
+                      loss=bp.losses.SparseCategoricalCrossentropy(from_logits=True))
     monitor = "val_loss" if options.get("validation_split", 0.22) else "loss"
     callbacks = [bp.callbacks.EarlyStopping(monitor=monitor, patience=4, restore_best_weights=True),
                  bp.callbacks.ReduceLROnPlateau(monitor="loss", patience=1, factor=0.5)]
