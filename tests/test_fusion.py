@@ -206,6 +206,7 @@ def test_large_arithmetic_groups_run_as_one_numba_loop_within_a_millionth(bias):
     compiled = compare(step, lambda: [bp.Tensor(rng.normal(size=(rows, 8)).astype(np.float32))], exact=False)
     (joined,) = joined_nodes(compiled)
     assert joined.forward_formula._loops and all(f._loops for f, _ in joined._backwards.values())
+    assert joined.compile_seconds() > 0  # numba's compiles (or loads from the disk cache), reported
 
 
 @needs_numba

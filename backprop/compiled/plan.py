@@ -7,6 +7,8 @@ tape's own reverse loop (``tape.reverse``) and with the needs the tape decided w
 Tensor objects, no tape, no layer calls, no checks: a replay computes bit for bit what eager execution
 computes. Large chains of elementwise ops are first joined into one op each (backprop.compiled.fusion).
 """
+import time
+
 from backprop.compiled import fusion
 from backprop.tape import reverse
 from backprop.devices import asarray
@@ -19,6 +21,7 @@ class Plan:
     """``run(inputs)`` -> the graph's outputs, computed again from new input arrays."""
 
     def __init__(self, graph, fuse=None):
+        started = time.perf_counter()
         if fuse if fuse is not None else fusion.enabled():
             graph = fusion.fused(graph)
         self._values = [None] * len(graph.inputs)  # inputs, then constants, variables and node outputs
@@ -38,6 +41,12 @@ class Plan:
                 self._steps.append((False, node.forward, inputs, node.params, out, keeps_backward))
         self._size = len(graph.nodes)
         self.outputs = [self._slot(source) for source in graph.outputs]
+        self._build_seconds = time.perf_counter() - started
+
+    def compile_seconds(self):
+        """Seconds spent making this plan: building it, joining its groups, and numba compiling their loops."""
+        joined = [call for _, call, *_ in self._steps if isinstance(call, fusion.Joined)]
+        return self._build_seconds + sum(j.compile_seconds() for j in joined)
 
     def _new_slot(self, value):
         self._values.append(value)

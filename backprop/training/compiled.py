@@ -71,8 +71,10 @@ class CompiledTrainStep(TrainStep):
 
     def info(self):
         """What the step has done: traces, replays, cached signatures (bounded) and why it fell back, if it did."""
+        plans = [signature.plan for signature in self.signatures.values() if signature.plan is not None]
         return {"tracing_count": self.tracing_count, "replays": self.replays, "cache_size": len(self.signatures),
-                "max_signatures": self.max_signatures, "fallback": self.fallback}
+                "max_signatures": self.max_signatures, "fallback": self.fallback,
+                "compile_seconds": sum(plan.compile_seconds() for plan in plans)}
 
     def _replayed(self, signature, x, y, sample_weight):
         labels = self.model.loss.prepared_labels(y, signature.prediction)  # checks of predictions: not on a stand-in
