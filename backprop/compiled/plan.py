@@ -41,6 +41,7 @@ class Plan:
                 self._steps.append((False, node.forward, inputs, node.params, out, keeps_backward))
         self._size = len(graph.nodes)
         self.outputs = [self._slot(source) for source in graph.outputs]
+        self.run = self._compiled_run()
         self._build_seconds = time.perf_counter() - started
 
     def compile_seconds(self):
@@ -68,21 +69,43 @@ class Plan:
                 self._variables.append((self._slot_of[key], source.value))
         return self._slot_of[key]
 
-    def run(self, inputs):
-        values = self._values.copy()  # this run's arrays are freed when it returns: nothing held between runs
-        values[:len(inputs)] = inputs
-        for slot, variable in self._variables:
-            values[slot] = variable.data
-        backwards = [None] * self._size
-        for is_gradient, call, inputs_of, params, out, position in self._steps:
+    def _compiled_run(self):
+        """``run(inputs)`` -> the outputs: one generated Python function, a line per step (no loop to interpret, no
+        argument lists built at each step, simple parameters written in). A run's arrays live in its own list,
+        freed when it returns; variables are read afresh at every run."""
+        namespace = {"ndarray": _ndarray, "asarray": asarray, "template": self._values}
+        lines = ["def run(inputs):", "    values = template.copy()", "    values[:len(inputs)] = inputs"]
+        for k, (slot, variable) in enumerate(self._variables):
+            namespace[f"variable{k}"] = variable
+            lines.append(f"    values[{slot}] = variable{k}.data")
+        lines.append(f"    backwards = [None] * {self._size}")
+        for k, (is_gradient, call, inputs_of, params, out, position) in enumerate(self._steps):
+            namespace[f"call{k}"] = call
             if is_gradient:
-                values[out] = call(values, backwards)
+                lines.append(f"    values[{out}] = call{k}(values, backwards)")
                 continue
-            result, backward = call(*[values[i] for i in inputs_of], **params)
-            values[out] = result if type(result) is _ndarray else asarray(result)
+            arguments = [f"values[{i}]" for i in inputs_of] + [_keyword(name, value, f"p{k}_{name}", namespace)
+                                                                for name, value in params.items()]
+            lines.append(f"    result, backward = call{k}({', '.join(arguments)})")
+            lines.append(f"    values[{out}] = result if type(result) is ndarray else asarray(result)")
             if position is not None:
-                backwards[position] = backward
-        return [values[i] for i in self.outputs]
+                lines.append(f"    backwards[{position}] = backward")
+        lines.append(f"    return [{', '.join(f'values[{i}]' for i in self.outputs)}]")
+        exec(compile("\n".join(lines) + "\n", "<replay plan>", "exec"), namespace)
+        return namespace["run"]
+
+
+_LITERALS = (str, int, float, bool, type(None))
+
+
+def _keyword(name, value, binding, namespace):
+    """``name=value`` for a generated call: a Python literal written in, anything else bound by name."""
+    if type(value) in _LITERALS or (type(value) is tuple and all(type(v) in _LITERALS for v in value)):
+        text = repr(value)
+        if "inf" not in text and "nan" not in text:
+            return f"{name}={text}"
+    namespace[binding] = value
+    return f"{name}={binding}"
 
 
 class _Backpropagation:
