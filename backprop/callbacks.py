@@ -474,10 +474,23 @@ class LambdaCallback(Callback):
             setattr(self, name, fn)
 
 
-class ProgressBar(Callback):
-    """verbose=1: a live per-epoch bar with ETA and running metrics (tqdm); verbose=2: a line per epoch."""
+def interactive(stream):
+    """Whether ``stream`` shows a redrawn line as one line: a terminal, or a notebook's output."""
+    isatty = getattr(stream, "isatty", None)
+    try:
+        if isatty is not None and isatty():
+            return True
+    except ValueError:  # a closed stream
+        return False
+    return "ipykernel" in sys.modules
 
-    def __init__(self, epochs, steps, verbose=1, stream=None):
+
+class ProgressBar(Callback):
+    """verbose=1: a live per-epoch bar with ETA and running metrics (tqdm); verbose=2: a line per epoch.
+    A live bar needs a terminal or a notebook: written into a file or a pipe (a log, CI) its every redraw
+    would stay in the text, so there verbose=1 writes a line per epoch too (``live=True`` draws it anyway)."""
+
+    def __init__(self, epochs, steps, verbose=1, stream=None, live=None):
         self.epochs, self.steps, self.verbose = epochs, steps, verbose
         self.stream = stream or sys.stdout
         self.bar = None
@@ -486,6 +499,8 @@ class ProgressBar(Callback):
                 import tqdm  # noqa: F401
             except ImportError:
                 self.verbose = 2  # tqdm is optional: fall back to one line per epoch
+            if not (interactive(self.stream) if live is None else live):
+                self.verbose = 2
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start = time.perf_counter()

@@ -67,6 +67,7 @@ def test_the_progress_bar_does_not_wait_for_the_device_at_every_step(monkeypatch
     """fit's default (verbose=1) read the running metrics every batch: two host reads per step (issue #30)."""
     pytest.importorskip("tqdm")
     import io
+    monkeypatch.setattr(bp.callbacks, "interactive", lambda stream: True)  # the live bar, as in a terminal
 
     def reads(batch_size, verbose=1):
         with bp.device("strict"):

@@ -326,7 +326,23 @@ def test_verbose_2_prints_one_line_per_epoch(capsys):
         assert re.fullmatch(rf"Epoch {epoch}/2 - \d+\.\d\ds - loss: \d\.\d{{4}} - accuracy: \d\.\d{{4}}", line), line
 
 
-def test_verbose_1_draws_a_bar_per_epoch_with_the_final_metrics(capsys):
+@pytest.fixture
+def a_terminal(monkeypatch):
+    """Standard output taken for a terminal, where verbose=1 draws a live bar."""
+    monkeypatch.setattr(bp.callbacks, "interactive", lambda stream: True)
+
+
+def test_verbose_1_into_a_file_or_pipe_writes_a_line_per_epoch(capsys):
+    """A live bar written into a log keeps every redraw in the text; captured output is not a terminal."""
+    x, y = binary_problem()
+    small_model().fit(x, y, epochs=2, verbose=1)
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert [line.split(" - ")[0] for line in lines] == ["Epoch 1/2", "Epoch 2/2"] and "\r" not in captured.out
+    assert captured.err == ""
+
+
+def test_verbose_1_draws_a_bar_per_epoch_with_the_final_metrics(capsys, a_terminal):
     x, y = binary_problem()  # 120 examples: 4 batches of 32
     history = small_model().fit(x, y, epochs=2, verbose=1)
     captured = capsys.readouterr()
@@ -638,7 +654,7 @@ def test_lambda_callback_names_an_unknown_hook():
 
 
 def test_a_progress_bar_made_directly_draws_on_standard_output(capsys):
-    bar = bp.callbacks.ProgressBar(epochs=1, steps=2)
+    bar = bp.callbacks.ProgressBar(epochs=1, steps=2, live=True)
     bar.on_epoch_begin(0)
     for batch in range(2):
         bar.on_train_batch_end(batch, {"loss": 0.5})
@@ -673,7 +689,7 @@ def test_sample_weights_take_the_models_dtype():
     assert runs[0] == runs[1]
 
 
-def test_verbose_auto_is_the_progress_bar(capsys):
+def test_verbose_auto_is_the_progress_bar(capsys, a_terminal):
     x, y = binary_problem()
     small_model().fit(x, y, epochs=1)
     captured = capsys.readouterr()
