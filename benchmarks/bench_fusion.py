@@ -41,12 +41,8 @@ def backprop_steps(activation, x, w0, b0):
     steps = {}
     for fuse in (True, False):
         compiled = bp.function(step)
-        join_from = fusion.JOIN_FROM
-        fusion.JOIN_FROM = 0 if fuse else sys.maxsize  # this case's groups, whatever their size
-        try:
-            compiled(x), compiled(x)
-        finally:
-            fusion.JOIN_FROM = join_from
+        with fusion.using(fusion.EVERYTHING if fuse else fusion.Policy(smallest=sys.maxsize)):
+            compiled(x), compiled(x)  # this case's group, joined whatever its size and ops, or not at all
         steps["joined" if fuse else "op by op"] = lambda compiled=compiled: compiled(x)
     return steps
 

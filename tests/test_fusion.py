@@ -11,9 +11,13 @@ from backprop.tracing import trace
 
 
 @pytest.fixture(autouse=True)
-def join_any_size(monkeypatch):
-    """Join groups of every size (a step joins only groups of JOIN_FROM values or more, where it pays)."""
-    monkeypatch.setattr(fusion, "JOIN_FROM", 1)
+def join_everything():
+    """Join every group, whatever its size, ops or engine (by default a step joins only where it pays)."""
+    with fusion.using(fusion.EVERYTHING):
+        yield
+
+
+needs_numba_here = pytest.mark.skipif(elementwise.numba_module() is None, reason="numba is not installed")
 
 
 def joined_nodes(function):
@@ -147,10 +151,19 @@ def test_turning_fusion_off_leaves_the_ops_one_by_one(monkeypatch):
     assert len(joined_nodes(compare(step, inputs))) == 1
 
 
-def test_small_groups_are_left_as_their_ops_by_default(monkeypatch):
-    monkeypatch.setattr(fusion, "JOIN_FROM", 65_536)
-    assert joined_nodes(compare(*dense_step(bp.sigmoid, rows=8, width=5))) == []
-    assert len(joined_nodes(compare(*dense_step(bp.sigmoid, rows=256, width=256)))) == 1
+@needs_numba_here
+def test_by_default_only_large_arithmetic_groups_are_joined():
+    with fusion.using(fusion.Policy()):
+        assert joined_nodes(compare(*dense_step(lambda z: z * z + 1.0, rows=8, width=5))) == []  # small
+        assert joined_nodes(compare(*dense_step(bp.sigmoid, rows=256, width=256))) == []  # NumPy's exp
+        (joined,) = joined_nodes(compare(*dense_step(lambda z: z * z + 1.0, rows=256, width=256), exact=False))
+        assert [node.op for node in joined.members] == ["add", "multiply", "add"]
+
+
+def test_without_numba_nothing_is_joined_by_default(monkeypatch):
+    monkeypatch.setattr(elementwise, "numba_module", lambda: None)
+    with fusion.using(fusion.Policy()):
+        assert joined_nodes(compare(*dense_step(lambda z: z * z + 1.0, rows=256, width=256))) == []
 
 
 def test_on_the_strict_device_the_members_run_one_by_one():

@@ -375,11 +375,8 @@ def test_many_random_small_models_replay_bit_for_bit(spec):
 
 def check_replay(spec):
     eager, eager_history = train_small(spec, jit=False)
-    join_from, fusion.JOIN_FROM = fusion.JOIN_FROM, 1  # join the hand-written activations' small groups too
-    try:
+    with fusion.using(fusion.EVERYTHING):  # join the hand-written activations' small groups too
         compiled, compiled_history = train_small(spec, jit=True)
-    finally:
-        fusion.JOIN_FROM = join_from
     assert compiled_history == eager_history and np.isfinite(eager_history["loss"]).all()
     for a, b in zip(eager.get_weights(), compiled.get_weights()):
         np.testing.assert_array_equal(a, b)

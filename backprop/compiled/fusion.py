@@ -7,8 +7,11 @@ formulas generated from the members' own, run by backprop.elementwise: numba's o
 (the ``fast`` extra), otherwise the same ufunc calls the ops make, on preallocated buffers. A group is formed
 only where its replay computes the bits the ops compute one by one on the NumPy engine: one dtype, members of
 one shape, every gradient added up in the order the tape adds it. On any other device the members run one by
-one, as recorded.
+one, as recorded. Which groups are joined is a ``Policy``: by default, only where it measurably pays.
 """
+import contextlib
+import contextvars
+import dataclasses
 import math
 import os
 
@@ -27,10 +30,33 @@ _QUIET = {"log", "sqrt"}  # ops that compute under np.errstate(divide/invalid ig
 _VECTORIZED_BY_NUMPY = {"exp", "log", "logaddexp", "tanh", "sin", "cos"}
 
 
-# Groups of fewer values are left as their ops: below this, NumPy's ufuncs on fresh arrays cost no more than a
-# joined group's bookkeeping (measured on a step with a hand-written activation after a matmul: 0.9-1.1x up to
-# 65,536 values, 1.1-2.4x at 262,144, where fresh temporaries start to cost page faults).
-JOIN_FROM = 65_536
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """Which groups a replay joins. By default only where it measurably pays: arithmetic groups of 65,536
+    values or more, run by numba as one loop (1.3-1.55x a step with such a group, bench_fusion.py). Smaller
+    groups cost more in bookkeeping than they save, and groups using NumPy's SIMD functions (exp, log, tanh,
+    the sigmoid) measured 0.9-2.9x on the NumPy engine depending on the allocator's state, so they stay op by
+    op. ``EVERYTHING`` joins every group (the tests check the mechanism with it)."""
+    smallest: int = 65_536                # values in the group's result
+    ops: frozenset = frozenset({"add", "subtract", "multiply", "divide", "negative", "square", "sqrt"})
+    needs_numba: bool = True              # join only when numba is there to run the group
+
+    def allows(self, node):
+        return math.prod(node.shape) >= self.smallest and (self.ops is None or node.op in self.ops)
+
+
+EVERYTHING = Policy(smallest=0, ops=None, needs_numba=False)
+_policy = contextvars.ContextVar("backprop_fusion_policy", default=Policy())
+
+
+@contextlib.contextmanager
+def using(policy):
+    """Plans made inside the block join what ``policy`` allows."""
+    token = _policy.set(policy)
+    try:
+        yield
+    finally:
+        _policy.reset(token)
 
 
 def enabled():
@@ -39,7 +65,10 @@ def enabled():
 
 def fused(graph):
     """``graph`` with its elementwise groups joined (the same graph when there is none)."""
-    groups = _groups(graph)
+    policy = _policy.get()
+    if policy.needs_numba and elementwise.numba_module() is None:
+        return graph
+    groups = _groups(graph, policy)
     if not groups:
         return graph
     return _rewritten(graph, groups)
@@ -100,13 +129,13 @@ def _dtype(graph, source):
     return getattr(source.value, "dtype", None) if source.kind == "constant" else source.value.data.dtype
 
 
-def _groups(graph):
+def _groups(graph, policy):
     """Lists of node positions (in order, the root last), each group of two or more members."""
     readers = _consumers(graph)
-    joinable = [_joinable(graph, node) for node in graph.nodes]
+    joinable = [_joinable(graph, node) and policy.allows(node) for node in graph.nodes]
     taken, groups = set(), []
     for root in range(len(graph.nodes) - 1, -1, -1):
-        if not joinable[root] or root in taken or math.prod(graph.nodes[root].shape) < JOIN_FROM:
+        if not joinable[root] or root in taken:
             continue
         members = _grow(graph, root, joinable, readers, taken)
         if len(members) > 1 and _exact(graph, members, readers):
