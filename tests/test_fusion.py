@@ -122,6 +122,28 @@ def test_a_gradient_the_tape_would_add_in_another_order_is_not_joined():
     compare(step, lambda: [bp.Tensor(rng.normal(size=(1000,)))])
 
 
+def test_an_input_read_twice_in_a_group_and_again_after_it_is_not_joined():
+    """x * x reads x twice: the tape adds both shares onto what later readers of x added, one by one; a joined
+    node would add their sum (204 of 1,000 gradients differed in the last bit before this was guarded)."""
+    rng = np.random.default_rng(7)
+
+    def step(x):
+        with bp.GradientTape() as tape:
+            tape.watch(x)
+            h = x * x + 1.0
+            loss = bp.reduce_sum(h) + bp.reduce_sum(x) + bp.reduce_mean(x)
+        return [loss] + tape.gradient(loss, [x])
+    joined = joined_nodes(compare(step, lambda: [bp.Tensor(rng.normal(size=(1000,)))]))
+    assert all(node.op != "multiply" for j in joined for node in j.members)  # (the loss's scalar adds may join)
+
+    def read_only_inside(x):  # the same group, x read by nothing else: joined
+        with bp.GradientTape() as tape:
+            tape.watch(x)
+            loss = bp.reduce_sum(x * x + 1.0)
+        return [loss] + tape.gradient(loss, [x])
+    assert len(joined_nodes(compare(read_only_inside, lambda: [bp.Tensor(rng.normal(size=(1000,)))]))) == 1
+
+
 def test_the_groups_are_the_ones_a_reader_expects():
     def f(x, y):
         a = bp.exp(x) * y          # a group: exp, multiply, add

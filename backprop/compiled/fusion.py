@@ -167,9 +167,12 @@ def _grow(graph, root, joinable, readers, taken):
 
 
 def _exact(graph, members, readers):
-    """Whether the joined gradients add up exactly as the tape adds them: an outside input read twice inside the
-    group has the group's shape (no sum over broadcast rows in between), and no node outside the group reads it
-    between its first use inside and the root (the tape would add that node's share in between)."""
+    """Whether the joined gradients add up exactly as the tape adds them. The joined node adds the group's share
+    of an outside input's gradient at the root's place, in one sum. So an outside input read once inside the
+    group may not be read by a node outside it between that read and the root (the tape would add that node's
+    share in between); one read twice or more inside has the group's shape (no sum over broadcast rows in
+    between) and is read by no differentiated node outside the group after its first read inside (the tape would
+    add the group's shares one by one onto that node's)."""
     root = max(members)
     root_shape = graph.nodes[root].shape
     first_use, count = {}, {}
@@ -185,7 +188,8 @@ def _exact(graph, members, readers):
             continue
         if count[key] > 1 and _shape(graph, key) != root_shape:
             return False
-        if any(first < reader < root and reader not in members and graph.nodes[reader].tapes
+        last = len(graph.nodes) if count[key] > 1 else root
+        if any(first < reader < last and reader not in members and graph.nodes[reader].tapes
                for reader in readers.get(key, ())):
             return False
     return True
