@@ -4,7 +4,6 @@ Exit codes: 0 success, 2 bad input (one line on stderr, nothing written), 1 unex
 failure, 130 interrupted (Ctrl-C).
 """
 import argparse
-import contextlib
 import csv
 import errno
 import json
@@ -287,14 +286,20 @@ def cmd_train(args):
                            "is split across the workers")
         return launch_workers(args)
     distribute.init()
-    if not distribute.is_main():  # rank 0 speaks for the job
+    workers = distribute.current()
+    if distribute.is_main():  # rank 0 speaks for the job and decides on its folder
+        out = run.prepare_output(config.out or run.default_output(config.data), args.force, create_parent=True)
+        with run.output_lock(out):
+            try:
+                run.check_backup(config, out, args.resume, args.force)
+            except ValueError as error:
+                raise BadInput(str(error)) from None
+            if workers is not None:  # the others start once the folder is checked (a refusal aborts the job)
+                workers.share_bytes(out.encode())
+            metrics = train_interruptibly(run, config, out, args.quiet)
+    else:  # checking the folder here too raced rank 0 making it ("already exists", exit 2 on rank 1 alone)
         sys.stdout = open(os.devnull, "w")
-    out = run.prepare_output(config.out or run.default_output(config.data), args.force, create_parent=True)
-    with run.output_lock(out) if distribute.is_main() else contextlib.nullcontext():
-        try:
-            run.check_backup(config, out, args.resume, args.force)
-        except ValueError as error:
-            raise BadInput(str(error)) from None
+        out = workers.share_bytes(None).decode()
         metrics = train_interruptibly(run, config, out, args.quiet)
     score = " ".join(f"{k}={v:.6g}" for k, v in metrics.items() if k.startswith("test_"))
     print(f"{score} (epochs run: {metrics['epochs_run']}, best epoch: {metrics['best_epoch']})")

@@ -203,6 +203,16 @@ def test_an_error_on_one_rank_of_the_cli_ends_the_job(tmp_path):
         result.stderr + result.stdout
 
 
+def test_a_rank_that_starts_late_joins_the_run_rank_0_began(tmp_path):
+    """Every rank checked --out itself, so a rank arriving after rank 0 had made the run's backup folder met
+    "an interrupted run left a backup" and ended the job with exit 2 (seen in CI). Rank 0 alone checks now."""
+    script = Path(__file__).parent / "scripts" / "cli_late_rank.py"
+    result = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=90, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "r" / "model.bp").is_file() and "test_accuracy=" in result.stdout
+
+
 def test_workers_on_a_gpu_are_refused_in_one_line(monkeypatch, capsys):
     """Until NCCL is built, every rank would use GPU 0 and hand device arrays to an MPI that cannot read them
     (issue #30): refused before any process is started. A GPU is faked by the strict device."""
