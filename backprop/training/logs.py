@@ -31,25 +31,30 @@ class Accumulators:
         """The loss tracker first, then the metrics (the order resume files use)."""
         return [self.loss] + self.metrics
 
-    def results(self, workers=None):
+    def results(self, workers=None, same_loss_everywhere=True):
         """The logs; with ``workers`` (MPI ranks, each with its own shards' metrics) those of all ranks."""
-        source = self if workers is None else self.merged(workers)
+        source = self if workers is None else self.merged(workers, same_loss_everywhere)
         return {"loss": source.loss.result(), **{m.name: m.result() for m in source.metrics}}
 
-    def merged(self, workers):
-        """A copy whose metrics hold every rank's states added up (a collective: every rank calls it). The loss
-        is the same on every rank already: each step's loss is summed over the ranks."""
+    def merged(self, workers, same_loss_everywhere=True):
+        """A copy whose metrics hold every rank's states added up (a collective: every rank calls it). In
+        training the loss is the same on every rank already (each step's loss is summed over the ranks); an
+        evaluation, whose ranks take different batches, adds the losses up too."""
         copy = Accumulators.__new__(Accumulators)
-        copy.loss, copy.metrics, copy._handed_out = self.loss, [], None
-        for metric in self.metrics:
-            twin = copy_module.copy(metric)
-            twin.set_state(metric.merge_states(metric.get_state(), workers))
-            copy.metrics.append(twin)
+        copy._handed_out = None
+        copy.loss = self.loss if same_loss_everywhere else _merged(self.loss, workers)
+        copy.metrics = [_merged(metric, workers) for metric in self.metrics]
         return copy
 
     def clear_metrics(self):
         for metric in self.metrics:
             metric.reset_state()
+
+
+def _merged(metric, workers):
+    twin = copy_module.copy(metric)
+    twin.set_state(metric.merge_states(metric.get_state(), workers))
+    return twin
 
 
 class LazyLogs(MutableMapping):

@@ -212,39 +212,22 @@ class Trainer:
 
 
 def evaluate_logs(model, x, y, sample_weight=None, batch_size=32, what="validation"):
-    """Loss and metrics over (x, y) in inference mode, as Python floats."""
+    """Loss and metrics over (x, y) in inference mode, as Python floats. Under MPI each rank evaluates a
+    contiguous share of the batches and the ranks add their running states up once, at the end."""
     x, y, sample_weight = data.prepare(model, x, y, sample_weight, what)
     batch_size = data.check_batch_size(batch_size, len(x))
     accumulators = Accumulators(model)
     batches = list(data.batches(len(x), batch_size))
     workers = distribute.current()
     if workers is not None:
-        results = _sharded_test_steps(model, x, y, sample_weight, batches, workers)
-        for index, (loss, y_pred) in zip(batches, results):
-            accumulators.update(loss, y[index], y_pred, data.take(sample_weight, index))
-        return accumulators.results()
+        share = workers.counts(len(batches))
+        first = sum(share[:workers.rank])
+        batches = batches[first:first + share[workers.rank]]
     for index in batches:
         yb, wb = y[index], data.take(sample_weight, index)
         loss, y_pred = test_step(model, x[index], yb, wb)
         accumulators.update(loss, yb, y_pred, wb)
-    return accumulators.results()
-
-
-def _sharded_test_steps(model, x, y, sample_weight, batches, workers):
-    """(loss, predictions) of every batch, each rank computing a contiguous share of the batches and
-    gathering the rest, so every rank accumulates all of them in order, as one process would."""
-    sizes = [len(range(len(x))[index]) for index in batches]  # slices or index arrays
-    share = workers.counts(len(batches))
-    first = sum(share[:workers.rank])
-    mine = [test_step(model, x[index], y[index], data.take(sample_weight, index))
-            for index in batches[first:first + share[workers.rank]]]
-    probe = mine[0][1] if mine else test_step(model, x[:1], y[:1], None)[1]  # the shape of a prediction
-    rows = numpy.concatenate([p for _, p in mine]) if mine else numpy.empty((0,) + probe.shape[1:], probe.dtype)
-    rows_per_rank = [sum(sizes[sum(share[:r]):sum(share[:r + 1])]) for r in range(workers.size)]
-    predictions = workers.gather_rows(rows, rows_per_rank, probe.shape[1:], probe.dtype)
-    losses = workers.gather_rows(numpy.array([float(loss) for loss, _ in mine]), share, (), numpy.float64)
-    starts = numpy.cumsum([0] + sizes)
-    return [(losses[b], predictions[starts[b]:starts[b + 1]]) for b in range(len(batches))]
+    return accumulators.results(workers, same_loss_everywhere=False)
 
 
 def predict(model, x, batch_size=32):
