@@ -99,7 +99,11 @@ class Metric:
         """This rank's state (get_state) joined with the other ranks' (a collective every rank calls): counts and
         totals add up, number by number. A metric whose state does not add up overrides this (AUC)."""
         keys = sorted(state)
-        parts = [numpy.asarray(state[k], dtype=numpy.float64) for k in keys]
+        try:
+            parts = [numpy.asarray(state[k], dtype=numpy.float64) for k in keys]
+        except (TypeError, ValueError):
+            raise TypeError(f"a metric's state {keys} is not numbers that add up across MPI ranks: give the "
+                            "metric a merge_states(state, workers) of its own (see AUC)") from None
         summed = workers.sum_(numpy.concatenate([p.ravel() for p in parts]) if parts else numpy.zeros(0))
         ends = numpy.cumsum([p.size for p in parts])
         return {k: (float(v[0]) if p.ndim == 0 else v.reshape(p.shape))

@@ -95,6 +95,19 @@ def test_each_rank_s_metrics_add_up_once_an_epoch_to_one_process_s(tmp_path):
     assert_same_training(single, load(resumed))
 
 
+def test_ctrl_c_reaching_one_rank_first_ends_the_job_and_resumes_exactly(tmp_path, single):
+    """A rank that sees Ctrl-C stops at its next batch; it must not enter a collective the others are not in
+    (a backup's metric merge, out of step with their next allreduce). The job ends, and resuming from the
+    last backup the ranks all made trains exactly as one process."""
+    options = {"backup": str(tmp_path / "backup")}
+    result, out, seconds = run(tmp_path, "interrupted", 2, {**options, "interrupt_at": 5}, timeout=60)
+    assert result.returncode != 0 and not out.exists() and seconds < 30, result.stderr
+    assert "training interrupted" in result.stderr and "the last backup the ranks made together" in result.stderr
+    result, out, _ = run(tmp_path, "resumed", 2, options)
+    assert result.returncode == 0, result.stderr
+    assert_same_training(single, load(out))
+
+
 def test_an_exception_on_one_rank_stops_every_rank(tmp_path):
     result, out, seconds = run(tmp_path, "failing", 2, {"fail_on_rank": 1}, timeout=60)
     assert result.returncode != 0 and "rank 1 failed on purpose" in result.stderr

@@ -409,3 +409,15 @@ def test_a_loss_function_gets_labels_at_the_predictions_rank():
     assert float(loss(bp.tensor(np.zeros((4, 1, 1), np.float32)), predictions)) == 1.0  # (n, 1, 1): one axis less
     traced = bp.function(lambda y, p: loss(y, p))  # inside a trace the reshape is an op: new labels each call
     assert [float(traced(bp.tensor(np.full(4, v, np.float32)), predictions)) for v in (1.0, 3.0)] == [0.0, 4.0]
+
+
+def test_a_metric_state_that_does_not_add_up_across_ranks_says_what_to_write():
+    class Workers:  # one rank: summing is the identity
+        def sum_(self, array):
+            return array
+
+    counted = bp.metrics.BinaryAccuracy()
+    counted.update_state(np.array([1.0, 0.0]), np.array([0.9, 0.8]))
+    assert counted.merge_states(counted.get_state(), Workers()) == {"count": 2.0, "total": 1.0}
+    with pytest.raises(TypeError, match="give the metric a merge_states"):
+        counted.merge_states({"seen": ["cat", "dog"]}, Workers())

@@ -35,7 +35,7 @@ class Policy:
     """Which groups a replay joins. By default only where it measurably pays: arithmetic groups of 65,536
     values or more, run by numba as one loop (1.3-1.55x a step with such a group, bench_fusion.py). Smaller
     groups cost more in bookkeeping than they save, and groups using NumPy's SIMD functions (exp, log, tanh,
-    the sigmoid) measured 0.9-2.9x on the NumPy engine depending on the allocator's state, so they stay op by
+    the sigmoid) measured 0.88-2.9x on the NumPy engine depending on the allocator's state, so they stay op by
     op. ``EVERYTHING`` joins every group (the tests check the mechanism with it)."""
     smallest: int = 65_536                # values in the group's result
     ops: frozenset = frozenset({"add", "subtract", "multiply", "divide", "negative", "square", "sqrt"})
@@ -244,9 +244,9 @@ def _joined(graph, group):
     wiring = [[("member", group.index(s.index)) if s.kind == "node" and s.index in group else ("outside", slot_of[_key(s)])
                for s in node.inputs] for node in members]
     root = members[-1]
-    needs = [_needs(node) for node in members]
-    tapes = tuple((number, _outside_needs(wiring, needs, len(outside))) for number, _ in root.tapes)
-    forward = Joined(members, wiring, outside, root.shape, root.dtype, _outside_needs(wiring, needs, len(outside)))
+    needs = _outside_needs(wiring, [_needs(node) for node in members], len(outside))
+    tapes = tuple((number, needs) for number, _ in root.tapes)
+    forward = Joined(members, wiring, outside, root.shape, root.dtype, needs)
     name = "+".join(node.op for node in members)
     return Node(name, outside, {}, root.shape, root.dtype, root.layer, forward, tapes=tapes)
 

@@ -188,17 +188,19 @@ class Trainer:
                 return False
             if model.stop_training:  # Keras 3 checks after every batch: a callback can end an epoch early
                 break
-            if backup is not None and (interrupted() or backup.save_freq != "epoch"
-                                       and model.optimizer.iterations % backup.save_freq == 0):
+            scheduled = backup is not None and backup.save_freq != "epoch" and \
+                model.optimizer.iterations % backup.save_freq == 0  # (the same batch on every rank)
+            if scheduled or backup is not None and interrupted() and self.workers is None:
                 self._save(backup)
-                if interrupted():
-                    raise KeyboardInterrupt(f"training interrupted at epoch {self.epoch + 1}, batch {self.batch}; a "
-                                            f"backup is in {backup.directory}: run the same fit again to resume")
+            if backup is not None and interrupted():
+                raise KeyboardInterrupt(f"training interrupted at epoch {self.epoch + 1}, batch {self.batch}; "
+                                        + _where_to_resume(backup, saved=scheduled or self.workers is None))
             if model.stop_training:
                 break
         return True
 
     def _save(self, backup):
+        """Write a backup (rank 0); under MPI every rank calls it at the same batch: the metrics are merged first."""
         from backprop.training import resume
         if self.workers is None:
             backup.save(*resume.capture(self))
@@ -209,6 +211,15 @@ class Trainer:
                 backup.save(*resume.capture(self))
         finally:
             self.accumulators = local
+
+
+def _where_to_resume(backup, saved):
+    if saved:
+        return f"a backup is in {backup.directory}: run the same fit again to resume"
+    # under MPI a Ctrl-C reaches the ranks at different batches: a backup made by one rank alone would meet the
+    # others in no collective (its metrics' merge against their next allreduce), so none is made here
+    return (f"the last backup the ranks made together is in {backup.directory}: run the same fit again to resume "
+            "from it")
 
 
 def evaluate_logs(model, x, y, sample_weight=None, batch_size=32, what="validation"):

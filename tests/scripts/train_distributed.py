@@ -4,7 +4,7 @@ Float64, shuffling, a validation split, a ragged last batch (101 training exampl
 Adam with a schedule, EarlyStopping and ReduceLROnPlateau; rank 0 writes OUT (.npz): weights and
 history (after one more train_on_batch, on rank 0 alone). Options: {"fail_on_rank": r} raises on that rank after the first epoch; {"backup": dir,
 "kill_at": n} backs up and SIGKILLs rank 1 after n batches; {"stall_at": n} makes rank 1 sleep for a minute
-after n batches; "shuffle" and "validation_split" change the fit;
+after n batches; {"interrupt_at": n} sends rank 1 alone a SIGINT after n batches; "shuffle" and "validation_split" change the fit;
 "built_by_fit" leaves the input shape out, so fit builds the model; "node_local" gives each rank its own
 backup folder; "binary" trains one logit with AUC, precision, recall and MSE among the metrics.
 """
@@ -58,6 +58,14 @@ def main():
             if seen["batches"] == options["kill_at"]:
                 os.kill(os.getpid(), signal.SIGKILL)
         callbacks.append(bp.callbacks.LambdaCallback(on_train_batch_end=die))
+    if "interrupt_at" in options and bp.distribute.rank() == 1:  # Ctrl-C reaching one rank before the others
+        interrupted = {"batches": 0}
+
+        def interrupt(batch, logs):
+            interrupted["batches"] += 1
+            if interrupted["batches"] == options["interrupt_at"]:
+                os.kill(os.getpid(), signal.SIGINT)
+        callbacks.append(bp.callbacks.LambdaCallback(on_train_batch_end=interrupt))
     if "stall_at" in options and bp.distribute.rank() == 1:
         stalled = {"batches": 0}
 
