@@ -3,8 +3,9 @@
 In a single process everything here is a no-op and mpi4py is never imported. Under ``mpiexec`` each
 process (rank) holds the whole model; ``fit`` gives each rank a contiguous shard of every global batch,
 sums the shards' gradients (each weighted by its share of the batch, so a ragged last batch is exact)
-with one allreduce of the flat gradient buffer per dtype, and gathers the predictions and losses so
-that every rank keeps the same logs and History (backprop.training.parallel). Rank 0's initial
+in buckets of the flat gradient buffer while the backward pass goes on, sums the losses, and adds the
+ranks' metric states up once an epoch, so that every rank keeps the same History
+(backprop.training.parallel). Rank 0's initial
 weights and shuffled order are broadcast; only rank 0 prints and writes files. An exception on any
 rank aborts the whole job (MPI_Abort) instead of leaving the others waiting in a collective, and so does
 a rank that waits in a collective for longer than BACKPROP_MPI_TIMEOUT seconds (300 by default): a stalled
@@ -26,11 +27,13 @@ class WorkersError(ValueError):
 
 
 class Workers:
-    """The ranks of one job and the collectives training needs, on an mpi4py communicator."""
+    """The ranks of one job and the collectives training needs, on an mpi4py communicator. ``bucket_bytes``:
+    the size of the parts the gradients are summed in while the backward pass goes on (0: one sum after it)."""
 
-    def __init__(self, comm, timeout=None):
+    def __init__(self, comm, timeout=None, bucket_bytes=None):
         self.comm, self.rank, self.size = comm, comm.Get_rank(), comm.Get_size()
         self.timeout = stall_timeout() if timeout is None else timeout
+        self.bucket_bytes = bucket_size() if bucket_bytes is None else bucket_bytes
         from mpi4py import MPI
         self._mpi = MPI
 
@@ -79,8 +82,15 @@ class Workers:
 
     def sum_(self, array):
         """Overwrite ``array`` in place with its sum over the ranks."""
-        self._wait(self.comm.Iallreduce(self._mpi.IN_PLACE, array, op=self._mpi.SUM), "the gradients' allreduce")
+        self.wait(self.start_sum(array))
         return array
+
+    def start_sum(self, array):
+        """Start overwriting ``array`` (contiguous) in place with its sum over the ranks: a request for ``wait``."""
+        return self.comm.Iallreduce(self._mpi.IN_PLACE, array, op=self._mpi.SUM)
+
+    def wait(self, request, what="the gradients' allreduce"):
+        self._wait(request, what)
 
     def gather_rows(self, rows, counts, row_shape, dtype):
         """Every rank's ``rows`` (counts[r] of them), concatenated in rank order, on every rank."""
@@ -106,6 +116,19 @@ def stall_timeout():
     if not seconds > 0:
         raise ValueError(f"BACKPROP_MPI_TIMEOUT must be a positive number of seconds, got {text!r}")
     return seconds
+
+
+def bucket_size():
+    """Bytes of gradients summed at once while the backward pass goes on: BACKPROP_MPI_BUCKET_KB (kibibytes,
+    0 for one sum after the backward pass), 256 KiB by default."""
+    text = os.environ.get("BACKPROP_MPI_BUCKET_KB", "256")
+    try:
+        kib = float(text)
+    except ValueError:
+        raise ValueError(f"BACKPROP_MPI_BUCKET_KB must be a number of kibibytes, got {text!r}") from None
+    if not kib >= 0:
+        raise ValueError(f"BACKPROP_MPI_BUCKET_KB must be 0 or more kibibytes, got {text!r}")
+    return int(kib * 1024)
 
 
 def _launched_by_mpi():

@@ -81,6 +81,8 @@ class FlatParameters:
                 missing.append(position)
             else:
                 grad = grad.data if isinstance(grad, Tensor) else grad
+                if grad is view:  # already there (a data-parallel step's overlapped allreduce put it there)
+                    continue
                 if type(grad) is not type(view):  # gradients given as data from elsewhere join the buffer's device
                     grad = devices.of(view).to_device(grad)
                 np.copyto(view, grad, casting="same_kind")

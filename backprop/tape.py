@@ -8,6 +8,8 @@ loop: no recursion, no depth limit.
 """
 import contextlib
 import contextvars
+import functools
+import operator
 import threading
 from itertools import repeat
 
@@ -30,6 +32,10 @@ gradient_monitors = contextvars.ContextVar("backprop_gradient_monitors", default
 # Set while backprop.tracing records: called by gradient() with (tape, target, sources, results, unconnected,
 # output_gradients).
 gradient_hooks = contextvars.ContextVar("backprop_gradient_hooks", default=None)
+# Set by a data-parallel step (backprop.training.parallel): (variables, ready). A gradient taken with respect to
+# exactly those variables, in that order, calls ready(position, gradient) as soon as no op left in the reverse
+# pass can add to that variable's gradient, and keeps the array it returns as the gradient.
+gradient_ready = contextvars.ContextVar("backprop_gradient_ready", default=None)
 _wrap = Tensor._wrap
 
 
@@ -67,7 +73,7 @@ def unbroadcast(grad, shape):
     return grad.reshape(shape)
 
 
-def reverse(nodes, grads, keep, values=None, monitors=()):
+def reverse(nodes, grads, keep, values=None, monitors=(), ready=None):
     """The reverse pass, shared by GradientTape and a replayed recording (backprop.compiled.plan).
 
     ``nodes`` are ``(out, inputs, backward, needs, name)`` in the order the ops ran. Their handles are
@@ -75,27 +81,60 @@ def reverse(nodes, grads, keep, values=None, monitors=()):
     ``grads`` holds the seed gradients by name and receives the rest; gradients of names in ``keep`` are
     kept, the others freed as soon as they are used. Each gradient is summed back to its input's shape
     and cast to its dtype; gradients reaching one value add up in the order the nodes are visited.
+    ``ready`` maps names to functions called with the name's gradient once it is complete (the pass has
+    visited the first op that read the value), which return the array to keep in its place.
     """
     slots = values is not None
-    for out, inputs, backward, needs, name in reversed(nodes):
+    completes = _completions(nodes, ready, slots) if ready else {}
+    for position in range(len(nodes) - 1, -1, -1):
+        out, inputs, backward, needs, name = nodes[position]
         k = out if slots else id(out)
         g = grads.get(k) if k in keep else grads.pop(k, None)
-        if g is None:
-            continue
-        for position, (x, needed, gx) in enumerate(zip(inputs, needs, backward(g, needs))):
-            if not needed or gx is None:
-                continue
-            for monitor in monitors:
-                monitor(name, position, gx, g)
-            if slots:
-                data, k = values[x], x
-            else:
-                data, k = x.data, id(x)
-            if gx.shape != data.shape:
-                gx = unbroadcast(gx, data.shape)
-            if gx.dtype != data.dtype:
-                gx = gx.astype(data.dtype)
-            grads[k] = grads[k] + gx if k in grads else gx
+        if g is not None:
+            for index, (x, needed, gx) in enumerate(zip(inputs, needs, backward(g, needs))):
+                if not needed or gx is None:
+                    continue
+                for monitor in monitors:
+                    monitor(name, index, gx, g)
+                if slots:
+                    data, k = values[x], x
+                else:
+                    data, k = x.data, id(x)
+                if gx.shape != data.shape:
+                    gx = unbroadcast(gx, data.shape)
+                if gx.dtype != data.dtype:
+                    gx = gx.astype(data.dtype)
+                grads[k] = grads[k] + gx if k in grads else gx
+        if position in completes:
+            for k in completes[position]:
+                if k in grads:
+                    grads[k] = ready[k](grads[k])
+
+
+def _completions(nodes, names, slots):
+    """position -> the names in ``names`` whose gradient is complete once the reverse pass has visited it."""
+    first_read = {}
+    for position, (_, inputs, _, needs, _) in enumerate(nodes):
+        for x, needed in zip(inputs, needs):
+            k = x if slots else id(x)
+            if needed and k in names and k not in first_read:
+                first_read[k] = position
+    completes = {}
+    for k, position in first_read.items():
+        completes.setdefault(position, []).append(k)
+    return completes
+
+
+def ready_callbacks(sources, keys):
+    """The ``ready`` argument of :func:`reverse` for a gradient with respect to ``sources`` (named by ``keys``):
+    the data-parallel step's, when one is set for exactly these sources, else None."""
+    hook = gradient_ready.get()
+    if hook is None:
+        return None
+    variables, ready = hook
+    if len(variables) != len(sources) or not all(map(operator.is_, variables, sources)):
+        return None
+    return {key: functools.partial(ready, position) for position, key in enumerate(keys)}
 
 
 class GradientTape:
@@ -178,7 +217,8 @@ class GradientTape:
                 self._check_source(s, flat_sources)
         self._warn_if_nested(flat_sources)
         grads = self._seed(target, output_gradients)
-        self._backpropagate(grads, set(map(id, flat_sources)))
+        keys = list(map(id, flat_sources))
+        self._backpropagate(grads, set(keys), ready_callbacks(flat_sources, keys))
         results = [_wrap(grads[id(s)]) if id(s) in grads else self._unconnected(s, unconnected_gradients)
                    for s in flat_sources]
         hook = gradient_hooks.get()
@@ -212,8 +252,8 @@ class GradientTape:
             grads[id(t)] = grads[id(t)] + g if id(t) in grads else g
         return grads
 
-    def _backpropagate(self, grads, keep):
-        reverse(self._nodes, grads, keep, monitors=gradient_monitors.get())
+    def _backpropagate(self, grads, keep, ready=None):
+        reverse(self._nodes, grads, keep, monitors=gradient_monitors.get(), ready=ready)
 
     def _check_source(self, source, sources):
         if not isinstance(source, Tensor):

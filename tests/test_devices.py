@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import backprop as bp
-from backprop.devices import strict
+from backprop.devices import draws, strict
+from backprop.ops import nn
 from conftest import DEVICES
 
 OTHER_DEVICES = [d for d in DEVICES if d != "cpu"]
@@ -23,6 +24,13 @@ def same(a, b, device):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-5)
     else:
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.fixture
+def device_masks(monkeypatch):
+    """The CPU drawing its dropout masks as the devices draw theirs (backprop.devices.draws), so that a device's
+    training can be compared with the CPU's number for number."""
+    monkeypatch.setattr(nn, "host_dropout_scale", draws.dropout_scale)
 
 
 def train(device, optimizer="adam", epochs=3, callbacks=(), batch_size=16):
@@ -41,7 +49,7 @@ def train(device, optimizer="adam", epochs=3, callbacks=(), batch_size=16):
 @pytest.mark.parametrize("device", OTHER_DEVICES)
 @pytest.mark.parametrize("optimizer", ["adam"] + [pytest.param(name, marks=pytest.mark.slow)
                                                   for name in ("sgd", "adamw", "rmsprop", "adagrad", "adadelta")])
-def test_fit_on_a_device_gives_the_cpus_training(device, optimizer):
+def test_fit_on_a_device_gives_the_cpus_training(device, optimizer, device_masks):
     cpu_model, cpu_history = train("cpu", optimizer)
     model, history = train(device, optimizer)
     assert model.device.name == device and all(v.device.name == device for v in model.variables)
@@ -82,7 +90,7 @@ def test_the_progress_bar_does_not_wait_for_the_device_at_every_step(monkeypatch
     assert reads(batch_size=4) == reads(batch_size=4, verbose=0) == reads(batch_size=12)  # 48 steps or 16
 
 
-def test_callbacks_see_the_same_logs_and_weights(tmp_path):
+def test_callbacks_see_the_same_logs_and_weights(tmp_path, device_masks):
     def run(device):
         callbacks = [bp.callbacks.EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True),
                      bp.callbacks.ReduceLROnPlateau(monitor="val_loss", patience=1, factor=0.5),
@@ -106,7 +114,7 @@ def test_a_model_saved_on_a_device_loads_on_either(tmp_path):
     np.testing.assert_array_equal(on_device.predict(X), model.predict(X))
 
 
-def test_model_to_moves_weights_and_optimizer_state_and_training_goes_on_unchanged():
+def test_model_to_moves_weights_and_optimizer_state_and_training_goes_on_unchanged(device_masks):
     straight, _ = train("cpu", epochs=4)
     model, _ = train("cpu", epochs=2)
     model.to("strict")
@@ -375,7 +383,7 @@ def _fit_on(device, data_on_device, dropout=0.2, epochs=3):
         return model.get_weights(), history.history, strict.input_uploads[0] - uploads
 
 
-def test_fit_takes_data_already_on_the_device_and_keeps_host_data_resident():
+def test_fit_takes_data_already_on_the_device_and_keeps_host_data_resident(device_masks):
     """Issue #30: fit refused a device's arrays, and copied every batch of host data to the device. Now device
     data stays where it is and a dataset that fits moves over once: the same training as on the CPU."""
     on_cpu = _fit_on("cpu", False)
@@ -385,5 +393,49 @@ def test_fit_takes_data_already_on_the_device_and_keeps_host_data_resident():
             np.testing.assert_array_equal(a, b)
         assert history == on_cpu[1]
     steps = 3 * math.ceil(len(X) * 0.75 / 16)
-    without_dropout = [_fit_on("strict", on_device, dropout=0)[2] for on_device in (False, True)]
-    assert max(without_dropout) <= 2  # the inputs moved once (training and validation parts), not every batch
+    assert max(from_host[2], from_device[2]) <= 2  # the inputs moved once (training and validation parts), not
+    # every batch, and no dropout mask was drawn on the host and copied over
+
+
+def splitmix64_uniform(key, i):
+    """Element i of a device's uniform draws for ``key``, in Python integers (SplitMix64's output function)."""
+    mask = 2**64 - 1
+    z = (key + (i + 1) * 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    z ^= z >> 31
+    return (z >> 40) / 2**24
+
+
+def test_a_device_draws_its_dropout_masks_on_itself_from_one_key_of_the_generator():
+    """Issue #30: dropout masks were drawn on the host and copied to the device at every step. A device now
+    makes its mask from one 64-bit key the model's generator draws: no copy, nothing read back, and a backup
+    of the generator holds the device's draws too."""
+    values = draws.uniform(strict.module, 12345, (40, 25))
+    assert type(values) is strict.StrictArray and values.dtype == np.float32
+    host = values.get()
+    assert [host.flat[i] for i in (0, 1, 999)] == [splitmix64_uniform(12345, i) for i in (0, 1, 999)]
+    with bp.device("strict"):
+        a = bp.tensor(np.ones((400, 250), np.float32))
+        uploads, reads = strict.uploads[0], strict.transfers[0]
+        generator = np.random.default_rng(5)
+        out = bp.ops.dropout(a, 0.3, generator).data
+        assert (strict.uploads[0], strict.transfers[0]) == (uploads, reads)
+        again = bp.ops.dropout(a, 0.3, np.random.default_rng(5)).data
+    kept = out.get() != 0
+    np.testing.assert_array_equal(out.get(), again.get())  # the generator's state decides the mask
+    assert abs(kept.mean() - 0.7) < 0.01 and set(np.unique(out.get())) == {0.0, np.float32(1 / 0.7)}
+    key = int(np.random.default_rng(5).integers(2**63, dtype=np.uint64))
+    np.testing.assert_array_equal(kept, (draws.uniform(np, key, (400, 250)) >= np.float32(0.3)))
+    cpu = bp.ops.dropout(np.ones((400, 250), np.float32), 0.3, np.random.default_rng(5)).numpy()
+    assert (cpu != 0).mean() != kept.mean()  # the CPU keeps its own masks (NumPy's draws)
+
+
+@pytest.mark.skipif("gpu" not in DEVICES, reason="needs CuPy and a GPU")
+def test_the_gpu_dropout_kernel_draws_the_strict_devices_masks():  # pragma: no cover - needs a GPU
+    masks = {}
+    for device in ("gpu", "strict"):
+        with bp.device(device):
+            a = bp.tensor(np.ones((512, 300), np.float64))
+            masks[device] = bp.to_host(bp.ops.dropout(a, 0.25, np.random.default_rng(9)))
+    np.testing.assert_array_equal(masks["gpu"], masks["strict"])

@@ -64,6 +64,16 @@ def test_ranks_train_like_one_process_with_the_global_batch(tmp_path, single, ra
     assert_same_training(single, parallel)
 
 
+@pytest.mark.parametrize("ranks, bucket_bytes", [(2, 0), (2, 1), pytest.param(3, 500, marks=pytest.mark.slow)])
+def test_sums_during_the_backward_pass_or_after_it_train_alike(tmp_path, single, ranks, bucket_bytes):
+    """Issue #30: the gradients' allreduce overlaps the backward pass, in buckets (the default's one bucket
+    holds this small model whole): one sum after the backward pass (0), a bucket per variable (1), or
+    buckets of several variables with a rank that has no example (3 ranks)."""
+    result, out, _ = run(tmp_path, "parallel", ranks, {"bucket_bytes": bucket_bytes})
+    assert result.returncode == 0, result.stderr
+    assert_same_training(single, load(out))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("options", [{"shuffle": False}, {"validation_split": 0.0}])
 def test_other_fits_too(tmp_path, options):

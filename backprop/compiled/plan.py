@@ -10,7 +10,7 @@ computes. Large chains of elementwise ops are first joined into one op each (bac
 import time
 
 from backprop.compiled import fusion
-from backprop.tape import reverse
+from backprop.tape import ready_callbacks, reverse
 from backprop.devices import asarray
 from backprop.xp import np
 
@@ -115,6 +115,7 @@ class _Backpropagation:
         node = graph.nodes[index]
         tape, self.unconnected = node.params["tape"], node.params["unconnected"]
         self.target, self.sources = inputs[0], inputs[1:]
+        self.variables = [s.value if s is not None and s.kind == "variable" else None for s in node.inputs[1:]]
         self.steps = []  # (position, out slot, input slots, needs, op name)
         for position in range(index):
             earlier = graph.nodes[position]
@@ -128,7 +129,7 @@ class _Backpropagation:
         target = values[self.target]
         grads = {self.target: np.ones_like(target)}
         nodes = [(out, inputs, backwards[position], needs, name) for position, out, inputs, needs, name in self.steps]
-        reverse(nodes, grads, set(self.sources), values)
+        reverse(nodes, grads, set(self.sources), values, ready=ready_callbacks(self.variables, self.sources))
         zeros = self.unconnected == "zero"
         return [grads[slot] if slot in grads else np.zeros_like(values[slot]) if zeros else None
                 for slot in self.sources]

@@ -8,7 +8,7 @@ import math
 from backprop import devices, random
 from backprop.ops import formula as f
 from backprop.ops.op import differentiable
-from backprop.devices import asarray
+from backprop.devices import asarray, draws
 from backprop.xp import FLOATX, np
 
 
@@ -160,11 +160,15 @@ def dropout(a, rate, generator=None):
     """Inverted dropout: zero each value with probability ``rate``, scale the rest by 1 / (1 - rate). The mask
     is drawn inside the op (from ``generator``, or the library's generator when None), so a replayed step
     draws a new one, continuing the same random stream."""
-    keep = (generator or random.generator()).random(np.shape(a), dtype=np.float32) >= rate
-    if type(a) is not np.ndarray:  # drawn on the host, so every device gives the CPU's numbers
-        keep = devices.of(a).to_device(keep)
-    scale = keep.astype(a.dtype) * a.dtype.type(1 / (1 - rate))
+    draw = host_dropout_scale if devices.of(a) is devices.CPU else draws.dropout_scale  # a device's: on it
+    scale = draw(a, rate, generator or random.generator())
     return a * scale, lambda g, needs: (g * scale,)
+
+
+def host_dropout_scale(a, rate, generator):
+    """The CPU's dropout mask, scaled: NumPy's uniform draws, one per value."""
+    keep = generator.random(np.shape(a), dtype=np.float32) >= rate
+    return keep.astype(a.dtype) * a.dtype.type(1 / (1 - rate))
 
 
 # --- the fused dense layer ------------------------------------------------------------

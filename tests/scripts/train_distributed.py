@@ -6,7 +6,8 @@ history (after one more train_on_batch, on rank 0 alone). Options: {"fail_on_ran
 "kill_at": n} backs up and SIGKILLs rank 1 after n batches; {"stall_at": n} makes rank 1 sleep for a minute
 after n batches; {"interrupt_at": n} sends rank 1 alone a SIGINT after n batches; "shuffle" and "validation_split" change the fit;
 "built_by_fit" leaves the input shape out, so fit builds the model; "node_local" gives each rank its own
-backup folder; "binary" trains one logit with AUC, precision, recall and MSE among the metrics.
+backup folder; "binary" trains one logit with AUC, precision, recall and MSE among the metrics; "bucket_bytes" sets
+the size of the gradients' buckets summed during the backward pass (0: one sum after it).
 """
 import json
 import os
@@ -22,6 +23,8 @@ def main():
     out = sys.argv[1]
     options = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
     bp.distribute.init()
+    if "bucket_bytes" in options and bp.distribute.current() is not None:
+        bp.distribute.current().bucket_bytes = options["bucket_bytes"]
     rng = np.random.default_rng(0)
     x = rng.normal(size=(130, 6))
     y = (x[:, 0] - x[:, 1] + 0.5 * x[:, 2] ** 2 > 0.3).astype(np.int64)
