@@ -11,7 +11,6 @@ measured compute speed.
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile

@@ -1,7 +1,6 @@
 """Devices: the same models on every device. The strict device computes with NumPy behind CuPy's boundary
 rules (no implicit conversion to NumPy, no mixing with host arrays), so here it must give the CPU's numbers
 bit for bit; on a GPU (when CuPy sees one) the results agree to float32 precision."""
-import math
 import subprocess
 import sys
 
@@ -392,7 +391,6 @@ def test_fit_takes_data_already_on_the_device_and_keeps_host_data_resident(devic
         for a, b in zip(weights, on_cpu[0]):
             np.testing.assert_array_equal(a, b)
         assert history == on_cpu[1]
-    steps = 3 * math.ceil(len(X) * 0.75 / 16)
     assert max(from_host[2], from_device[2]) <= 2  # the inputs moved once (training and validation parts), not
     # every batch, and no dropout mask was drawn on the host and copied over
 
