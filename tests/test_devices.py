@@ -10,6 +10,7 @@ import pytest
 import backprop as bp
 from backprop.devices import draws, strict
 from backprop.ops import nn
+import cuda_on_cpu
 from conftest import DEVICES
 
 OTHER_DEVICES = [d for d in DEVICES if d != "cpu"]
@@ -437,3 +438,34 @@ def test_the_gpu_dropout_kernel_draws_the_strict_devices_masks():  # pragma: no 
             a = bp.tensor(np.ones((512, 300), np.float64))
             masks[device] = bp.to_host(bp.ops.dropout(a, 0.25, np.random.default_rng(9)))
     np.testing.assert_array_equal(masks["gpu"], masks["strict"])
+
+
+@pytest.mark.skipif(not cuda_on_cpu.available(), reason="needs g++ to compile the kernel's body for the CPU")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_dropout_kernel_s_arithmetic_gives_the_strict_device_s_masks(tmp_path, dtype):
+    """Without a GPU: the CUDA body, compiled as C++ and run per element, draws the masks the strict device
+    draws, bit for bit (a key with its top bits set, so the 64-bit products wrap)."""
+    key, factor = 2**63 - 12345, np.dtype(dtype).type(1 / 0.7)
+    scale = np.full((300, 70), -1, dtype)
+    cuda_on_cpu.run(draws._KERNEL, tmp_path, {"scale": scale}, {"key": key, "rate": 0.3, "factor": factor}, T=dtype)
+    expected = (draws.uniform(np, key, scale.shape) >= np.float32(0.3)).astype(dtype) * factor
+    np.testing.assert_array_equal(scale, expected)
+
+
+@pytest.mark.skipif(not cuda_on_cpu.available(), reason="needs g++ to compile the kernel's body for the CPU")
+def test_the_fused_adam_kernel_s_arithmetic_is_the_adam_formula(tmp_path):
+    """Without a GPU: the fused Adam kernel's body, run per element on the CPU, is Keras' Adam step written
+    out, in float32 bit for bit (on a GPU a fused multiply-add may round differently)."""
+    from backprop.optimizers import rules
+    rng = np.random.default_rng(0)
+    w, g = rng.normal(size=5000).astype(np.float32), rng.normal(size=5000).astype(np.float32)
+    m, v = rng.normal(size=5000).astype(np.float32) * 0.1, rng.uniform(size=5000).astype(np.float32) * 0.01
+    scalars = {"b1c": np.float32(0.1), "b2c": np.float32(0.001), "eps": np.float32(1e-7), "alpha": np.float32(0.01)}
+    kernel_w, kernel_m, kernel_v = w.copy(), m.copy(), v.copy()
+    cuda_on_cpu.run(rules.Adam.FUSED, tmp_path, {"g": g, "w": kernel_w, "m": kernel_m, "v": kernel_v}, scalars)
+    m_new = m + (g - m) * scalars["b1c"]
+    v_new = v + (g * g - v) * scalars["b2c"]
+    w_new = w - m_new / (np.sqrt(v_new) + scalars["eps"]) * scalars["alpha"]
+    np.testing.assert_array_equal(kernel_m, m_new)
+    np.testing.assert_array_equal(kernel_v, v_new)
+    np.testing.assert_array_equal(kernel_w, w_new)
