@@ -39,6 +39,26 @@ gradient_ready = contextvars.ContextVar("backprop_gradient_ready", default=None)
 _wrap = Tensor._wrap
 
 
+class Into:
+    """A gradient's destination, handed to a backward function in ``needs`` (where it counts as True): an op that
+    knows it writes that input's gradient into ``array`` (``np.matmul(..., out=array)``), any other op ignores it.
+    A replay gives the model's weights their places in the optimizer's gradient buffer this way, so the
+    gradients need no copy (backprop.compiled.plan)."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array):
+        self.array = array
+
+
+def into(need, *operands):
+    """The array to write a gradient computed from ``operands`` into: ``need``'s, when it is an Into of the
+    result's dtype (else None: a new array)."""
+    if type(need) is Into and need.array.dtype == np.result_type(*operands):
+        return need.array
+    return None
+
+
 def recording():
     """The tapes recording in this thread (a tuple, empty when none)."""
     return _this_thread.tapes

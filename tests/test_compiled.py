@@ -167,6 +167,32 @@ def test_subclassed_and_functional_models():
     assert replayed(fit_both(functional, sparse(), CLASSES))
 
 
+def test_a_replay_writes_the_weights_gradients_straight_into_the_optimizer_s_buffer():
+    """No copy of the gradients per step: each dense op's backward writes its kernel's and bias's gradients into
+    their places in the gradient buffer (an optimizer reads them there), and the training stays the eager one."""
+    model = fit_both(mlp, sparse(), CLASSES)
+    views = model.parameters.gradient_views()
+    assert all(g is v for g, v in zip(replayed_gradients(model), views))
+
+
+def replayed_gradients(model):
+    """The gradients one more replay of the model's batch-16 step returns."""
+    signature = next(s for s in model._train_steps[False].signatures.values() if s.plan is not None)
+    labels = model.loss.prepared_labels(CLASSES[:16], signature.prediction)
+    return signature.plan.run([model.device.to_device(X[:16]), labels])[2]
+
+
+def test_a_layer_applied_twice_adds_its_two_gradients_as_eagerly():
+    """A weight read by two ops gets no destination (the second write would overwrite the first share)."""
+    def twice():
+        inputs = bp.Input(shape=(4,))
+        shared = bp.layers.Dense(4, activation="tanh")
+        return bp.Model(inputs, bp.layers.Dense(3)(shared(shared(inputs))))
+    model = fit_both(twice, sparse(), CLASSES)
+    views = model.parameters.gradient_views()
+    assert [g is v for g, v in zip(replayed_gradients(model), views)] == [False, False, True, True]
+
+
 class PeekingLayer(bp.layers.Layer):
     """Reads a value in Python on every call: a recording would freeze it."""
 

@@ -10,7 +10,7 @@ computes. Large chains of elementwise ops are first joined into one op each (bac
 import time
 
 from backprop.compiled import fusion
-from backprop.tape import ready_callbacks, reverse
+from backprop.tape import Into, ready_callbacks, reverse
 from backprop.devices import asarray
 from backprop.xp import np
 
@@ -20,10 +20,14 @@ _ndarray = np.ndarray
 class Plan:
     """``run(inputs)`` -> the graph's outputs, computed again from new input arrays."""
 
-    def __init__(self, graph, fuse=None):
+    def __init__(self, graph, fuse=None, gradients_into=None):
+        """``gradients_into``: {id(variable): array} where a gradient call may write those variables' gradients
+        (a training step's gradient buffer), used when the graph takes one gradient."""
         started = time.perf_counter()
         if fuse if fuse is not None else fusion.enabled():
             graph = fusion.fused(graph)
+        if sum(node.op == "gradient" for node in graph.nodes) != 1:
+            gradients_into = None
         self._values = [None] * len(graph.inputs)  # inputs, then constants, variables and node outputs
         self._variables = []                       # (slot, Variable): read afresh at every run
         self._slot_of = {}                         # ('variable', id) / ('node', i) / ('input', i) -> slot
@@ -33,7 +37,8 @@ class Plan:
             out = self._new_slot(None)
             self._slot_of[("node", index)] = out
             if node.op == "gradient":
-                self._steps.append((True, _Backpropagation(self, graph, index, inputs), (), None, out, None))
+                self._steps.append((True, _Backpropagation(self, graph, index, inputs, gradients_into), (), None, out,
+                                    None))
             elif node.forward is None:
                 raise ValueError(f"{graph.where(node)} has no recorded forward function: it cannot be replayed")
             else:
@@ -108,10 +113,14 @@ def _keyword(name, value, binding, namespace):
     return f"{name}={binding}"
 
 
+# Ops whose backward functions write a gradient into its destination (tape.Into) when given one.
+WRITES_INTO = {"dense"}
+
+
 class _Backpropagation:
     """One ``tape.gradient`` call: the reverse pass over the nodes its tape kept before it."""
 
-    def __init__(self, plan, graph, index, inputs):
+    def __init__(self, plan, graph, index, inputs, gradients_into=None):
         node = graph.nodes[index]
         tape, self.unconnected = node.params["tape"], node.params["unconnected"]
         self.target, self.sources = inputs[0], inputs[1:]
@@ -124,6 +133,24 @@ class _Backpropagation:
                 continue
             slots = tuple(None if s is None or s.key() is None else plan._slot(s) for s in earlier.inputs)
             self.steps.append((position, plan._slot_of[("node", position)], slots, needs, earlier.op))
+        if gradients_into:
+            self._write_into(gradients_into)
+
+    def _write_into(self, gradients_into):
+        """Let the op that reads a source write its gradient straight into the source's destination (a weight
+        read by several ops gets the sum of their gradients, a new array, so none of them writes there)."""
+        destination = {slot: gradients_into.get(id(variable)) for slot, variable in zip(self.sources, self.variables)}
+        readers = {}
+        for step, (_, _, slots, needs, _) in enumerate(self.steps):
+            for k, (slot, needed) in enumerate(zip(slots, needs)):
+                if needed and destination.get(slot) is not None:
+                    readers.setdefault(slot, []).append((step, k))
+        for slot, reads in readers.items():
+            step, k = reads[0]
+            position, out, slots, needs, name = self.steps[step]
+            if len(reads) == 1 and name in WRITES_INTO:
+                needs = needs[:k] + (Into(destination[slot]),) + needs[k + 1:]
+                self.steps[step] = (position, out, slots, needs, name)
 
     def __call__(self, values, backwards):
         target = values[self.target]

@@ -9,6 +9,7 @@ from backprop import devices, random
 from backprop.ops import formula as f
 from backprop.ops.op import differentiable
 from backprop.devices import asarray, draws
+from backprop.tape import into
 from backprop.xp import FLOATX, np
 
 
@@ -198,8 +199,8 @@ def dense(x, kernel, bias, activation=None):
         gz = derivative(g, out) if derivative is not None else g
         gx = np.matmul(gz, kernel.T) if needs[0] else None
         x2, gz2 = (x, gz) if x.ndim == 2 else (x.reshape(-1, x.shape[-1]), gz.reshape(-1, gz.shape[-1]))
-        gk = np.matmul(x2.T, gz2) if needs[1] else None
-        gb = np.add.reduce(gz2, axis=0) if bias is not None and needs[2] else None
+        gk = np.matmul(x2.T, gz2, out=into(needs[1], x2, gz2)) if needs[1] else None
+        gb = np.add.reduce(gz2, axis=0, out=into(needs[2], gz2)) if bias is not None and needs[2] else None
         return gx, gk, gb
 
     backward.activation = activation  # what bp.explain unfolds it into: matmul, add, this activation

@@ -118,7 +118,8 @@ class CompiledTrainStep(TrainStep):
             signature.graph = graph
             return
         same_computation(signature.graph, graph)
-        signature.plan = Plan(graph)
+        params = self.model.parameters
+        signature.plan = Plan(graph, gradients_into=dict(zip(map(id, params.variables), params.gradient_views())))
         signature.prediction = losses.stand_in(y_pred)
         signature.state = (self.model.parameters, self.model.optimizer)
         signature.graph = None
