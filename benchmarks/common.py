@@ -20,14 +20,19 @@ def set_threads(n):
     return limiter
 
 
-def interleaved(contenders, repeats=7, block=50, warmup=20):
-    """Time each contender's step in alternating blocks; returns {name: [seconds per step, ...]}."""
+def interleaved(contenders, repeats=7, block=50, warmup=20, pause=0.25):
+    """Time each contender's step in alternating blocks; returns {name: [seconds per step, ...]}.
+
+    Each block starts after ``pause`` seconds: a library's worker threads busy-wait for a while after its last call
+    (OpenBLAS's, OpenMP's), and on two cores those of the block before would slow the next one (PyTorch's step
+    measured right after ours: 2.5 ms; after a pause: 1.9 ms)."""
     for step in contenders.values():
         for _ in range(warmup):
             step()
     samples = {name: [] for name in contenders}
     for _ in range(repeats):
         for name, step in contenders.items():
+            time.sleep(pause)
             start = time.perf_counter()
             for _ in range(block):
                 step()
