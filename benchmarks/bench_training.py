@@ -15,7 +15,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 import backprop as bp  # noqa: E402
-from common import interleaved, machine, mnist_like, peak_rss_mb, set_threads, summary, write_section  # noqa: E402
+from common import (interleaved, machine, mnist_like, paired_ratio, peak_rss_mb, set_threads, summary,  # noqa: E402
+                    write_section)
 from reference_numpy import FusedMLP  # noqa: E402
 
 try:
@@ -190,7 +191,7 @@ def fit_case(epochs, threads, repeats=3):
             start = time.perf_counter()
             accuracy[name] = run()
             times[name].append(time.perf_counter() - start)
-    return {name: (summary(times[name])[0], accuracy[name]) for name in runners}
+    return {name: (summary(times[name])[0], accuracy[name], times[name]) for name in runners}
 
 
 def fit_backprop(x_train, y_train, x_test, y_test, epochs, jit_compile=True):
@@ -255,7 +256,7 @@ def main():
     parser.add_argument("--write", action="store_true", help="write the tables into benchmarks/RESULTS.md")
     parser.add_argument("--json", help="also write raw results to this file")
     args = parser.parse_args()
-    repeats, block = (3, 10) if args.quick else (7, 40)
+    repeats, block = (3, 10) if args.quick else (9, 40)
     sizes = [784, 256, 128, 10]
     lines = ["| batch, threads | backprop (compiled) | backprop eager | hand-fused NumPy | GEMM only | PyTorch default Adam | "
              "PyTorch fused Adam | scikit-learn | PyTorch(best) / backprop | backprop / hand-fused | backprop / GEMM | "
@@ -267,14 +268,15 @@ def main():
             result = step_case(sizes, batch, threads, repeats, block if batch < 1024 else max(block // 4, 5))
             raw["steps"][f"{batch},{threads}"] = result
             med = {k: summary(v)[0] for k, v in result.items()}
-            best_torch = min((v for k, v in med.items() if k.startswith("torch")), default=float("nan"))
+            torch_rounds = [min(times) for times in zip(*(v for k, v in result.items() if k.startswith("torch")))]
+            best_torch = paired_ratio(torch_rounds, result["backprop"]) if torch_rounds else float("nan")
             row = (f"| {batch}, {threads} | {fmt(result['backprop'])} | {fmt(result['backprop_eager'])} | "
                    f"{fmt(result['numpy_fused'])} | {fmt(result['gemm_only'])} | "
                    f"{fmt(result['torch_default']) if 'torch_default' in result else '-'} | "
                    f"{fmt(result['torch_fused']) if 'torch_fused' in result else '-'} | "
                    f"{fmt(result['sklearn']) if 'sklearn' in result else '-'} | "
-                   f"{best_torch / med['backprop']:.2f} | {med['backprop'] / med['numpy_fused']:.2f} | "
-                   f"{med['backprop'] / med['gemm_only']:.2f} | "
+                   f"{best_torch:.2f} | {paired_ratio(result['backprop'], result['numpy_fused']):.2f} | "
+                   f"{paired_ratio(result['backprop'], result['gemm_only']):.2f} | "
                    f"{batch / med['backprop'] * 1e3:,.0f} |")
             lines.append(row)
             print(row, flush=True)
@@ -283,17 +285,18 @@ def main():
     lecture_line = " · ".join(f"{k}: {summary(v)[0]:,.0f} steps/s ({summary(v)[1]:,.0f}–{summary(v)[2]:,.0f})"
                               for k, v in lecture.items())
     if "torch" in lecture:
-        torch_rate = summary(lecture["torch"])[0]
         lecture_line += " · ratios to PyTorch: " + ", ".join(
-            f"{k} {summary(v)[0] / torch_rate:.1f}×" for k, v in lecture.items() if k != "torch")
+            f"{k} {paired_ratio(v, lecture['torch']):.1f}×" for k, v in lecture.items() if k != "torch")
     mlp_trace = {batch: trace_ms(lambda: backprop_mlp(sizes), *mlp_batch(sizes, batch)) for batch in (32, 1024)}
     lecture_line += (f"\n\nTrace time per signature (the mean of its two recorded eager steps): lecture net "
                      f"{lecture_trace:.2f} ms; MLP batch 32 {mlp_trace[32]:.2f} ms, batch 1024 {mlp_trace[1024]:.2f} ms.")
     print(lecture_line, flush=True)
-    fit = fit_case(3 if args.quick else 20, threads=2)
+    fit = fit_case(3 if args.quick else 20, threads=2, repeats=5)
     raw["fit"] = fit
-    fit_lines = ["| contender | wall time (s), median of 3 | test accuracy |", "|---|---|---|"]
-    fit_lines += [f"| {k} | {t:.2f} | {a:.3f} |" for k, (t, a) in fit.items()]
+    fit_lines = ["| contender | wall time (s), median of 5 | test accuracy |", "|---|---|---|"]
+    fit_lines += [f"| {k} | {t:.2f} | {a:.3f} |" for k, (t, a, _) in fit.items()]
+    fit_lines.append("\nEach round's time over backprop's in the same round, median over the rounds: " + ", ".join(
+        f"{k} {paired_ratio(rounds, fit['backprop'][2]):.2f}" for k, (_, _, rounds) in fit.items() if k != "backprop"))
     peak, needed, growth = memory_case(20)
     eager_peak, _, eager_growth = memory_case(20, jit_compile=False)
     fit_lines.append(f"\nMemory of that fit (tracemalloc, NumPy arrays included): compiled, peak {peak / 1e6:.1f} MB vs "
@@ -313,7 +316,9 @@ def write_results(step_lines, lecture_line, fit_lines, machine_info, quick):
     write_section("training", [
         f"Machine: {machine_info['cpu']}, {machine_info['cores']} cores, SIMD {', '.join(machine_info['simd'])}; "
         f"BLAS {', '.join(machine_info['blas'])}; versions {machine_info['versions']}." + (" (quick run)" if quick else ""),
-        "", "MLP 784-256-128-10, float32, Adam, softmax cross-entropy; ms per training step, median (min–max):",
+        "", "MLP 784-256-128-10, float32, Adam, softmax cross-entropy; ms per training step, median (min–max) of 9 "
+        "interleaved blocks, each after a 0.25 s pause; the ratios are the median over the rounds of each round's "
+        "own ratio (PyTorch(best): the faster of its two Adams in that round):",
         "", *step_lines, "",
         f"Lecture net 2-3-1 (sigmoid, BCE, SGD, batch 32, 1 thread): {lecture_line}", "",
         "`fit`, 20 epochs, batch 128, MNIST sample (4,000 train / 1,000 test), 2 threads:", "", *fit_lines],

@@ -40,6 +40,12 @@ def interleaved(contenders, repeats=7, block=50, warmup=20, pause=0.25):
     return samples
 
 
+def paired_ratio(numerators, denominators):
+    """The median over rounds of numerator / denominator, each pair timed in the same round of ``interleaved``:
+    steadier than the ratio of two medians when the VM changes speed between rounds."""
+    return statistics.median(n / d for n, d in zip(numerators, denominators))
+
+
 def summary(samples):
     """median, min, max of a list of seconds."""
     return statistics.median(samples), min(samples), max(samples)
