@@ -52,10 +52,12 @@ class Into:
 
 
 def into(need, *operands):
-    """The array to write a gradient computed from ``operands`` into: ``need``'s, when it is an Into of the
-    result's dtype (else None: a new array)."""
-    if type(need) is Into and need.array.dtype == np.result_type(*operands):
-        return need.array
+    """The array to write a gradient computed from ``operands`` into: ``need``'s, when it is an Into and the
+    operands have its dtype (else None: a new array)."""
+    if type(need) is Into:
+        dtype = need.array.dtype
+        if all(operand.dtype == dtype for operand in operands):
+            return need.array
     return None
 
 
