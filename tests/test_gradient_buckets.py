@@ -102,3 +102,23 @@ def test_a_gradient_the_backward_pass_never_reaches_is_still_summed_as_zero():
     with pytest.warns(UserWarning, match="no gradient"):
         step(np.ones((4, 3), np.float32), np.zeros((4, 2), np.float32))
     assert sum(size for size, _ in workers.started) == sum(v.size for v in model.parameters.variables) == 16
+
+
+def test_a_model_of_two_dtypes_sums_each_dtype_s_buffer_in_its_own_buckets():
+    def build(bucket_bytes):
+        bp.random.set_seed(1)
+        model = bp.Sequential([bp.layers.Dense(8, activation="tanh", input_shape=(5,)),
+                               bp.layers.Dense(6, dtype="float64"), bp.layers.Dense(3)])
+        model.compile(optimizer="adam", loss=bp.losses.SparseCategoricalCrossentropy(from_logits=True))
+        workers = OneRank(bucket_bytes)
+        step = DataParallelStep(CompiledTrainStep(model), workers)
+        rng = np.random.default_rng(2)
+        for k in range(5):
+            step(rng.normal(size=(16, 5)).astype(np.float32), rng.integers(0, 3, 16))
+        return model, step
+    (model, step), (reference, _) = build(10**6), build(0)
+    for a, b in zip(model.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    parts = [part for part, _ in step._buckets.buckets]
+    assert [part.dtype for part in parts] == [np.float32, np.float64, np.float32]  # layers backwards
+    assert sum(part.size for part in parts) == model.count_params()
