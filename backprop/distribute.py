@@ -126,7 +126,7 @@ def bucket_size():
         kib = float(text)
     except ValueError:
         raise ValueError(f"BACKPROP_MPI_BUCKET_KB must be a number of kibibytes, got {text!r}") from None
-    if not kib >= 0:
+    if not 0 <= kib < float("inf"):
         raise ValueError(f"BACKPROP_MPI_BUCKET_KB must be 0 or more kibibytes, got {text!r}")
     return int(kib * 1024)
 

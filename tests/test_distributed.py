@@ -152,6 +152,21 @@ def test_a_bad_stall_timeout_is_refused(monkeypatch, value):
         bp.distribute.stall_timeout()
 
 
+@pytest.mark.parametrize("value", ["big", "-1", "nan", "inf"])
+def test_a_bad_bucket_size_is_refused(monkeypatch, value):
+    monkeypatch.setenv("BACKPROP_MPI_BUCKET_KB", value)
+    with pytest.raises(ValueError, match="BACKPROP_MPI_BUCKET_KB must be"):
+        bp.distribute.bucket_size()
+
+
+def test_bucket_sizes_in_kibibytes(monkeypatch):
+    for text, size in [("0", 0), ("256", 262144), ("0.5", 512)]:
+        monkeypatch.setenv("BACKPROP_MPI_BUCKET_KB", text)
+        assert bp.distribute.bucket_size() == size
+    monkeypatch.delenv("BACKPROP_MPI_BUCKET_KB")
+    assert bp.distribute.bucket_size() == 256 * 1024
+
+
 @pytest.mark.slow
 def test_a_backup_on_rank_0_s_disk_alone_resumes_every_rank(tmp_path, single):
     """Issue #30: on nodes without a shared disk only rank 0's folder holds the backup (rank 0 writes it);
