@@ -168,6 +168,25 @@ def accuracy_check(device):
     return scores
 
 
+DROPOUT_SHAPES, DRY_DROPOUT_SHAPES = [(8192, 256), (8192, 4096)], [(64, 32)]
+
+
+def dropout_masks(device, shapes, sync):
+    """ms per float32 dropout mask: drawn on the host and copied over (before issue 30) against drawn on the
+    device from one key (backprop.devices.draws)."""
+    import backprop as bp
+    from backprop.devices import draws
+    from backprop.ops import nn
+    place, generator, rows = bp.devices.get(device), np.random.default_rng(0), []
+    for shape in shapes:
+        like, host_like = place.to_device(np.ones(shape, np.float32)), np.ones(shape, np.float32)
+        ways = {"host": lambda: place.to_device(nn.host_dropout_scale(host_like, 0.2, generator)),
+                "device": lambda: draws.dropout_scale(like, 0.2, generator)}
+        rows.append((shape, {way: 1e3 / timed(draw, sync, 20) for way, draw in ways.items()}))
+        print(f"dropout mask {shape}: " + ", ".join(f"{way} {ms:.3f} ms" for way, ms in rows[-1][1].items()), flush=True)
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU: checks the script itself")
@@ -188,6 +207,7 @@ def main():
     cpu_accuracy, device_accuracy = accuracy_check(bp_device)
     print(f"MNIST sample, 5 epochs: test accuracy {cpu_accuracy:.4f} on the CPU, {device_accuracy:.4f} on {bp_device}",
           flush=True)
+    masks = dropout_masks(bp_device, DRY_DROPOUT_SHAPES if args.dry_run else DROPOUT_SHAPES, sync)
     rows = []
     for sizes, batch in cases:
         rng = np.random.default_rng(1)
@@ -217,7 +237,10 @@ def main():
             lines.append(f"| {'-'.join(map(str, sizes))} | {batch:,} | {rates['backprop']:,.0f} | {rates['pytorch']:,.0f} | "
                          f"{rates['fused']:,.0f} | {_ratio(rates)} | {target} |")
         lines += ["", f"MNIST sample, 784-256-128-10 with dropout, 5 epochs, one seed: test accuracy "
-                      f"{device_accuracy:.4f} on the GPU, {cpu_accuracy:.4f} on the CPU."]
+                      f"{device_accuracy:.4f} on the GPU, {cpu_accuracy:.4f} on the CPU.", "",
+                  "Dropout masks (float32, rate 0.2), ms each: " + "; ".join(
+                      f"{shape[0]}×{shape[1]}: drawn on the host and copied {ms['host']:.3f}, drawn on the GPU "
+                      f"{ms['device']:.3f}" for shape, ms in masks)]
         write_section("gpu", lines, "One GPU (issue 13)")
 
 
