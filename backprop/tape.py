@@ -53,11 +53,11 @@ class Into:
 
 def into(need, *operands):
     """The array to write a gradient computed from ``operands`` into: ``need``'s, when it is an Into and the
-    operands have its dtype (else None: a new array)."""
+    operands have its dtype and device (else None: a new array)."""
     if type(need) is Into:
-        dtype = need.array.dtype
-        if all(operand.dtype == dtype for operand in operands):
-            return need.array
+        array = need.array
+        if all(operand.dtype == array.dtype and type(operand) is type(array) for operand in operands):
+            return array
     return None
 
 
