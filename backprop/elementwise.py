@@ -8,14 +8,15 @@
 
 ``running_moments(mean, square, values, 0.1)`` writes the new ``mean`` and ``square`` into those arrays (the
 names in ``updates``, in the order the formula returns them); optimizers/rules.py writes every update rule so.
-Two engines give the same bits, because each runs the formula's operations in the same order and precision:
+The engines give the same bits, because each runs the formula's operations in the same order and precision:
 
 - numba, when installed (the ``fast`` extra), for host arrays of float32 or float64 with at least
   ``NUMBA_FROM`` elements: one compiled pass that reads each element once (the formula, inlined into a loop
   generated for it; single-threaded, so it never competes with BLAS for the cores);
 - NumPy otherwise: the formula is traced once into a list of ufunc calls, each writing into a preallocated
-  buffer or straight into the array it updates (no temporaries, so no page faults per step); on a device
-  the formula runs on the whole arrays as written.
+  buffer or straight into the array it updates (no temporaries, so no page faults per step);
+- on a GPU, one CUDA kernel written from that same list of calls (``cuda_source``: a C++ statement per call,
+  compiled without fused multiply-adds); on another device (the strict one) the formula on the whole arrays.
 
 Write constants as arguments, not literals: numba would compute ``1 - b`` in float64 where NumPy keeps the
 arrays' precision. Scalars are converted to the arrays' dtype before either engine sees them.
@@ -31,6 +32,8 @@ import threading
 import time
 
 import numpy
+
+from backprop import devices
 
 _NUMBA_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 # Arrays smaller than this take the NumPy plan: its dozen ufunc calls cost microseconds, while starting numba
@@ -64,6 +67,7 @@ class Elementwise:
         self._loops = {}  # which arguments are arrays -> compiled loop
         self._plans = threading.local()  # per thread (a plan owns its buffers): shapes and dtypes -> plan
         self.compile_seconds = 0.0
+        self._cuda = None  # cuda_source(), made on first use
         self.numba = True  # False: always the NumPy engine (a formula of functions NumPy computes faster)
         functools.update_wrapper(self, formula)
 
@@ -98,8 +102,12 @@ class Elementwise:
         """The NumPy engine. A Python number stays a Python number: NumPy computes it in the arrays' precision,
         as the numba engine does with the number converted to their dtype."""
         first = args[self.updated[0]]
-        if type(first) is not numpy.ndarray:  # a device's arrays: the formula as written, one launch per op
+        if type(first) is not numpy.ndarray:  # a device's arrays: one kernel on a GPU, else the formula as written
             args = self._typed(args)
+            kernel = devices.elementwise_kernel(first, self.kernel_name(), *self.cuda_source(), options=_EXACT)
+            if kernel is not None:  # pragma: no cover - needs a GPU
+                kernel(*(a for i, a in enumerate(args) if i not in self.updated), *(args[i] for i in self.updated))
+                return
             self._write(args, self.formula(*args))
             return
         key = (first.shape, first.dtype, *map(type, args))
@@ -110,6 +118,28 @@ class Elementwise:
             # a NumPy number of another precision (np.float64 with float32 arrays) is not weak: type it each run
             plan.types_numbers |= any(isinstance(a, numpy.generic) and a.dtype != first.dtype for a in args)
         plan.run(self._typed(args) if plan.types_numbers else args)
+
+    def cuda_source(self):
+        """(inputs, outputs, body) of one CUDA elementwise kernel computing the formula, every argument in the arrays'
+        dtype ``T``, the updated ones outputs: each ufunc call of the traced formula becomes one C++ statement in the
+        same order, and the outputs are written at the end, so the body reads only their old values."""
+        if self._cuda is None:
+            names = list(inspect.signature(self.formula).parameters)
+            steps = []
+            traced = [_Traced(steps, (), numpy.dtype(numpy.float64), ("arg", i)) for i in range(len(names))]
+            results = self._as_tuple(self.formula(*traced))
+            name_of = lambda source: names[source[1]] if source[0] == "arg" else f"_t{source[1]}"  # noqa: E731
+            body = [f"T _t{k} = {_CUDA[ufunc].format(*map(name_of, sources))};"
+                    for k, (ufunc, sources, _, _) in enumerate(steps)]
+            body += [f"{names[target]} = {name_of(result.source)};" for result, target in zip(results, self.updated)]
+            inputs = ", ".join(f"T {name}" for i, name in enumerate(names) if i not in self.updated)
+            outputs = ", ".join(f"T {names[i]}" for i in self.updated)
+            self._cuda = (inputs, outputs, "\n".join(body))
+        return self._cuda
+
+    def kernel_name(self):
+        """The formula's name and a digest of its kernel (two formulas of one name get two kernels)."""
+        return f"{self.formula.__name__}_{hashlib.sha256(repr(self.cuda_source()).encode()).hexdigest()[:8]}"
 
     def _write(self, args, results):
         for index, value in zip(self.updated, self._as_tuple(results)):
@@ -200,6 +230,15 @@ def _cached_module(formula, loop_source):
         return loaded
     except OSError:
         return None
+
+
+# Each ufunc a formula may call, as CUDA C++ on the kernel's scalars (the same IEEE operation as NumPy's: maximum
+# returns a NaN operand as NumPy does). _EXACT: compiled without contracting a * b + c into one rounding (nvcc's
+# default), so a GPU computes a formula's bits as NumPy does.
+_CUDA = {numpy.add: "{0} + {1}", numpy.subtract: "{0} - {1}", numpy.multiply: "{0} * {1}",
+         numpy.true_divide: "{0} / {1}", numpy.negative: "-{0}", numpy.sqrt: "sqrt({0})", numpy.absolute: "fabs({0})",
+         numpy.maximum: "({0} >= {1} || {0} != {0}) ? {0} : {1}"}
+_EXACT = ("--fmad=false",)
 
 
 class _Traced:

@@ -33,7 +33,7 @@ def run(kernel, folder, arrays, scalars, T="float32"):
         else:
             signature.append(f"{c_type} {name}")
             arguments.append(c_scalar(scalars[name]))
-    source = (f"#include <cmath>\nusing std::sqrt; using std::exp; using std::log;\ntypedef {C_TYPES[T][0]} T;\n"
+    source = (f"#include <cmath>\nusing std::sqrt; using std::exp; using std::log; using std::fabs;\ntypedef {C_TYPES[T][0]} T;\n"
               f'extern "C" void run(long long n, {", ".join(signature)}) {{\n'
               f"  for (long long i = 0; i < n; i++) {{\n    {' '.join(loads)}\n    {{ {body} }}\n"
               f"    {' '.join(stores)}\n  }}\n}}\n")

@@ -1,6 +1,7 @@
 """Devices: the same models on every device. The strict device computes with NumPy behind CuPy's boundary
 rules (no implicit conversion to NumPy, no mixing with host arrays), so here it must give the CPU's numbers
 bit for bit; on a GPU (when CuPy sees one) the results agree to float32 precision."""
+import inspect
 import subprocess
 import sys
 
@@ -11,6 +12,8 @@ import backprop as bp
 from backprop.devices import draws, strict
 from backprop.ops import nn
 import cuda_on_cpu
+from backprop import elementwise
+from backprop.optimizers import rules as rules_module
 from conftest import DEVICES
 
 OTHER_DEVICES = [d for d in DEVICES if d != "cpu"]
@@ -211,16 +214,22 @@ def test_running_out_of_device_memory_names_the_batch_size_and_what_to_do():
 
 
 @pytest.mark.skipif("gpu" not in DEVICES, reason="needs CuPy and a GPU")
-def test_the_fused_adam_kernel_computes_the_numpy_formula():  # pragma: no cover - needs a GPU
-    def run(device):
-        with bp.device(device):
-            w = bp.Variable(np.random.default_rng(0).normal(size=1000).astype(np.float32))
-            optimizer = bp.optimizers.Adam(0.01)
-            for step in range(5):
-                optimizer.apply_gradients([(bp.tensor(np.cos(np.arange(1000) * (step + 1)).astype(np.float32)), w)])
-        return w.numpy(), bp.to_host(optimizer.slots(w)["v"])
-    for a, b in zip(run("gpu"), run("cpu")):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+def test_every_update_rule_is_one_gpu_kernel_with_the_cpus_bits():  # pragma: no cover - needs a GPU
+    gpu = bp.devices.get("gpu")
+    for formula in RULES:
+        names = list(inspect.signature(formula.formula).parameters)
+        rng = np.random.default_rng(0)
+        host = [rng.uniform(0.1, 1.0, size=1000).astype(np.float32) for _ in names]
+        on_gpu = [gpu.to_device(a) for a in host]
+        formula(*on_gpu)
+        formula.run_numpy(*host)
+        for name, a, b in zip(names, on_gpu, host):
+            np.testing.assert_array_equal(bp.to_host(a), b, err_msg=f"{formula.__name__}: {name}")
+    adam = bp.optimizers.Adam(0.01)
+    with bp.device("gpu"):
+        w = bp.Variable(np.ones(1000, np.float32))
+        adam.apply_gradients([(bp.tensor(np.cos(np.arange(1000)).astype(np.float32)), w)])
+    assert bp.devices.elementwise_kernel(w.data, rules_module.adam.kernel_name(), "", "", "") is not None
 
 
 def test_a_model_on_a_device_exports_to_onnx_and_stays_there(tmp_path):
@@ -452,20 +461,28 @@ def test_the_dropout_kernel_s_arithmetic_gives_the_strict_device_s_masks(tmp_pat
     np.testing.assert_array_equal(scale, expected)
 
 
+RULES = [rules_module.__dict__[name] for name in sorted(rules_module.__dict__)
+         if isinstance(rules_module.__dict__[name], elementwise.Elementwise)]
+
+
 @pytest.mark.skipif(not cuda_on_cpu.available(), reason="needs g++ to compile the kernel's body for the CPU")
-def test_the_fused_adam_kernel_s_arithmetic_is_the_adam_formula(tmp_path):
-    """Without a GPU: the fused Adam kernel's body, run per element on the CPU, is Keras' Adam step written
-    out, in float32 bit for bit (on a GPU a fused multiply-add may round differently)."""
-    from backprop.optimizers import rules
-    rng = np.random.default_rng(0)
-    w, g = rng.normal(size=5000).astype(np.float32), rng.normal(size=5000).astype(np.float32)
-    m, v = rng.normal(size=5000).astype(np.float32) * 0.1, rng.uniform(size=5000).astype(np.float32) * 0.01
-    scalars = {"b1c": np.float32(0.1), "b2c": np.float32(0.001), "eps": np.float32(1e-7), "alpha": np.float32(0.01)}
-    kernel_w, kernel_m, kernel_v = w.copy(), m.copy(), v.copy()
-    cuda_on_cpu.run(rules.Adam.FUSED, tmp_path, {"g": g, "w": kernel_w, "m": kernel_m, "v": kernel_v}, scalars)
-    m_new = m + (g - m) * scalars["b1c"]
-    v_new = v + (g * g - v) * scalars["b2c"]
-    w_new = w - m_new / (np.sqrt(v_new) + scalars["eps"]) * scalars["alpha"]
-    np.testing.assert_array_equal(kernel_m, m_new)
-    np.testing.assert_array_equal(kernel_v, v_new)
-    np.testing.assert_array_equal(kernel_w, w_new)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("formula", RULES, ids=lambda formula: formula.__name__)
+def test_every_update_rule_s_gpu_kernel_computes_the_numpy_engine_s_bits(tmp_path, formula, dtype):
+    """Without a GPU: the CUDA kernel each optimizer formula becomes on a GPU, its body compiled as C++ and run
+    per element on the CPU, gives the NumPy engine's numbers, NaN and infinities included (on a GPU it is compiled
+    with --fmad=false so that a * b + c is rounded twice, as NumPy rounds it)."""
+    names = list(inspect.signature(formula.formula).parameters)
+    rng = np.random.default_rng(len(names))
+    values = {name: rng.uniform(0.1, 1.0, size=500).astype(dtype) for name in names}
+    for k, a in enumerate(values.values()):  # each argument NaN and infinite at its own places
+        a[k], a[20 + k] = np.nan, np.inf
+    expected = {name: a.copy() for name, a in values.items()}
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        formula.run_numpy(*expected.values())
+    inputs, outputs, _ = formula.cuda_source()
+    assert outputs == ", ".join(f"T {names[i]}" for i in formula.updated)
+    cuda_on_cpu.run(formula.cuda_source(), tmp_path, values, {}, T=dtype)
+    for name in names:
+        np.testing.assert_array_equal(values[name], expected[name], err_msg=name)
+    assert len(RULES) == inspect.getsource(rules_module).count("\n@elementwise(")  # every rule is here

@@ -144,14 +144,15 @@ def to_host(array):
 _kernels = {}
 
 
-def elementwise_kernel(like, name, inputs, outputs, source):
+def elementwise_kernel(like, name, inputs, outputs, source, options=()):
     """A fused CuPy kernel (one launch instead of one per NumPy call) when ``like`` lives on a GPU, else None:
-    the caller then runs the NumPy formula the kernel must equal, written next to it."""
+    the caller then runs the NumPy formula the kernel must equal, written next to it. ``options``: NVRTC's."""
     if type(like) is numpy.ndarray or of(like).name != "gpu":
         return None
     kernel = _kernels.get(name)
     if kernel is None:  # pragma: no cover - needs a GPU
-        kernel = _kernels[name] = of(like).xp.ElementwiseKernel(inputs, outputs, source, f"backprop_{name}")
+        kernel = _kernels[name] = of(like).xp.ElementwiseKernel(inputs, outputs, source, f"backprop_{name}",
+                                                                options=tuple(options))
     return kernel  # pragma: no cover
 
 

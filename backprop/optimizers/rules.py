@@ -2,12 +2,12 @@
 
 Each rule's arithmetic is an elementwise formula (backprop.elementwise), one line per formula as the papers
 write them; ``update`` computes the step's scalars and applies the formula to the flat buffers in place (one
-compiled pass with numba installed, NumPy in cache-sized blocks otherwise).
+compiled pass with numba installed, NumPy in cache-sized blocks otherwise, one CUDA kernel made from the formula
+on a GPU).
 """
 import math
 import numbers
 
-from backprop import devices
 from backprop.elementwise import elementwise
 from backprop.optimizers.optimizer import Optimizer, _check_positive, check_fraction
 from backprop.xp import np
@@ -173,25 +173,10 @@ class Adam(Optimizer):
         self.beta_1, self.beta_2, self.epsilon, self.amsgrad = beta_1, beta_2, epsilon, amsgrad
         self.slot_names = ("m", "v") + (("v_hat",) if amsgrad else ())
 
-    # On a GPU the whole update is one CUDA kernel computing the formula ``adam`` (to float32 precision: the
-    # compiler may fuse a multiply and an add).
-    FUSED = ("T g, T b1c, T b2c, T eps, T alpha", "T w, T m, T v", """
-        T m_new = m + (g - m) * b1c;
-        T v_new = v + (g * g - v) * b2c;
-        m = m_new;
-        v = v_new;
-        w = w - m_new / (sqrt(v_new) + eps) * alpha;
-    """)
-
     def update(self, w, g, slots, lr):
         t = self.iterations + 1
         alpha = lr * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
         m, v = slots["m"], slots["v"]
-        fused = None if self.amsgrad else devices.elementwise_kernel(w, "adam", *self.FUSED)
-        if fused is not None:  # pragma: no cover - needs a GPU
-            scalar = w.dtype.type
-            fused(g, scalar(1 - self.beta_1), scalar(1 - self.beta_2), scalar(self.epsilon), scalar(alpha), w, m, v)
-            return
         b1c, b2c = 1 - self.beta_1, 1 - self.beta_2
         if self.amsgrad:
             adam_amsgrad(w, g, m, v, slots["v_hat"], b1c, b2c, self.epsilon, alpha)
