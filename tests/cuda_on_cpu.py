@@ -1,7 +1,7 @@
 """A CuPy ElementwiseKernel's body compiled as C++ for the CPU, to check its arithmetic where no GPU is.
 
 The body is CUDA C++ run once per element ``i``, reading its inputs and assigning its outputs by name; here it
-runs in a plain loop (g++, no fast-math, float overloads of the math functions as in CUDA). What it cannot check
+runs in a plain loop (g++, no fast-math, no contracted multiply-adds, float overloads of the math functions as in CUDA). What it cannot check
 is CuPy itself (its argument rules and launch) and the GPU's own instructions (a fused multiply-add may round
 differently): those need tests/test_devices.py on a GPU.
 """
@@ -38,8 +38,9 @@ def run(kernel, folder, arrays, scalars, T="float32"):
               f"  for (long long i = 0; i < n; i++) {{\n    {' '.join(loads)}\n    {{ {body} }}\n"
               f"    {' '.join(stores)}\n  }}\n}}\n")
     (folder / "kernel.cpp").write_text(source)
-    subprocess.run(["g++", "-O2", "-shared", "-fPIC", "-o", str(folder / "kernel.so"), str(folder / "kernel.cpp")],
-                   check=True, capture_output=True, timeout=120)
+    command = ["g++", "-O2", "-ffp-contract=off", "-shared", "-fPIC", "-o", str(folder / "kernel.so"),
+               str(folder / "kernel.cpp")]
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
     library = ctypes.CDLL(str(folder / "kernel.so"))
     library.run(ctypes.c_longlong(n), *arguments)
 
