@@ -1,9 +1,9 @@
 """A CuPy ElementwiseKernel's body compiled as C++ for the CPU, to check its arithmetic where no GPU is.
 
 The body is CUDA C++ run once per element ``i``, reading its inputs and assigning its outputs by name; here it
-runs in a plain loop (g++, no fast-math, no contracted multiply-adds, float overloads of the math functions as in CUDA). What it cannot check
-is CuPy itself (its argument rules and launch) and the GPU's own instructions (a fused multiply-add may round
-differently): those need tests/test_devices.py on a GPU.
+runs in a plain loop (g++, no fast-math, no contracted multiply-adds, float overloads of the math functions as
+in CUDA). What it cannot check is CuPy itself (its argument rules, options and launch) and the GPU's own
+instructions: those need tests/test_devices.py on a GPU.
 """
 import ctypes
 import shutil
