@@ -7,7 +7,7 @@ is summed the same way; the predictions stay on their rank: each rank's metrics 
 the trainer adds the ranks' metric states up once an epoch (training/logs.py), so all Histories agree.
 
 The sums overlap the backward pass (as PyTorch's DDP and Horovod do): the gradient buffer is cut into
-buckets following the parameters backwards, and each bucket's allreduce starts as soon as the reverse pass
+buckets of whole layers, last layer first, and each bucket's allreduce starts as soon as the reverse pass
 has completed every gradient in it (``tape.gradient_ready``), while the earlier layers' gradients are still
 being computed.
 """
@@ -93,19 +93,10 @@ class GradientBuckets:
         self.views = params.gradient_views()
         self.buckets = []  # (flat part of a gradient buffer, number of variables in it)
         self.bucket_of = [0] * len(params.entries)  # by parameter position
-        bounds = None      # (dtype, start, stop) of the bucket being filled
-        for layer in _layers_backwards(params):
-            dtype, start, stop = params.entries[layer[-1]][2], params.entries[layer[-1]][3], params.entries[layer[0]][4]
-            if bounds and bounds[0] == dtype and stop == bounds[1] and (bounds[2] - start) * dtype.itemsize <= bucket_bytes:
-                bounds = (dtype, start, bounds[2])
-                self.buckets[-1][1] += len(layer)
-            else:
-                bounds = (dtype, start, stop)
-                self.buckets.append([None, len(layer)])
-            self.buckets[-1][0] = bounds
-            for position in layer:
-                self.bucket_of[position] = len(self.buckets) - 1
-        self.buckets = [(params.groups[dtype][1][start:stop], count) for (dtype, start, stop), count in self.buckets]
+        for index, (dtype, start, stop, positions) in enumerate(_bucket_bounds(params, bucket_bytes)):
+            self.buckets.append((params.groups[dtype][1][start:stop], len(positions)))
+            for position in positions:
+                self.bucket_of[position] = index
         self._missing = self._started = self._requests = self._done = None
 
     def begin(self, share):
@@ -116,9 +107,9 @@ class GradientBuckets:
 
     def ready(self, position, grad):
         """The reverse pass's callback for a complete gradient: scaled into its place, its bucket started when full."""
-        view = self.views[position]
         if self._done[position]:  # a second gradient of the same variables within the step: not the step's own
             return grad
+        view = self.views[position]
         np.multiply(grad, view.dtype.type(self.share), out=view)
         self._complete(position)
         return view  # the gradient the step loads: already in place, so not copied again
@@ -140,6 +131,20 @@ class GradientBuckets:
         for request in self._requests:
             self.workers.wait(request)
         self._requests = []
+
+
+def _bucket_bounds(params, bucket_bytes):
+    """[(dtype, start, stop, positions)]: whole layers, last first, joined while they are neighbours in one dtype's
+    buffer and stay within ``bucket_bytes``."""
+    bounds = []
+    for layer in _layers_backwards(params):
+        dtype, start, stop = params.entries[layer[-1]][2], params.entries[layer[-1]][3], params.entries[layer[0]][4]
+        last = bounds[-1] if bounds else None
+        if last and last[0] == dtype and stop == last[1] and (last[2] - start) * dtype.itemsize <= bucket_bytes:
+            bounds[-1] = (dtype, start, last[2], last[3] + layer)
+        else:
+            bounds.append((dtype, start, stop, list(layer)))
+    return bounds
 
 
 def _layers_backwards(params):
