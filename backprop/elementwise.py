@@ -67,7 +67,7 @@ class Elementwise:
         self._loops = {}  # which arguments are arrays -> compiled loop
         self._plans = threading.local()  # per thread (a plan owns its buffers): shapes and dtypes -> plan
         self.compile_seconds = 0.0
-        self._cuda = None  # cuda_source(), made on first use
+        self._cuda = self._kernel_name = None  # cuda_source() and its kernel's name, made on first use
         self.numba = True  # False: always the NumPy engine (a formula of functions NumPy computes faster)
         functools.update_wrapper(self, formula)
 
@@ -104,7 +104,9 @@ class Elementwise:
         first = args[self.updated[0]]
         if type(first) is not numpy.ndarray:  # a device's arrays: one kernel on a GPU, else the formula as written
             args = self._typed(args)
-            kernel = devices.elementwise_kernel(first, self.kernel_name(), *self.cuda_source(), options=_EXACT)
+            source = self.cuda_source()
+            kernel = None if source is None else devices.elementwise_kernel(first, self._kernel_name, *source,
+                                                                            options=_EXACT)
             if kernel is not None:  # pragma: no cover - needs a GPU
                 kernel(*(a for i, a in enumerate(args) if i not in self.updated), *(args[i] for i in self.updated))
                 return
@@ -122,12 +124,16 @@ class Elementwise:
     def cuda_source(self):
         """(inputs, outputs, body) of one CUDA elementwise kernel computing the formula, every argument in the arrays'
         dtype ``T``, the updated ones outputs: each ufunc call of the traced formula becomes one C++ statement in the
-        same order, and the outputs are written at the end, so the body reads only their old values."""
+        same order, and the outputs are written at the end, so the body reads only their old values. None when the
+        formula calls a ufunc without an exact CUDA form (exp, log: CUDA's are not NumPy's)."""
         if self._cuda is None:
             names = list(inspect.signature(self.formula).parameters)
             steps = []
             traced = [_Traced(steps, (), numpy.dtype(numpy.float64), ("arg", i)) for i in range(len(names))]
             results = self._as_tuple(self.formula(*traced))
+            if not all(ufunc in _CUDA for ufunc, *_ in steps):
+                self._cuda = False
+                return None
             name_of = lambda source: names[source[1]] if source[0] == "arg" else f"_t{source[1]}"  # noqa: E731
             body = [f"T _t{k} = {_CUDA[ufunc].format(*map(name_of, sources))};"
                     for k, (ufunc, sources, _, _) in enumerate(steps)]
@@ -135,11 +141,9 @@ class Elementwise:
             inputs = ", ".join(f"T {name}" for i, name in enumerate(names) if i not in self.updated)
             outputs = ", ".join(f"T {names[i]}" for i in self.updated)
             self._cuda = (inputs, outputs, "\n".join(body))
-        return self._cuda
-
-    def kernel_name(self):
-        """The formula's name and a digest of its kernel (two formulas of one name get two kernels)."""
-        return f"{self.formula.__name__}_{hashlib.sha256(repr(self.cuda_source()).encode()).hexdigest()[:8]}"
+            # the formula's name and a digest of its kernel: two formulas of one name get two kernels
+            self._kernel_name = f"{self.formula.__name__}_{hashlib.sha256(repr(self._cuda).encode()).hexdigest()[:8]}"
+        return self._cuda or None
 
     def _write(self, args, results):
         for index, value in zip(self.updated, self._as_tuple(results)):

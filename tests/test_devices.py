@@ -229,7 +229,7 @@ def test_every_update_rule_is_one_gpu_kernel_with_the_cpus_bits():  # pragma: no
     with bp.device("gpu"):
         w = bp.Variable(np.ones(1000, np.float32))
         adam.apply_gradients([(bp.tensor(np.cos(np.arange(1000)).astype(np.float32)), w)])
-    assert bp.devices.elementwise_kernel(w.data, rules_module.adam.kernel_name(), "", "", "") is not None
+    assert bp.devices.elementwise_kernel(w.data, rules_module.adam._kernel_name, "", "", "") is not None
 
 
 def test_a_model_on_a_device_exports_to_onnx_and_stays_there(tmp_path):

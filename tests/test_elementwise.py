@@ -152,3 +152,12 @@ def test_numpy_numbers_of_another_precision_compute_in_the_arrays_precision():
         rules.sgd_momentum(by_numpy[0], by_numpy[1], by_numpy[1].copy(), *step)  # the call path too
         rules.sgd_momentum.run_numba(by_numba[0], by_numba[1], by_numba[1].copy(), *step)
     np.testing.assert_array_equal(by_numpy[0], by_numba[0])
+
+
+def test_a_formula_with_a_function_cuda_computes_otherwise_has_no_gpu_kernel():
+    """exp and log have no exact CUDA form (CUDA's are not NumPy's): such a formula runs as written on a GPU."""
+    @elementwise.elementwise(updates=("a",))
+    def grow(a, b):
+        return a * np.exp(b)
+    assert grow.cuda_source() is None
+    assert rules.adam.cuda_source()[1] == "T m, T v, T w"
