@@ -13,10 +13,22 @@ import json
 import os
 import signal
 import sys
+import time
 
 import numpy as np
 
 import backprop as bp
+
+
+def after_batches(count, action):
+    """A callback that calls ``action()`` at the end of its ``count``-th training batch."""
+    seen = {"batches": 0}
+
+    def at_batch_end(batch, logs):
+        seen["batches"] += 1
+        if seen["batches"] == count:
+            action()
+    return bp.callbacks.LambdaCallback(on_train_batch_end=at_batch_end)
 
 
 def main():
@@ -53,31 +65,12 @@ def main():
         def fail(epoch, logs):
             raise RuntimeError(f"rank {bp.distribute.rank()} failed on purpose")
         callbacks.append(bp.callbacks.LambdaCallback(on_epoch_end=fail))
-    if "kill_at" in options and bp.distribute.rank() == 1:
-        seen = {"batches": 0}
-
-        def die(batch, logs):
-            seen["batches"] += 1
-            if seen["batches"] == options["kill_at"]:
-                os.kill(os.getpid(), signal.SIGKILL)
-        callbacks.append(bp.callbacks.LambdaCallback(on_train_batch_end=die))
-    if "interrupt_at" in options and bp.distribute.rank() == 1:  # Ctrl-C reaching one rank before the others
-        interrupted = {"batches": 0}
-
-        def interrupt(batch, logs):
-            interrupted["batches"] += 1
-            if interrupted["batches"] == options["interrupt_at"]:
-                os.kill(os.getpid(), signal.SIGINT)
-        callbacks.append(bp.callbacks.LambdaCallback(on_train_batch_end=interrupt))
-    if "stall_at" in options and bp.distribute.rank() == 1:
-        stalled = {"batches": 0}
-
-        def stall(batch, logs):
-            stalled["batches"] += 1
-            if stalled["batches"] == options["stall_at"]:
-                import time
-                time.sleep(60)
-        callbacks.append(bp.callbacks.LambdaCallback(on_train_batch_end=stall))
+    faults = {"kill_at": lambda: os.kill(os.getpid(), signal.SIGKILL),
+              "interrupt_at": lambda: os.kill(os.getpid(), signal.SIGINT),  # Ctrl-C reaching one rank first
+              "stall_at": lambda: time.sleep(60)}
+    for option, fault in faults.items():
+        if option in options and bp.distribute.rank() == 1:
+            callbacks.append(after_batches(options[option], fault))
     history = model.fit(x, y, batch_size=20, epochs=12, validation_split=options.get("validation_split", 0.22),
                         shuffle=options.get("shuffle", True), verbose=0, callbacks=callbacks)
     if bp.distribute.is_main():
