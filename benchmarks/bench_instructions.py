@@ -3,8 +3,8 @@
     git worktree add /tmp/before 12712c9
     python benchmarks/bench_instructions.py /tmp/before .
 
-Each case runs the hand-written tape loop (forward, loss, ``tape.gradient``, ``apply_gradients``) in a
-child process under ``valgrind --tool=callgrind`` for N1 and for N2 steps; (count(N2) - count(N1)) /
+Each case runs the hand-written tape loop (forward, loss, ``tape.gradient``, ``apply_gradients``), or
+``train_on_batch``, in a child process under ``valgrind --tool=callgrind`` for N1 and for N2 steps; (count(N2) - count(N1)) /
 (N2 - N1) removes start-up. One BLAS thread and a fixed hash seed, with each tree's bytecode compiled
 first, so that a rerun gives the same count (a random seed or a compile in one of the two runs moves
 start-up by millions). The objects made before the first step are frozen out of the garbage collector:
@@ -24,7 +24,7 @@ import backprop as bp
 case, steps = sys.argv[2], int(sys.argv[3])
 rng = np.random.default_rng(0)
 bp.random.set_seed(0)
-if case == "lecture":
+if case.startswith("lecture"):
     model = bp.Sequential([bp.layers.Dense(3, activation="sigmoid"), bp.layers.Dense(1, activation="sigmoid")])
     model.compile(optimizer=bp.optimizers.SGD(0.1), loss="binary_crossentropy")
     x, y = rng.normal(size=(32, 2)).astype(np.float32), (rng.random(32) > 0.5).astype(np.float32)
@@ -37,13 +37,17 @@ import gc
 gc.collect()
 gc.freeze()  # start-up's objects: a full collection of them lands in one run's window and not the other's
 for _ in range(steps):
+    if case.endswith("train_on_batch"):  # the compiled step fit runs (traced in its first two steps)
+        model.train_on_batch(x, y)
+        continue
     with bp.GradientTape() as tape:
         loss = model.loss(y, model(x, training=True))
     grads = tape.gradient(loss, model.trainable_variables)
     model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
 """
 CASES = {"lecture": ("lecture 2-3-1 net, batch 32, SGD", 200, 1200),
-         "mlp": ("MLP 784-256-128-10, batch 32, Adam", 20, 70)}
+         "mlp": ("MLP 784-256-128-10, batch 32, Adam", 20, 70),
+         "lecture train_on_batch": ("lecture net, `train_on_batch` (the compiled step `fit` runs)", 200, 1200)}
 
 
 def instructions(tree, case, steps):
@@ -58,10 +62,12 @@ def instructions(tree, case, steps):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("trees", nargs="+", help="source trees to compare (each holds a backprop/ folder)")
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     args = parser.parse_args()
     print("| step | " + " | ".join(args.trees) + " |")
     print("|---|" + "---|" * len(args.trees))
-    for case, (name, first, last) in CASES.items():
+    for case in args.cases:
+        name, first, last = CASES[case]
         counts = [(instructions(tree, case, last) - instructions(tree, case, first)) / (last - first)
                   for tree in args.trees]
         print(f"| {name} | " + " | ".join(f"{c / 1000:,.1f} k" for c in counts) + " |", flush=True)

@@ -2,7 +2,8 @@
 one backward (item 4 of the compiler: fewer passes over memory, fewer calls per step).
 
 ``fused(graph)`` returns a graph in which each group of elementwise nodes (ops that declare a ``formula``,
-backprop.ops.formula) whose values are used only inside the group is one node. Its forward and backward are
+backprop.ops.formula) whose values are used only inside the group is one node, together with the sum or mean
+that reduces the group's result, when one does (its reduction is NumPy's own, on the joined values). Its forward and backward are
 formulas generated from the members' own, run by backprop.elementwise: numba's one pass for large host arrays
 (the ``fast`` extra), otherwise the same ufunc calls the ops make, on preallocated buffers. A group is formed
 only where its replay computes the bits the ops compute one by one on the NumPy engine: one dtype, members of
@@ -28,6 +29,10 @@ _QUIET = {"log", "sqrt"}  # ops that compute under np.errstate(divide/invalid ig
 # NumPy runs these with SIMD routines; numba calls the C library once per element, which measured slower (a tanh
 # group 6x, a sigmoid group 1.2x on 512k floats), so groups that use them stay on the NumPy engine.
 _VECTORIZED_BY_NUMPY = {"exp", "log", "logaddexp", "tanh", "sin", "cos"}
+# A sum or mean of a group's result joins the group: its forward is the op's own NumPy reduction of the joined
+# values (the same pairwise sums, so the same bits), and its gradient goes into the group's backward formula as
+# a broadcast view (a number for a whole reduction: nothing the size of the group is written for it).
+_REDUCTIONS = {"sum", "mean"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +43,7 @@ class Policy:
     the sigmoid) measured 0.88-2.9x on the NumPy engine depending on the allocator's state, so they stay op by
     op. ``EVERYTHING`` joins every group (the tests check the mechanism with it)."""
     smallest: int = 65_536                # values in the group's result
-    ops: frozenset = frozenset({"add", "subtract", "multiply", "divide", "negative", "square", "sqrt"})
+    ops: frozenset = frozenset({"add", "subtract", "multiply", "divide", "negative", "square", "sqrt", "sum", "mean"})
     needs_numba: bool = True              # join only when numba is there to run the group
 
     def allows(self, node):
@@ -130,18 +135,42 @@ def _dtype(graph, source):
 
 
 def _groups(graph, policy):
-    """Lists of node positions (in order, the root last), each group of two or more members."""
+    """Lists of node positions (in order, the root last: the elementwise root, or the sum or mean of its value),
+    each group of two or more members."""
     readers = _consumers(graph)
     joinable = [_joinable(graph, node) and policy.allows(node) for node in graph.nodes]
     taken, groups = set(), []
     for root in range(len(graph.nodes) - 1, -1, -1):
-        if not joinable[root] or root in taken:
+        if root in taken:
             continue
-        members = _grow(graph, root, joinable, readers, taken)
-        if len(members) > 1 and _exact(graph, members, readers):
+        reduced = _reduced(graph, root, joinable, readers, policy)
+        start = root if reduced is None else reduced
+        if not joinable[start] or start in taken:
+            continue
+        members = _grow(graph, start, joinable, readers, taken) | {root}
+        if len(members) > 1 and _exact(graph, members, readers, graph.nodes[start].shape):
             groups.append(sorted(members))
             taken.update(members)
     return sorted(groups)
+
+
+def _reduced(graph, position, joinable, readers, policy):
+    """The position of the joinable node whose value the node at ``position`` sums or averages, when that node is
+    a sum or mean the group can end with (its value read by the reduction alone, kept by the same tapes)."""
+    node = graph.nodes[position]
+    if node.op not in _REDUCTIONS or node.forward is None or node.effect or len(node.inputs) != 1:
+        return None
+    if (policy.ops is not None and node.op not in policy.ops) or not set(node.params) <= {"axis", "keepdims"}:
+        return None
+    (source,) = node.inputs
+    if source is None or source.kind != "node" or not joinable[source.index] or _needs(node) is False:
+        return None
+    reduced = graph.nodes[source.index]
+    if reduced.dtype != node.dtype or readers[("node", source.index)] != [position]:
+        return None
+    if {number for number, _ in reduced.tapes} != {number for number, _ in node.tapes}:
+        return None
+    return source.index
 
 
 def _grow(graph, root, joinable, readers, taken):
@@ -166,15 +195,14 @@ def _grow(graph, root, joinable, readers, taken):
     return members
 
 
-def _exact(graph, members, readers):
+def _exact(graph, members, readers, shape):
     """Whether the joined gradients add up exactly as the tape adds them. The joined node adds the group's share
     of an outside input's gradient at the root's place, in one sum. So an outside input read once inside the
     group may not be read by a node outside it between that read and the root (the tape would add that node's
     share in between); one read twice or more inside has the group's shape (no sum over broadcast rows in
     between) and is read by no differentiated node outside the group after its first read inside (the tape would
-    add the group's shares one by one onto that node's)."""
+    add the group's shares one by one onto that node's). ``shape``: the elementwise members' one shape."""
     root = max(members)
-    root_shape = graph.nodes[root].shape
     first_use, count = {}, {}
     for position in sorted(members):
         for source in graph.nodes[position].inputs:
@@ -186,7 +214,7 @@ def _exact(graph, members, readers):
     for key, first in first_use.items():
         if key[0] == "value":
             continue
-        if count[key] > 1 and _shape(graph, key) != root_shape:
+        if count[key] > 1 and _shape(graph, key) != shape:
             return False
         last = len(graph.nodes) if count[key] > 1 else root
         if any(first < reader < last and reader not in members and graph.nodes[reader].tapes
@@ -231,6 +259,12 @@ def _renumbered(source, new_index):
 
 def _joined(graph, group):
     """One node standing for the group: its inputs are the values the group reads from outside."""
+    last = graph.nodes[group[-1]]
+    reduction = last if last.op in _REDUCTIONS and _formula(last) is None else None
+    result = last
+    if reduction is not None:
+        group = group[:-1]
+        last = graph.nodes[group[-1]]
     outside, slot_of = [], {}
     for position in group:
         for source in graph.nodes[position].inputs:
@@ -243,12 +277,11 @@ def _joined(graph, group):
     members = [graph.nodes[position] for position in group]
     wiring = [[("member", group.index(s.index)) if s.kind == "node" and s.index in group else ("outside", slot_of[_key(s)])
                for s in node.inputs] for node in members]
-    root = members[-1]
     needs = _outside_needs(wiring, [_needs(node) for node in members], len(outside))
-    tapes = tuple((number, needs) for number, _ in root.tapes)
-    forward = Joined(members, wiring, outside, root.shape, root.dtype, needs)
-    name = "+".join(node.op for node in members)
-    return Node(name, outside, {}, root.shape, root.dtype, root.layer, forward, tapes=tapes)
+    tapes = tuple((number, needs) for number, _ in result.tapes)
+    forward = Joined(members, wiring, outside, last.shape, last.dtype, needs, reduction)
+    name = "+".join(node.op for node in members + ([reduction] if reduction else []))
+    return Node(name, outside, {}, result.shape, result.dtype, result.layer, forward, tapes=tapes)
 
 
 def _outside_needs(wiring, needs, count):
@@ -262,10 +295,12 @@ def _outside_needs(wiring, needs, count):
 
 class Joined:
     """The forward function of a joined group: ``(*outside values) -> (out, backward)``. The forward formula also
-    writes the values the backward formula reads (a sigmoid's output, say), so nothing is computed twice."""
+    writes the values the backward formula reads (a sigmoid's output, say), so nothing is computed twice.
+    ``reduction``: the sum or mean node ending the group, run by its own forward function on the joined values."""
 
-    def __init__(self, members, wiring, outside, shape, dtype, needs):
+    def __init__(self, members, wiring, outside, shape, dtype, needs, reduction=None):
         self.members, self.wiring, self.shape, self.dtype = members, wiring, shape, np.dtype(dtype)
+        self.reduction = reduction
         self.member_needs = [_needs(node) for node in members]
         self.quiet = any(node.op in _QUIET for node in members)
         numbers = [s.kind == "constant" and s.index is None and type(s.value) in (int, float) for s in outside]
@@ -293,7 +328,10 @@ class Joined:
             return self._one_by_one(outside)
         results = [np.empty(self.shape, self.dtype) for _ in range(self.forward_formula.results)]
         self._run(self.forward_formula, results, outside)
-        return results[0], lambda g, needs: self._backward(g, needs, outside, results)
+        if self.reduction is None:
+            return results[0], lambda g, needs: self._backward(g, needs, outside, results)
+        out, reduction_backward = self.reduction.forward(results[0], **self.reduction.params)
+        return out, lambda g, needs: self._backward(reduction_backward(g, (True,))[0], needs, outside, results)
 
     def _backward(self, g, needs, outside, forward_results):
         formula, result_of = self._backward_for(needs)
@@ -360,10 +398,15 @@ class Joined:
     def _one_by_one(self, outside):
         """The members' own forward functions in order (a device's arrays), and their backward through the tape's
         reverse loop."""
+        members, wiring, member_needs = self.members, self.wiring, self.member_needs
+        if self.reduction is not None:
+            members = members + [self.reduction]
+            wiring = wiring + [[("member", len(self.members) - 1)]]
+            member_needs = member_needs + [(True,)]
         values, backwards = [], []
-        for node, inputs in zip(self.members, self.wiring):
+        for node, inputs in zip(members, wiring):
             args = [values[i] if kind == "member" else outside[i] for kind, i in inputs]
-            out, backward = node.forward(*args)
+            out, backward = node.forward(*args, **node.params)
             values.append(out)
             backwards.append(backward)
 
@@ -371,8 +414,8 @@ class Joined:
             slots = list(outside) + values
             grads = {len(outside) + len(values) - 1: g}
             nodes = [(len(outside) + position, [len(outside) + i if kind == "member" else i for kind, i in inputs],
-                      backwards[position], self.member_needs[position] or (False,) * len(inputs), node.op)
-                     for position, (node, inputs) in enumerate(zip(self.members, self.wiring))]
+                      backwards[position], member_needs[position] or (False,) * len(inputs), node.op)
+                     for position, (node, inputs) in enumerate(zip(members, wiring))]
             keep = {i for i in range(len(outside)) if needs[i]}
             reverse(nodes, grads, keep, slots)
             return [grads.get(i) if needs[i] else None for i in range(len(outside))]
