@@ -20,8 +20,11 @@ from backprop.user_warnings import warn
 def _labels(y_true, y_pred, what):
     """Labels as an array of y_pred's dtype and shape, with a clear error instead of silent broadcasting."""
     labels = y_true.data if isinstance(y_true, Tensor) else y_true
-    if type(labels) is np.ndarray and labels.shape == y_pred.shape and labels.dtype == y_pred.dtype:
-        return labels  # the common case, without conversions
+    if type(labels) is np.ndarray and labels.dtype == y_pred.dtype:  # the common cases, without conversions
+        if labels.shape == y_pred.shape:
+            return labels
+        if labels.shape + (1,) == y_pred.shape:
+            return labels[..., None]  # (batch,) labels for a (batch, 1) output: Keras' expand rule
     labels = as_array(labels)
     if labels.shape != y_pred.shape:
         if labels.ndim == y_pred.ndim - 1 and y_pred.shape[-1] == 1 and labels.shape == y_pred.shape[:-1]:

@@ -54,11 +54,13 @@ class Into:
 def into(need, *operands):
     """The array to write a gradient computed from ``operands`` into: ``need``'s, when it is an Into and the
     operands have its dtype and device (else None: a new array)."""
-    if type(need) is Into:
-        array = need.array
-        if all(operand.dtype == array.dtype and type(operand) is type(array) for operand in operands):
-            return array
-    return None
+    if type(need) is not Into:
+        return None
+    array = need.array
+    for operand in operands:
+        if operand.dtype != array.dtype or type(operand) is not type(array):
+            return None
+    return array
 
 
 def recording():

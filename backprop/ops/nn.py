@@ -187,8 +187,8 @@ FUSED_ACTIVATIONS = {
 @differentiable(arrays=3)
 def dense(x, kernel, bias, activation=None):
     """activation(x @ kernel + bias) as one op with one fused gradient; ``bias`` may be None."""
-    if np.ndim(x) < 1 or np.shape(x)[-1] != kernel.shape[0]:
-        raise ValueError(f"dense: expects last dim {kernel.shape[0]}, got shape {np.shape(x)}")
+    if x.ndim < 1 or x.shape[-1] != kernel.shape[0]:
+        raise ValueError(f"dense: expects last dim {kernel.shape[0]}, got shape {x.shape}")
     activate, derivative = FUSED_ACTIVATIONS[activation]
     z = np.matmul(x, kernel)
     if bias is not None:

@@ -12,7 +12,7 @@ of the labels and of the predictions' shape alone.
 """
 import collections
 
-from backprop import losses, tape as tape_module
+from backprop import devices, losses, tape as tape_module
 from backprop.compiled.plan import Plan
 from backprop.ops import op as op_module
 from backprop.tape import GradientTape
@@ -27,11 +27,13 @@ from backprop.user_warnings import warn
 class _Signature:
     """What one input signature has learnt: its recordings, then its plan."""
 
-    __slots__ = ("graph", "plan", "prediction", "state")
+    __slots__ = ("graph", "plan", "prediction", "state", "on_host")
 
     def __init__(self):
         self.graph = self.plan = self.prediction = None
         self.state = None  # (parameters, optimizer): the model's, which stay while its version does (a key part)
+        self.on_host = False  # whether the model's weights were on the CPU when the plan was made (Model.to drops
+        #                       compiled steps, so they stay there while the plan does)
 
 
 class CompiledTrainStep(TrainStep):
@@ -45,14 +47,12 @@ class CompiledTrainStep(TrainStep):
         self.fallback = None  # why the model trains eagerly, once it does
 
     def __call__(self, x, y, sample_weight=None):
-        x, sample_weight = data.to_model_device(self.model, x, sample_weight)  # labels: the loss moves them
         if self.fallback is None and not self.model.loss.replayable:
             self._fall_back(f"the loss {self.model.loss.name!r} computes in Python around its kernel")
         if self.fallback is not None or op_module.monitors.get() or tape_module.gradient_monitors.get():
             return super().__call__(x, y, sample_weight)
-        key = (x.shape, x.dtype.str, np.shape(y), asarray(y).dtype.str,
-               None if sample_weight is None else (sample_weight.shape, sample_weight.dtype.str),
-               self.model._version)
+        key = (_described(x), _described(y), None if sample_weight is None else _described(sample_weight),
+               self.model._version)  # (an array's shape and dtype are the same on the host and on a device)
         signature = self.signatures.get(key)
         if signature is None:
             signature = self.signatures[key] = _Signature()
@@ -63,6 +63,8 @@ class CompiledTrainStep(TrainStep):
                 self._fall_back(f"the model changed at every step ({self.tracing_count} traces, none replayed): a "
                                 "layer attribute set during the step changes its version (see Layer.version)")
                 return super().__call__(x, y, sample_weight)
+        if signature.plan is None or not (signature.on_host and type(x) is np.ndarray):
+            x, sample_weight = data.to_model_device(self.model, x, sample_weight)  # labels: the loss moves them
         if signature.plan is None:
             return self._traced(signature, x, y, sample_weight)
         self.signatures.move_to_end(key)
@@ -122,11 +124,19 @@ class CompiledTrainStep(TrainStep):
         signature.plan = Plan(graph, gradients_into=dict(zip(map(id, params.variables), params.gradient_views())))
         signature.prediction = losses.stand_in(y_pred)
         signature.state = (self.model.parameters, self.model.optimizer)
+        signature.on_host = self.model.device is devices.CPU
         signature.graph = None
 
     def _fall_back(self, reason):
         self.fallback = reason
         warn(f"fit: training eagerly, this model's step cannot be compiled: {reason}")
+
+
+def _described(array):
+    """(shape, dtype) of a batch's array, the part of a signature it decides."""
+    if type(array) is np.ndarray:
+        return array.shape, array.dtype
+    return np.shape(array), asarray(array).dtype
 
 
 def train_step(model, guard_nonfinite=False):
