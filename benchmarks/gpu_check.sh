@@ -13,7 +13,8 @@ if python -c "import pytest, hypothesis" 2>/dev/null; then
     # (tests/conftest.py each_device_slow); -k gpu alone under the default marker skipped most of them
     timeout 300 python -m pytest -q -x -m "slow or not slow" -k "gpu" tests/test_devices.py tests/test_gradients.py \
         tests/test_losses_metrics.py tests/test_optimizers.py tests/test_compiled.py tests/test_function.py \
-        tests/test_training.py tests/test_saving.py tests/test_tracing.py tests/test_normalization.py
+        tests/test_training.py tests/test_saving.py tests/test_tracing.py tests/test_normalization.py \
+        tests/test_fusion.py
 else
     echo "pytest or hypothesis missing: the device tests are skipped; the benchmark still checks accuracy"
 fi

@@ -6,6 +6,7 @@ in CUDA). What it cannot check is CuPy itself (its argument rules, options and l
 instructions: those need tests/test_devices.py on a GPU.
 """
 import ctypes
+import hashlib
 import shutil
 import subprocess
 
@@ -37,11 +38,12 @@ def run(kernel, folder, arrays, scalars, T="float32"):
               f'extern "C" void run(long long n, {", ".join(signature)}) {{\n'
               f"  for (long long i = 0; i < n; i++) {{\n    {' '.join(loads)}\n    {{ {body} }}\n"
               f"    {' '.join(stores)}\n  }}\n}}\n")
-    (folder / "kernel.cpp").write_text(source)
-    command = ["g++", "-O2", "-ffp-contract=off", "-shared", "-fPIC", "-o", str(folder / "kernel.so"),
-               str(folder / "kernel.cpp")]
+    name = f"kernel_{hashlib.sha256(source.encode()).hexdigest()[:12]}"  # dlopen returns a path's first library
+    (folder / f"{name}.cpp").write_text(source)
+    command = ["g++", "-O2", "-ffp-contract=off", "-shared", "-fPIC", "-o", str(folder / f"{name}.so"),
+               str(folder / f"{name}.cpp")]
     subprocess.run(command, check=True, capture_output=True, timeout=120)
-    library = ctypes.CDLL(str(folder / "kernel.so"))
+    library = ctypes.CDLL(str(folder / f"{name}.so"))
     library.run(ctypes.c_longlong(n), *arguments)
 
 

@@ -1,5 +1,7 @@
 """Joined elementwise groups in a replay (backprop.compiled.fusion): the same bits as the ops one by one on the
 NumPy engine, within 1e-6 on numba's, and groups formed only where that holds."""
+import inspect
+
 import numpy as np
 import pytest
 
@@ -8,6 +10,9 @@ from backprop import elementwise
 from backprop.compiled import fusion
 from backprop.compiled.plan import Plan
 from backprop.tracing import trace
+
+import cuda_on_cpu
+from conftest import DEVICES
 
 
 @pytest.fixture(autouse=True)
@@ -227,11 +232,29 @@ def test_without_numba_nothing_is_joined_by_default(monkeypatch):
         assert joined_nodes(compare(*dense_step(lambda z: z * z + 1.0, rows=256, width=256))) == []
 
 
-def test_on_the_strict_device_the_members_run_one_by_one():
-    with bp.device("strict"):
-        step, inputs = dense_step(lambda z: bp.sigmoid(z) * 2.0 - bp.tanh(z))
+@pytest.mark.parametrize("device", [d for d in DEVICES if d != "cpu"])
+@pytest.mark.parametrize("activation", [lambda z: bp.sigmoid(z) * 2.0 - bp.tanh(z), lambda z: (z * 2.0 - 1.0) / (z * z + 1.0)],
+                         ids=["sigmoid and tanh", "arithmetic"])
+def test_on_a_device_a_joined_group_runs_its_formulas_there(monkeypatch, activation, device):
+    """On a device the joined formulas run on its arrays (on a GPU, one CUDA kernel each for the arithmetic
+    group, compiled without fused multiply-adds): the same bits as eagerly on that device. On the strict device
+    (CuPy's boundary, NumPy's numbers) nothing is read back to the host either."""
+    from backprop.devices import strict
+    monkeypatch.setattr(fusion.Joined, "_one_by_one", lambda *_: pytest.fail("ran the members one by one"))
+    with bp.device(device):
+        step, inputs = dense_step(activation)
         compiled = compare(step, inputs)
-    assert joined_ops(compiled) == ["add+sigmoid+multiply+tanh+subtract", "multiply+mean"]
+        batch = inputs()
+        before = strict.transfers[0]
+        for _ in range(3):
+            compiled(*batch)
+        assert strict.transfers[0] == before
+    assert len(joined_ops(compiled)) == 2 and joined_ops(compiled)[1] == "multiply+mean"
+
+
+def test_arrays_of_two_kinds_run_the_members_one_by_one():
+    assert fusion._array_module([np.ones(3), np.float32(2.0)]) is None  # a NumPy scalar among the arrays
+    assert fusion._array_module([np.ones(3), 2.0]) is np
 
 
 def test_fit_with_a_hand_written_layer_joins_its_math_and_trains_as_eagerly():
@@ -305,3 +328,28 @@ def test_a_generated_formula_s_loop_is_cached_on_disk_by_its_text(tmp_path, monk
         np.testing.assert_allclose(compiled(x).numpy(), f(bp.Tensor(x)).numpy(), rtol=1e-6)
     files = list((tmp_path / "elementwise").glob("joined_*.py"))
     assert len(files) == 1 and "def joined(" in files[0].read_text()
+
+
+@pytest.mark.skipif(not cuda_on_cpu.available(), reason="needs g++ to compile the kernel's body for the CPU")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_joined_group_s_gpu_kernels_compute_the_numpy_engine_s_bits(tmp_path, dtype):
+    """Without a GPU: the CUDA kernels a joined arithmetic group's forward and backward formulas become on a GPU,
+    their bodies compiled as C++ and run per element, give the NumPy engine's numbers, NaN and infinities too."""
+    step, inputs = dense_step(lambda z: (z * 2.0 - 1.0) * (z * 0.5 + 3.0) / bp.sqrt(bp.square(z) + 1.0),
+                              dtype=np.dtype(dtype).type)
+    joined = joined_nodes(compare(step, inputs))[0]
+    formulas = [joined.forward_formula] + [formula for formula, _ in joined._backwards.values()]
+    rng = np.random.default_rng(12)
+    for formula in formulas:
+        assert formula.cuda_source() is not None
+        names = list(inspect.signature(formula.formula).parameters)
+        scalars = dict(zip(names[len(names) - len(formula.constants):], formula.constants))
+        arrays = {name: rng.uniform(-2.0, 2.0, size=400).astype(dtype) for name in names if name not in scalars}
+        for k, a in enumerate(arrays.values()):
+            a[k], a[30 + k], a[60 + k] = np.nan, np.inf, -np.inf
+        expected = {name: a.copy() for name, a in arrays.items()}
+        with np.errstate(all="ignore"):
+            formula.run_numpy(*expected.values(), *scalars.values())
+        cuda_on_cpu.run(formula.cuda_source(), tmp_path, arrays, scalars, T=dtype)
+        for name in arrays:
+            np.testing.assert_array_equal(arrays[name], expected[name], err_msg=name)

@@ -3,12 +3,13 @@ one backward (item 4 of the compiler: fewer passes over memory, fewer calls per 
 
 ``fused(graph)`` returns a graph in which each group of elementwise nodes (ops that declare a ``formula``,
 backprop.ops.formula) whose values are used only inside the group is one node, together with the sum or mean
-that reduces the group's result, when one does (its reduction is NumPy's own, on the joined values). Its forward and backward are
-formulas generated from the members' own, run by backprop.elementwise: numba's one pass for large host arrays
-(the ``fast`` extra), otherwise the same ufunc calls the ops make, on preallocated buffers. A group is formed
-only where its replay computes the bits the ops compute one by one on the NumPy engine: one dtype, members of
-one shape, every gradient added up in the order the tape adds it. On any other device the members run one by
-one, as recorded. Which groups are joined is a ``Policy``: by default, only where it measurably pays.
+that reduces the group's result, when one does (the reduction is NumPy's own, on the joined values). Its
+forward and backward are formulas generated from the members' own, run by backprop.elementwise: numba's one
+pass for large host arrays (the ``fast`` extra), otherwise the same ufunc calls the ops make, on preallocated
+buffers; on a device, on its arrays (one CUDA kernel per formula on a GPU, where the formula has an exact CUDA
+form). A group is formed only where its replay computes the bits the ops compute one by one on the NumPy
+engine: one dtype, members of one shape, every gradient added up in the order the tape adds it. Which groups
+are joined is a ``Policy``: by default, only where it measurably pays.
 """
 import contextlib
 import contextvars
@@ -16,7 +17,7 @@ import dataclasses
 import math
 import os
 
-from backprop import elementwise
+from backprop import devices, elementwise
 from backprop.ops import formula as symbols
 from backprop.tape import reverse
 from backprop.tracing import Graph, Node, Source
@@ -324,9 +325,10 @@ class Joined:
         return values
 
     def __call__(self, *outside):
-        if not all(type(v) is np.ndarray for v in outside if hasattr(v, "shape")):
+        xp = _array_module(outside)
+        if xp is None:
             return self._one_by_one(outside)
-        results = [np.empty(self.shape, self.dtype) for _ in range(self.forward_formula.results)]
+        results = [xp.empty(self.shape, self.dtype) for _ in range(self.forward_formula.results)]
         self._run(self.forward_formula, results, outside)
         if self.reduction is None:
             return results[0], lambda g, needs: self._backward(g, needs, outside, results)
@@ -335,7 +337,8 @@ class Joined:
 
     def _backward(self, g, needs, outside, forward_results):
         formula, result_of = self._backward_for(needs)
-        results = [np.empty(self.shape, self.dtype) for _ in range(formula.results)]
+        xp = devices.array_module(forward_results[0])
+        results = [xp.empty(self.shape, self.dtype) for _ in range(formula.results)]
         self._run(formula, results, outside, [g, *forward_results])
         return [None if r is None else results[r] for r in result_of]
 
@@ -420,6 +423,18 @@ class Joined:
             reverse(nodes, grads, keep, slots)
             return [grads.get(i) if needs[i] else None for i in range(len(outside))]
         return values[-1], backward
+
+
+def _array_module(outside):
+    """The array module a group's buffers are made with: NumPy for host arrays, a device's for arrays all on that
+    device (each formula is then one CUDA kernel on a GPU, backprop.elementwise); None for anything else (a NumPy
+    scalar, arrays of two devices), which the members compute one by one."""
+    kinds = {type(v) for v in outside if hasattr(v, "shape")}
+    if not kinds or kinds == {np.ndarray}:
+        return np
+    if len(kinds) == 1 and issubclass(next(iter(kinds)), devices.array_types):
+        return devices.array_module(next(v for v in outside if hasattr(v, "shape")))
+    return None
 
 
 def _for_numba(arguments, shape):
