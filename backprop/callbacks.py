@@ -64,6 +64,7 @@ class CallbackList:
             args = args + (None,) * (arity - len(args))  # hooks always get their logs argument (Keras)
             for callback in self.callbacks:
                 getattr(callback, hook)(*args)
+        self.__dict__[hook] = call_all  # made once per hook: fit calls two of them at every batch
         return call_all
 
 

@@ -27,7 +27,7 @@ def _weights(sample_weight, values):
     """Per-example float64 weights shaped like ``values`` on their device, a number for all of them, or None."""
     if sample_weight is None:
         return None
-    if isinstance(sample_weight, numbers.Real):
+    if type(sample_weight) in (int, float) or isinstance(sample_weight, numbers.Real):  # (the first test: no ABC)
         return float(sample_weight)
     weights = _array(sample_weight).astype(numpy.float64).reshape(-1)
     return weights if type(values) is numpy.ndarray else devices.of(values).to_device(weights)
@@ -114,6 +114,11 @@ class Mean(Metric):
     """The running (weighted) mean of the values given to update_state(values)."""
 
     def update_state(self, values, sample_weight=None):
+        if type(values) is numpy.ndarray and values.size == 1 and type(sample_weight) in (int, float):
+            # fit's call at every batch (a host loss, the batch's examples): the same float64 operations, in Python
+            self.total = self.total + float(values.item()) * float(sample_weight)
+            self.count = self.count + float(sample_weight)
+            return
         values = _array(values).reshape(-1)
         weights = _weights(sample_weight, values)
         self.total = self.total + _weighted_sum(values, weights)

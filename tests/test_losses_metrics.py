@@ -421,3 +421,17 @@ def test_a_metric_state_that_does_not_add_up_across_ranks_says_what_to_write():
     assert counted.merge_states(counted.get_state(), Workers()) == {"count": 2.0, "total": 1.0}
     with pytest.raises(TypeError, match="give the metric a merge_states"):
         counted.merge_states({"seen": ["cat", "dog"]}, Workers())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_loss_tracker_s_per_batch_path_adds_what_the_general_path_adds(dtype):
+    """fit adds each batch's loss (a host number) times its examples in Python floats: the same float64 products
+    and sums, bit for bit, as the array path that a device's loss or an array of weights takes."""
+    rng = np.random.default_rng(5)
+    fast, general = bp.metrics.Mean(), bp.metrics.Mean()
+    for _ in range(50):
+        loss, examples = np.asarray(rng.random() * 10, dtype=dtype), int(rng.integers(1, 200))
+        fast.update_state(loss, examples)
+        general.update_state(bp.tensor(loss), np.float64(examples))  # a Tensor and a NumPy number: the array path
+    assert float(fast.total) == float(general.total) and float(fast.count) == float(general.count)
+    assert fast.result() == general.result()
