@@ -252,7 +252,7 @@ def test_on_a_device_a_joined_group_runs_its_formulas_there(monkeypatch, activat
     assert len(joined_ops(compiled)) == 2 and joined_ops(compiled)[1] == "multiply+mean"
 
 
-def test_arrays_of_two_kinds_run_the_members_one_by_one():
+def test_a_numpy_scalar_among_a_group_s_arrays_leaves_no_array_module_to_join_on():
     assert fusion._array_module([np.ones(3), np.float32(2.0)]) is None  # a NumPy scalar among the arrays
     assert fusion._array_module([np.ones(3), 2.0]) is np
 
